@@ -1,0 +1,124 @@
+"""The one interface every image preprocessor implements, and the pixel work they all share.
+
+A preprocessor only decides a `TilingPlan` from the image size: an ordered list of grids, each meaning
+"resize the whole image to (cols*T, rows*T) and cut it into cols*rows tiles, row-major". Turning a plan
+into pixels is shared here, so the three variants differ in their geometry and nothing else.
+
+Tiles leave as uint8 `[n, 3, T, T]`: 4x less to move between data-loader processes than float32.
+Normalisation is not done here; the model owns it (`TileNormalizer`) and runs it on its device.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from h2ovl.preprocessing.grids import Grid, tile_budget_per_image
+from h2ovl.preprocessing.render import render_exact, render_fast
+from h2ovl.preprocessing.image_io import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    decode_rgb,
+    describe_source,
+    open_image,
+    oriented_size,
+    request_reduced_decode,
+)
+
+@dataclass(frozen=True)
+class TilingPlan:
+    """What a preprocessor decided for one image, before any pixel is touched."""
+
+    image_size: tuple[int, int]
+    """(width, height) of the image as displayed (EXIF orientation applied)."""
+    views: tuple[Grid, ...]
+    """Grids in model order; the global thumbnail, when present, is the last (1, 1) view."""
+    grids: dict[str, Grid] = field(default_factory=dict)
+    """Named grids for logs and previews: {"grid"} for dynamic, {"grid", "coarse", "fine"} for MSAC."""
+    has_thumbnail: bool = False
+
+    @property
+    def n_tiles(self) -> int:
+        return sum(view.n_tiles for view in self.views)
+
+    def n_tokens(self, tokens_per_tile: int) -> int:
+        return self.n_tiles * tokens_per_tile
+
+
+@dataclass(frozen=True)
+class TiledImage:
+    """Model-ready tiles of one image and the plan that produced them."""
+
+    tiles: torch.Tensor  # uint8 [n_tiles, 3, T, T]
+    plan: TilingPlan
+
+    @property
+    def n_tiles(self) -> int:
+        return self.tiles.shape[0]
+
+    def n_tokens(self, tokens_per_tile: int) -> int:
+        return self.plan.n_tokens(tokens_per_tile)
+
+
+class ImagePreprocessor(ABC):
+    """Image -> tiles. Subclasses implement `plan`; loading and pixel work are shared.
+
+    Args:
+        tile_size: side T of the square tiles (448 for the released models).
+        max_pixels: images with more pixels than this are refused with an error naming the file.
+        fast_path: opt-in speed path: reduced-scale JPEG decoding and torch's uint8 resize kernel
+            instead of Pillow's. Tiles then differ from the reference pixels by well under one grey
+            level on average (see README, benchmarks/preprocess.py); off, they are bit-identical.
+    """
+
+    def __init__(
+        self, tile_size: int = 448, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False
+    ) -> None:
+        if tile_size < 1:
+            raise ValueError(f"tile_size must be positive, got {tile_size}")
+        self.tile_size = tile_size
+        self.max_pixels = max_pixels
+        self.fast_path = fast_path
+
+    @property
+    @abstractmethod
+    def max_tiles(self) -> int:
+        """The most tiles one image can get."""
+
+    @abstractmethod
+    def plan(self, width: int, height: int, max_tiles: int | None = None) -> TilingPlan:
+        """The tiling of a `width` x `height` image; `max_tiles` overrides the configured budget."""
+
+    def plan_in_sample(self, width: int, height: int, n_images: int) -> TilingPlan:
+        """The plan for one of `n_images` images in a sample: the tile budget is split across them."""
+        if n_images <= 1:
+            return self.plan(width, height)
+        return self.plan(width, height, max_tiles=tile_budget_per_image(self.max_tiles, n_images))
+
+    def __call__(self, source: ImageSource, n_images: int = 1) -> TiledImage:
+        image = open_image(source, self.max_pixels)
+        width, height = oriented_size(image)
+        plan = self.plan_in_sample(width, height, n_images)
+        if self.fast_path:
+            largest = max(plan.views, key=lambda g: g.n_tiles)
+            request_reduced_decode(image, (largest.cols * self.tile_size, largest.rows * self.tile_size))
+        rgb = decode_rgb(image, describe_source(source))
+        return TiledImage(tiles=self.render(rgb, plan), plan=plan)
+
+    def process_sample(self, sources: Sequence[ImageSource]) -> list[TiledImage]:
+        """All images of one sample, applying the multi-image tile-budget rule."""
+        return [self(source, n_images=len(sources)) for source in sources]
+
+    def render(self, image: Image.Image, plan: TilingPlan) -> torch.Tensor:
+        """The tiles of `plan` cut from a decoded RGB image."""
+        render = render_fast if self.fast_path else render_exact
+        return render(image, plan.views, self.tile_size)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+

@@ -1,0 +1,32 @@
+"""TileNormalizer: uint8 tiles -> normalised float tiles, on the model's device.
+
+The model owns this step so that it runs once, on the accelerator, after the (4x smaller) uint8
+tiles have crossed from the data loader. Float tiles are taken as already normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TileNormalizer(nn.Module):
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        # Non-persistent: they come from the encoder's config, not from a checkpoint.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, tiles: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`tiles`: uint8 [n, 3, T, T] in 0..255, or float already normalised. Returns `dtype` floats."""
+        if tiles.dtype == torch.uint8:
+            # Same operations in the same order as torchvision's ToTensor + Normalize.
+            tiles = tiles.float().div_(255.0).sub_(self.mean).div_(self.std)
+        elif not tiles.is_floating_point():
+            raise TypeError(f"tiles must be uint8 (0..255) or float (normalised), got {tiles.dtype}")
+        return tiles.to(dtype) if dtype is not None else tiles

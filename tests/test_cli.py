@@ -1,0 +1,48 @@
+"""`h2ovl preview` and `h2ovl demo` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import noise_image
+from h2ovl.cli import main
+
+
+def test_preview_json_reports_msac_grids_tiles_and_tokens(tmp_path: Path, capsys, write_image):
+    image = write_image(noise_image(606, 1000), "receipt.png")
+    out = tmp_path / "preview.png"
+    assert main(["preview", str(image), "--preprocessor", "msac", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["grid"] == [2, 3]
+    assert summary["coarse_grid"] == [2, 3] and summary["fine_grid"] == [3, 2]
+    assert summary["n_tiles"] == 13 and summary["n_tokens"] == 13 * 256
+    assert Image.open(out).size[0] > 0
+
+
+def test_preview_options_change_the_plan(capsys, write_image):
+    image = write_image(noise_image(1000, 250), "wide.png")
+    main(["preview", str(image), "--preprocessor", "dynamic", "--max-tiles", "2", "--tile-size", "224", "--no-thumbnail", "--json"])
+    summary = json.loads(capsys.readouterr().out.strip())
+    assert summary["grid"] == [2, 1] and summary["n_tiles"] == 2 and summary["n_tokens"] == 2 * 64
+    main(["preview", str(image), "--preprocessor", "fixed", "--json"])
+    assert json.loads(capsys.readouterr().out.strip())["n_tiles"] == 1
+
+
+def test_preview_of_a_broken_file_fails_with_its_name(tmp_path: Path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    assert main(["preview", str(bad)]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert {row["image"] for row in rows} >= {"receipt_606x1000.png", "banner_2000x500.png"}
+    receipt = next(row for row in rows if row["image"] == "receipt_606x1000.png")
+    assert (receipt["fixed"]["n_tiles"], receipt["dynamic"]["n_tiles"], receipt["msac"]["n_tiles"]) == (1, 7, 13)
+    assert all(Path(row[name]["preview"]).is_file() for row in rows for name in ("fixed", "dynamic", "msac"))
+    assert "previews:" in capsys.readouterr().out
