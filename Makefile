@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/preprocess.py
+	$(PYTHON) benchmarks/model.py
 
 clean:
 	rm -rf outputs .pytest_cache .hypothesis

@@ -1,0 +1,199 @@
+"""H2OVL: ViT -> pixel shuffle -> MLP projector -> causal LLM, as a plain PyTorch module.
+
+The model owns tile normalisation (uint8 tiles in), splices projected visual tokens into the LLM's
+input embeddings at the `<IMG_CONTEXT>` positions (a count mismatch is an error), computes the loss on
+supervised tokens only, and generates with the LLM's KV cache. Lightning wraps it elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from h2ovl.model.config import H2OVLConfig, preset
+from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
+from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_tokenizer
+from h2ovl.model.vision import VisionEncoder
+from h2ovl.preprocessing import TileNormalizer, tokens_per_tile
+
+IGNORE_INDEX = -100
+PARTS = ("vision", "projector", "llm")
+
+
+def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedModel:
+    """A causal LM from a config dict (random init) or from a local weights directory."""
+    if weights:
+        return AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, attn_implementation="sdpa")
+    fields = dict(config)
+    llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    return AutoModelForCausalLM.from_config(llm_config, attn_implementation="sdpa")
+
+
+def build_projector(in_width: int, llm_width: int) -> nn.Sequential:
+    """LayerNorm -> Linear -> GELU -> Linear; indices 0, 1, 3 match the released `mlp1` keys."""
+    return nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, llm_width), nn.GELU(), nn.Linear(llm_width, llm_width))
+
+
+class H2OVL(nn.Module):
+    def __init__(self, config: H2OVLConfig, image_token_id: int, end_token_ids: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.config = config
+        self.image_token_id = image_token_id
+        self.end_token_ids = end_token_ids
+        self.vision = VisionEncoder(config.vision)
+        mean, std = self.vision.mean_std
+        self.normalizer = TileNormalizer(mean, std)
+        ratio = config.downsample_ratio
+        in_width = self.vision.width * (shuffle_factor(ratio) ** 2 if ratio is not None else 1)
+        self.llm = build_llm(config.llm, config.llm_weights)
+        self.projector = build_projector(in_width, self.llm.config.hidden_size)
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> tuple[H2OVL, Any]:
+        """(model, tokenizer) for a named preset; `overrides` replace top-level config fields."""
+        config = preset(name)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        tokenizer = load_tokenizer(config.tokenizer) if config.tokenizer else build_tiny_tokenizer()
+        if not config.llm_weights:
+            config.llm["vocab_size"] = max(config.llm.get("vocab_size", 0), len(tokenizer))
+        return cls.for_tokenizer(config, tokenizer), tokenizer
+
+    @classmethod
+    def for_tokenizer(cls, config: H2OVLConfig, tokenizer: Any) -> H2OVL:
+        vocab = tokenizer.get_vocab()
+        ends = tuple(vocab[t] for t in (END, tokenizer.eos_token) if t in vocab)
+        model = cls(config, image_token_id=vocab[IMG_CONTEXT], end_token_ids=ends)
+        if len(tokenizer) > model.llm.get_input_embeddings().num_embeddings:
+            model.llm.resize_token_embeddings(len(tokenizer))
+        return model
+
+    @classmethod
+    def from_released(cls, path: str | Path, image_token_id: int | None = None) -> H2OVL:
+        from h2ovl.model.released import load_released
+
+        return load_released(cls, Path(path), image_token_id)
+
+    def save_released(self, path: str | Path, tokenizer: Any = None) -> None:
+        from h2ovl.model.released import save_released
+
+        save_released(self, Path(path), tokenizer)
+
+    # -- facts the data side needs -----------------------------------------------------------------
+    @property
+    def tokens_per_tile(self) -> int:
+        return tokens_per_tile(self.vision.tile_size, self.vision.patch_size, self.config.downsample_ratio)
+
+    def build_preprocessor(self):
+        """The preprocessor this model was configured (and trained) with."""
+        from jsonargparse import ArgumentParser
+
+        from h2ovl.preprocessing import ImagePreprocessor
+
+        parser = ArgumentParser()
+        parser.add_argument("--preprocessor", type=ImagePreprocessor)
+        return parser.instantiate(parser.parse_object({"preprocessor": self.config.preprocessor})).preprocessor
+
+    # -- forward -----------------------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Tiles [n, 3, T, T] (uint8 or normalised float) -> visual tokens [n * tokens_per_tile, hidden]."""
+        dtype = next(self.vision.parameters()).dtype
+        features = self.vision(self.normalizer(pixel_values, dtype=dtype))
+        if self.config.downsample_ratio is not None:
+            features = pixel_shuffle(features, self.config.downsample_ratio)
+        return self.projector(features.to(self.projector[0].weight.dtype)).flatten(0, 1)
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the `<IMG_CONTEXT>` positions replaced by visual tokens, in tile order."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        slots = input_ids == self.image_token_id
+        n_slots = int(slots.sum())
+        if pixel_values is None or pixel_values.shape[0] == 0:
+            if n_slots:
+                raise ValueError(f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but no pixel_values were given")
+            return embeds
+        visual = self.encode_images(pixel_values)
+        if n_slots != visual.shape[0]:
+            raise ValueError(
+                f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but the {pixel_values.shape[0]} tiles give "
+                f"{visual.shape[0]} visual tokens ({self.tokens_per_tile} per tile)"
+            )
+        return embeds.masked_scatter(slots.unsqueeze(-1), visual.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **llm_kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        if labels is not None and not bool((labels[:, 1:] != IGNORE_INDEX).any()):
+            raise ValueError("labels supervise no token: refusing to train on a zero loss")
+        embeds = self.embed(input_ids, pixel_values)
+        return self.llm(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels, **llm_kwargs
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """New token ids [batch, <= max_new_tokens], KV-cached; prompts must be left-padded.
+        Stops at `<|end|>` (or `</s>`); finished rows are padded with the first end token."""
+        embeds = self.embed(input_ids, pixel_values)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            eos_token_id=list(self.end_token_ids) or None,
+            pad_token_id=self.end_token_ids[0] if self.end_token_ids else None,
+            **generate_kwargs,
+        )
+
+    # -- training switches -------------------------------------------------------------------------
+    def set_trainable(self, vision: bool = False, projector: bool = True, llm: bool = False, vision_last_blocks: int = 0) -> None:
+        """Freeze per part; `vision_last_blocks` > 0 unfreezes only that many final ViT blocks."""
+        for part, flag in (("vision", vision), ("projector", projector), ("llm", llm)):
+            getattr(self, part).requires_grad_(flag)
+        if not vision and vision_last_blocks > 0:
+            blocks = self.vision.blocks
+            if vision_last_blocks > len(blocks):
+                raise ValueError(f"vision_last_blocks={vision_last_blocks} but the encoder has {len(blocks)} blocks")
+            for block in list(blocks)[-vision_last_blocks:]:
+                block.requires_grad_(True)
+
+    def parameter_report(self) -> dict[str, dict[str, int]]:
+        """Trainable and frozen parameter counts per part."""
+        report = {}
+        for part in PARTS:
+            params = list(getattr(self, part).parameters())
+            trainable = sum(p.numel() for p in params if p.requires_grad)
+            report[part] = {"trainable": trainable, "frozen": sum(p.numel() for p in params) - trainable}
+        report["total"] = {k: sum(report[p][k] for p in PARTS) for k in ("trainable", "frozen")}
+        return report
+
+    def set_gradient_checkpointing(self, vision: bool = False, llm: bool = False) -> None:
+        self.vision.set_grad_checkpointing(vision)
+        # transformers >= 5 renamed gradient_checkpointing_* to activation_checkpointing_*.
+        prefix = "activation" if hasattr(self.llm, "activation_checkpointing_enable") else "gradient"
+        if llm:
+            getattr(self.llm, f"{prefix}_checkpointing_enable")(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+        else:
+            getattr(self.llm, f"{prefix}_checkpointing_disable")()

@@ -1,0 +1,207 @@
+"""Reading and writing the released InternVL-chat checkpoint layout (SPEC §4).
+
+A directory with config.json (`vision_config`, `llm_config`, pixel-shuffle and tiling fields),
+safetensors weights (one file or shards with an index) and optional tokenizer files. Loading is strict:
+every tensor is used, every shape checked, and the error lists what does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from h2ovl.model.config import H2OVLConfig
+from h2ovl.model.tokenizer import IMG_CONTEXT, load_tokenizer
+from h2ovl.model.vision import VisionConfig
+
+if TYPE_CHECKING:
+    from h2ovl.model.h2ovl import H2OVL
+
+# (released, ours) renames inside the vision tower, applied after the prefix swap; order matters.
+_VISION_RENAMES = [
+    (r"^embeddings\.class_embedding$", "cls_token"),
+    (r"^embeddings\.position_embedding$", "pos_embed"),
+    (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
+    (r"^encoder\.layers\.(\d+)\.ls([12])$", r"blocks.\1.ls\2.gamma"),
+    (r"^encoder\.layers\.(\d+)\.", r"blocks.\1."),
+]
+_INVERSE_RENAMES = [
+    (r"^cls_token$", "embeddings.class_embedding"),
+    (r"^pos_embed$", "embeddings.position_embedding"),
+    (r"^patch_embed\.proj\.", "embeddings.patch_embedding."),
+    (r"^blocks\.(\d+)\.ls([12])\.gamma$", r"encoder.layers.\1.ls\2"),
+    (r"^blocks\.(\d+)\.", r"encoder.layers.\1."),
+]
+_PREFIXES = [("vision_model.", "vision.vit."), ("mlp1.", "projector."), ("language_model.", "llm.")]
+
+
+def released_to_ours(key: str) -> str:
+    for released, ours in _PREFIXES:
+        if key.startswith(released):
+            rest = key[len(released) :]
+            if ours == "vision.vit.":
+                rest = _rename(rest, _VISION_RENAMES)
+            return ours + rest
+    raise KeyError(f"tensor {key!r} belongs to no part of the released layout (vision_model., mlp1., language_model.)")
+
+
+def ours_to_released(key: str) -> str:
+    for released, ours in _PREFIXES:
+        if key.startswith(ours):
+            rest = key[len(ours) :]
+            if released == "vision_model.":
+                rest = _rename(rest, _INVERSE_RENAMES)
+            return released + rest
+    raise KeyError(f"parameter {key!r} has no place in the released layout")
+
+
+def _rename(key: str, rules: list[tuple[str, str]]) -> str:
+    for pattern, replacement in rules:
+        new, count = re.subn(pattern, replacement, key)
+        if count:
+            return new
+    return key
+
+
+# -- config ----------------------------------------------------------------------------------------
+def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
+    def need(key: str) -> Any:
+        if key not in raw:
+            raise ValueError(f"{path / 'config.json'}: missing key {key!r}")
+        return raw[key]
+
+    vision_raw, llm_raw = need("vision_config"), dict(need("llm_config"))
+    if raw.get("ps_version", "v2") != "v2":
+        raise ValueError(f"{path / 'config.json'}: ps_version {raw['ps_version']!r} is not supported (only 'v2')")
+    if vision_raw.get("norm_type", "layer_norm") != "layer_norm" or vision_raw.get("qk_normalization", False):
+        raise ValueError(f"{path / 'config.json'}: only LayerNorm InternViT without qk_normalization is supported")
+    hidden = vision_raw["hidden_size"]
+    vision = VisionConfig(
+        model_name="vit_intern300m_patch14_448",
+        img_size=int(raw.get("force_image_size") or vision_raw["image_size"]),
+        select_layer=int(raw.get("select_layer", -1)),
+        timm_kwargs=dict(
+            patch_size=vision_raw["patch_size"], embed_dim=hidden, depth=vision_raw["num_hidden_layers"],
+            num_heads=vision_raw["num_attention_heads"], mlp_ratio=vision_raw["intermediate_size"] / hidden,
+            qkv_bias=vision_raw.get("qkv_bias", True),
+        ),
+    )
+    if "model_type" not in llm_raw:
+        raise ValueError(f"{path / 'config.json'}: llm_config has no model_type")
+    for key in ("architectures", "_name_or_path", "transformers_version", "auto_map", "torch_dtype", "dtype"):
+        llm_raw.pop(key, None)
+    tiling = {"tile_size": vision.img_size, "max_tiles": int(raw.get("max_dynamic_patch", 6)), "use_thumbnail": bool(raw.get("use_thumbnail", True))}
+    if raw.get("use_msac", False):
+        preprocessor = {"class_path": "h2ovl.preprocessing.MSAC", "init_args": tiling}
+    elif raw.get("dynamic_image_size", True):
+        tiling["min_tiles"] = int(raw.get("min_dynamic_patch", 1))
+        preprocessor = {"class_path": "h2ovl.preprocessing.DynamicResolution", "init_args": tiling}
+    else:
+        preprocessor = {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": vision.img_size}}
+    return H2OVLConfig(
+        vision=vision, llm=llm_raw, downsample_ratio=raw.get("downsample_ratio", 0.5),
+        template=raw.get("template", "h2ogpt2"), preprocessor=preprocessor,
+    )
+
+
+def config_to_released(model: H2OVL) -> dict[str, Any]:
+    config, vision = model.config, model.vision
+    init = config.preprocessor.get("init_args", {})
+    kind = config.preprocessor["class_path"].rsplit(".", 1)[-1]
+    llm_config = model.llm.config.to_dict()
+    llm_config["architectures"] = [type(model.llm).__name__]
+    return {
+        "architectures": ["H2OVLChatModel"],
+        "model_type": "h2ovl_chat",
+        "downsample_ratio": config.downsample_ratio,
+        "ps_version": "v2",
+        "select_layer": vision.config.select_layer,
+        "template": config.template,
+        "force_image_size": vision.tile_size,
+        "dynamic_image_size": kind != "FixedResize",
+        "min_dynamic_patch": init.get("min_tiles", 1),
+        "max_dynamic_patch": init.get("max_tiles", 1 if kind == "FixedResize" else 6),
+        "use_thumbnail": init.get("use_thumbnail", True),
+        "use_msac": kind == "MSAC",
+        "vision_config": {
+            "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b",
+            "hidden_size": vision.width, "num_hidden_layers": vision.num_blocks,
+            "num_attention_heads": vision.vit.blocks[0].attn.num_heads,
+            "intermediate_size": vision.vit.blocks[0].mlp.fc1.out_features,
+            "image_size": vision.tile_size, "patch_size": vision.patch_size,
+            "qkv_bias": vision.vit.blocks[0].attn.qkv.bias is not None,
+            "layer_norm_eps": vision.vit.blocks[0].norm1.eps, "norm_type": "layer_norm",
+            "hidden_act": "gelu", "qk_normalization": False,
+        },
+        "llm_config": llm_config,
+    }
+
+
+# -- weights ---------------------------------------------------------------------------------------
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{path}: no *.safetensors weights found")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        for key, tensor in load_file(str(file)).items():
+            if key in state:
+                raise ValueError(f"{file}: tensor {key!r} appears in more than one weights file")
+            state[key] = tensor
+    return state
+
+
+def load_released(cls: type[H2OVL], path: Path, image_token_id: int | None) -> H2OVL:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path}: not a released checkpoint (no config.json)")
+    config = config_from_released(json.loads(config_file.read_text()), path)
+    tokenizer = None
+    if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(path)
+        config.tokenizer = str(path)
+    if tokenizer is not None and image_token_id is None:
+        model = cls.for_tokenizer(config, tokenizer)
+    elif image_token_id is not None:
+        model = cls(config, image_token_id=image_token_id)
+    else:
+        raise ValueError(f"{path}: no tokenizer files and no image_token_id given: cannot find {IMG_CONTEXT}")
+
+    released = _read_weights(path)
+    ours = model.state_dict()
+    mapped, problems = {}, []
+    for key, tensor in released.items():
+        try:
+            target = released_to_ours(key)
+        except KeyError as err:
+            problems.append(str(err))
+            continue
+        if target not in ours:
+            problems.append(f"unexpected tensor {key!r} (-> {target!r})")
+        elif ours[target].shape != tensor.shape:
+            problems.append(f"shape of {key!r}: checkpoint {tuple(tensor.shape)} vs model {tuple(ours[target].shape)}")
+        else:
+            mapped[target] = tensor
+    problems += [f"missing tensor {ours_to_released(k)!r}" for k in ours if k not in mapped]
+    if problems:
+        listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise ValueError(f"{path}: the weights do not fit the model built from config.json:\n  {listed}")
+    model.load_state_dict(mapped, strict=True)
+    return model
+
+
+def save_released(model: H2OVL, path: Path, tokenizer: Any = None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    # clone: tied LLM weights share storage, which safetensors refuses; the released layout is untied.
+    state = {ours_to_released(k): v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tmp = path / "model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path / "model.safetensors")  # atomic: never a half file under the real name
+    (path / "config.json").write_text(json.dumps(config_to_released(model), indent=2))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))

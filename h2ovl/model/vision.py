@@ -1,0 +1,97 @@
+"""The vision encoder: any timm ViT, exposing what the rest of the model needs (tile size, patch size,
+width, blocks) so that callers never poke inside timm's module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+
+@dataclass
+class VisionConfig:
+    """A timm ViT by name plus architecture overrides; `weights` is a local file of timm weights."""
+
+    model_name: str = "vit_intern300m_patch14_448"
+    img_size: int = 448
+    select_layer: int = -1
+    """Which block's output feeds the projector; negative counts from the end (-1 = last)."""
+    drop_path_rate: float = 0.0
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+
+
+class VisionEncoder(nn.Module):
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        self.config = config
+        # num_classes=0 and global_pool="" drop the classifier head; nothing is downloaded.
+        self.vit = timm.create_model(
+            config.model_name,
+            pretrained=False,
+            num_classes=0,
+            global_pool="",
+            img_size=config.img_size,
+            drop_path_rate=config.drop_path_rate,
+            **config.timm_kwargs,
+        )
+        if not 0 < self.num_blocks + (config.select_layer if config.select_layer < 0 else 0) <= self.num_blocks:
+            raise ValueError(f"select_layer {config.select_layer} is outside the encoder's {self.num_blocks} blocks")
+        if config.weights:
+            load_timm_weights(self.vit, config.weights)
+
+    @property
+    def tile_size(self) -> int:
+        return self.config.img_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.vit.patch_embed.patch_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.vit.blocks)
+
+    @property
+    def num_patches(self) -> int:
+        return (self.tile_size // self.patch_size) ** 2
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        cfg = self.vit.pretrained_cfg
+        return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+    @property
+    def blocks(self) -> nn.ModuleList | nn.Sequential:
+        return self.vit.blocks
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.vit.set_grad_checkpointing(enabled)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised tiles [n, 3, T, T] -> patch tokens [n, num_patches, width] (prefix tokens dropped)."""
+        layer = self.config.select_layer % self.num_blocks
+        (features,) = self.vit.forward_intermediates(
+            pixel_values, indices=[layer], norm=False, output_fmt="NLC", intermediates_only=True, stop_early=True
+        )
+        return features
+
+
+def load_timm_weights(vit: nn.Module, path: str) -> None:
+    """Strictly load a local safetensors or torch state dict into the timm model."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}")

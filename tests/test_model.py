@@ -1,0 +1,223 @@
+"""The model: presets and shapes, pixel shuffle order, splicing and loss, freezing, generation,
+the released checkpoint layout, and parity with transformers' own InternVL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, LlamaConfig
+
+from h2ovl.model import H2OVL, IGNORE_INDEX, preset, pixel_shuffle
+from h2ovl.model.hf_internvl import save_hf_internvl_as_released
+from h2ovl.model.tokenizer import IMG_CONTEXT
+from h2ovl.preprocessing import MSAC, DynamicResolution
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return H2OVL.from_preset("tiny")
+
+
+def _prompt(tokenizer, n_image_tokens: int, question: str = "read", answer: str = "12345"):
+    text = f"<|prompt|><img>{IMG_CONTEXT * n_image_tokens}</img>\n{question}<|end|><|answer|>{answer}<|end|>"
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    answer_len = len(tokenizer(f"{answer}<|end|>", add_special_tokens=False).input_ids)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, -answer_len:] = ids[:, -answer_len:]
+    return ids, labels
+
+
+@pytest.mark.parametrize("name, total, vision, llm_type, preprocessor", [
+    ("h2ovl-0.8b", 0.83e9, 304.0e6, "LlamaForCausalLM", "DynamicResolution"),
+    ("h2ovl-2b", 2.15e9, 304.0e6, "MistralForCausalLM", "MSAC"),
+])
+def test_released_presets_have_the_paper_shapes(name, total, vision, llm_type, preprocessor):
+    with torch.device("meta"):  # shapes only: no memory, no download
+        model = H2OVL(preset(name), image_token_id=0)
+    report = model.parameter_report()
+    assert report["total"]["trainable"] == pytest.approx(total, rel=0.01)
+    assert report["vision"]["trainable"] == pytest.approx(vision, rel=0.01)
+    assert type(model.llm).__name__ == llm_type
+    assert model.tokens_per_tile == 256 and model.vision.width == 1024 and model.vision.num_blocks == 24
+    assert model.projector[1].in_features == 4096 and model.projector[3].out_features == model.llm.config.hidden_size
+    assert preset(name).preprocessor["class_path"].endswith(preprocessor)
+
+
+def test_pixel_shuffle_follows_the_v2_order():
+    side, dim = 4, 3
+    grid = torch.arange(side * side * dim, dtype=torch.float32).reshape(1, side * side, dim)
+    out = pixel_shuffle(grid, 0.5)
+    assert out.shape == (1, 4, 4 * dim)
+    patch = lambda r, c: grid[0, r * side + c]  # noqa: E731
+    for R in range(2):
+        for C in range(2):
+            expected = torch.cat([patch(2 * R, 2 * C), patch(2 * R, 2 * C + 1), patch(2 * R + 1, 2 * C), patch(2 * R + 1, 2 * C + 1)])
+            assert torch.equal(out[0, R * 2 + C], expected)
+    with pytest.raises(ValueError, match="1/p"):
+        pixel_shuffle(grid, 0.3)
+
+
+def test_pixel_shuffle_off_gives_one_token_per_patch():
+    model, tokenizer = H2OVL.from_preset("tiny", downsample_ratio=None)
+    assert model.tokens_per_tile == 64 and model.projector[0].normalized_shape == (64,)
+    ids, labels = _prompt(tokenizer, 64)
+    assert torch.isfinite(model(ids, pixel_values=torch.zeros(1, 3, 64, 64, dtype=torch.uint8), labels=labels).loss)
+
+
+def test_loss_counts_supervised_tokens_only_and_backpropagates_to_every_part(tiny):
+    model, tokenizer = tiny
+    ids, labels = _prompt(tokenizer, 2 * model.tokens_per_tile)
+    tiles = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    out = model(ids, pixel_values=tiles, labels=labels)
+    logits = out.logits[0, :-1]
+    target = labels[0, 1:]
+    mask = target != IGNORE_INDEX
+    expected = torch.nn.functional.cross_entropy(logits[mask], target[mask])
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    model.zero_grad()
+    out.loss.backward()
+    for part in ("vision", "projector", "llm"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters()), part
+
+
+def test_uint8_and_normalised_tiles_give_the_same_logits(tiny):
+    model, tokenizer = tiny
+    ids, _ = _prompt(tokenizer, model.tokens_per_tile)
+    tiles = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    normalised = model.normalizer(tiles)
+    assert torch.allclose(model(ids, pixel_values=tiles).logits, model(ids, pixel_values=normalised).logits)
+
+
+def test_visual_tokens_land_in_tile_order(tiny):
+    model, tokenizer = tiny
+    ids, _ = _prompt(tokenizer, 2 * model.tokens_per_tile)
+    tiles = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    embeds = model.embed(ids, tiles)
+    slots = (ids[0] == model.image_token_id).nonzero().squeeze(1)
+    first_tile = model.encode_images(tiles[:1])
+    assert torch.allclose(embeds[0, slots[: model.tokens_per_tile]], first_tile)
+
+
+def test_token_count_mismatch_is_an_error_naming_both_counts(tiny):
+    model, tokenizer = tiny
+    ids, labels = _prompt(tokenizer, model.tokens_per_tile)
+    with pytest.raises(ValueError, match=r"hold 16 <IMG_CONTEXT> tokens but the 2 tiles give 32 visual tokens"):
+        model(ids, pixel_values=torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="no pixel_values"):
+        model(ids)
+
+
+def test_all_masked_labels_are_refused(tiny):
+    model, tokenizer = tiny
+    ids, labels = _prompt(tokenizer, 0)
+    with pytest.raises(ValueError, match="zero loss"):
+        model(ids, labels=torch.full_like(labels, IGNORE_INDEX))
+
+
+def test_freezing_per_part_and_last_vit_blocks(tiny):
+    model, _ = tiny
+    model.set_trainable(vision=False, projector=True, llm=False, vision_last_blocks=1)
+    report = model.parameter_report()
+    last_block = sum(p.numel() for p in model.vision.blocks[-1].parameters())
+    assert report["vision"]["trainable"] == last_block and report["vision"]["frozen"] > 0
+    assert report["projector"]["frozen"] == 0 and report["llm"]["trainable"] == 0
+    assert report["total"]["trainable"] == last_block + report["projector"]["trainable"]
+    with pytest.raises(ValueError, match="vision_last_blocks=9"):
+        model.set_trainable(vision_last_blocks=9)
+    model.set_trainable(vision=True, projector=True, llm=True)
+    assert model.parameter_report()["total"]["frozen"] == 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    model, tokenizer = tiny
+    ids, labels = _prompt(tokenizer, model.tokens_per_tile)
+    tiles = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    model.train()
+    grads = []
+    for enabled in (False, True):
+        model.set_gradient_checkpointing(vision=enabled, llm=enabled)
+        model.zero_grad()
+        model(ids, pixel_values=tiles, labels=labels).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    model.set_gradient_checkpointing(False, False)
+    model.eval()
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_batched_left_padded_generation_matches_one_at_a_time(tiny):
+    model, tokenizer = tiny
+    model.eval()
+    prompts = [_prompt(tokenizer, model.tokens_per_tile, question=q)[0][:, :-4] for q in ("read the text", "total")]
+    tiles = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    singles = [model.generate(p, pixel_values=tiles[i : i + 1], max_new_tokens=6, min_new_tokens=6)[0] for i, p in enumerate(prompts)]
+    width = max(p.shape[1] for p in prompts)
+    pad = tokenizer.pad_token_id
+    ids = torch.stack([torch.cat([torch.full((width - p.shape[1],), pad), p[0]]) for p in prompts])
+    mask = torch.stack([torch.cat([torch.zeros(width - p.shape[1], dtype=torch.long), torch.ones(p.shape[1], dtype=torch.long)]) for p in prompts])
+    batched = model.generate(ids, attention_mask=mask, pixel_values=tiles, max_new_tokens=6, min_new_tokens=6)
+    for single, row in zip(singles, batched):
+        assert torch.equal(single, row)
+
+
+def test_released_round_trip_is_lossless(tmp_path: Path):
+    model, tokenizer = H2OVL.from_preset("tiny-mistral")
+    model.save_released(tmp_path, tokenizer)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["use_msac"] is True and config["ps_version"] == "v2" and config["downsample_ratio"] == 0.5
+    keys = load_file(str(tmp_path / "model.safetensors")).keys()
+    assert "vision_model.embeddings.class_embedding" in keys and "mlp1.3.weight" in keys
+    assert "vision_model.encoder.layers.1.ls2" in keys and "language_model.lm_head.weight" in keys
+    loaded = H2OVL.from_released(tmp_path)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert isinstance(loaded.build_preprocessor(), MSAC)
+    assert loaded.image_token_id == model.image_token_id
+
+
+def test_released_loading_is_strict(tmp_path: Path):
+    model, tokenizer = H2OVL.from_preset("tiny")
+    model.save_released(tmp_path, tokenizer)
+    assert isinstance(H2OVL.from_released(tmp_path).build_preprocessor(), DynamicResolution)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights["mlp1.1.weight"] = weights["mlp1.1.weight"][:, :-1].contiguous()
+    del weights["mlp1.3.bias"]
+    weights["vision_model.extra"] = torch.zeros(1)
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError) as err:
+        H2OVL.from_released(tmp_path)
+    message = str(err.value)
+    assert "shape of 'mlp1.1.weight'" in message and "missing tensor 'mlp1.3.bias'" in message
+    assert "unexpected tensor 'vision_model.extra'" in message
+
+
+def test_parity_with_transformers_internvl(tmp_path: Path):
+    torch.manual_seed(0)
+    image_token_id, vocab = 99, 100
+    vision = InternVLVisionConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        image_size=[32, 32], patch_size=[8, 8], attention_bias=True, layer_norm_eps=1e-6,
+    )
+    text = LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=vocab, tie_word_embeddings=False)
+    hf = InternVLForConditionalGeneration(InternVLConfig(vision_config=vision, text_config=text, image_token_id=image_token_id, downsample_ratio=0.5)).eval()
+    with torch.no_grad():  # layer scales and norms away from their constant init, so they are tested
+        for name, param in hf.named_parameters():
+            if "lambda" in name or "layernorm" in name or "layer_norm" in name or "norm.weight" in name:
+                param.uniform_(0.5, 1.5)
+    save_hf_internvl_as_released(hf, tmp_path)
+    ours = H2OVL.from_released(tmp_path, image_token_id=image_token_id).eval()
+
+    tiles_per_image, tokens = 3, 4  # (32/8)^2 * 0.5^2 = 4 tokens per tile
+    ids = torch.randint(0, image_token_id, (2, 30))
+    ids[0, 2 : 2 + tiles_per_image * tokens] = image_token_id
+    ids[1, 5 : 5 + tiles_per_image * tokens] = image_token_id
+    pixel_values = torch.randn(2 * tiles_per_image, 3, 32, 32)  # normalised floats, as transformers takes them
+    with torch.no_grad():
+        expected = hf(input_ids=ids, pixel_values=pixel_values).logits
+        actual = ours(ids, pixel_values=pixel_values).logits
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
