@@ -221,3 +221,26 @@ def test_parity_with_transformers_internvl(tmp_path: Path):
         expected = hf(input_ids=ids, pixel_values=pixel_values).logits
         actual = ours(ids, pixel_values=pixel_values).logits
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
+    """The real loading code, on files this test writes: timm weights, an LLM directory, a tokenizer."""
+    source, tokenizer = H2OVL.from_preset("tiny")
+    save_file({k: v.clone() for k, v in source.vision.vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    source.llm.save_pretrained(str(tmp_path / "llm"))
+    tokenizer.save_pretrained(str(tmp_path / "tokenizer"))
+    config = preset("tiny")
+    config.vision.weights = str(tmp_path / "vit.safetensors")
+    config.llm_weights = str(tmp_path / "llm")
+    config.tokenizer = str(tmp_path / "tokenizer")
+    from h2ovl.model.tokenizer import load_tokenizer
+
+    loaded = H2OVL.for_tokenizer(config, load_tokenizer(config.tokenizer))
+    for part in ("vision", "llm"):
+        for (name, a), (_, b) in zip(getattr(source, part).state_dict().items(), getattr(loaded, part).state_dict().items()):
+            assert torch.equal(a, b), f"{part}.{name}"
+    bad = tmp_path / "bad.safetensors"
+    save_file({"not_a_vit_key": torch.zeros(1)}, str(bad))
+    config.vision.weights = str(bad)
+    with pytest.raises(ValueError, match="bad.safetensors: weights do not fit the vision encoder"):
+        H2OVL.for_tokenizer(config, tokenizer)
