@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) benchmarks/preprocess.py
 	$(PYTHON) benchmarks/model.py
+	$(PYTHON) benchmarks/packing.py
 
 clean:
 	rm -rf outputs .pytest_cache .hypothesis

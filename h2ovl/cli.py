@@ -3,6 +3,9 @@
     h2ovl preview IMAGE --preprocessor {fixed,dynamic,msac} [--max-tiles N] [--tile-size T]
                   [--no-thumbnail] [--fast-path] [--out PNG] [--json]
     h2ovl demo [--out DIR]
+    h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
+    h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
+    h2ovl data inspect META [--preset tiny] [--limit N]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from h2ovl.data.records import BadSample
 from h2ovl.preprocessing import (
     MSAC,
     DynamicResolution,
@@ -66,6 +70,29 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from h2ovl.synth import write_synthetic
+
+    written = write_synthetic(args.out, args.n, args.seed, args.tasks, args.test_fraction, args.max_side)
+    print(json.dumps({split: str(path) for split, path in written.items()}))
+    return 0
+
+
+def _data_optimize(args: argparse.Namespace) -> int:
+    from h2ovl.data.optimize import optimize_mixture
+
+    report = optimize_mixture(args.meta, args.out, args.num_workers, args.chunk_bytes, args.url_prefix)
+    print(json.dumps(report))
+    return 0
+
+
+def _data_inspect(args: argparse.Namespace) -> int:
+    from h2ovl.data.inspect import inspect_mixture
+
+    print(json.dumps(inspect_mixture(args.meta, args.preset, args.limit)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the README's main job on the embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
     demo.set_defaults(handler=_demo)
+
+    synth = commands.add_parser("synth", help="write synthetic OCR/document data and its meta files")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--n", type=int, required=True, help="samples in all, split over the tasks")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--tasks", nargs="+", help="a subset of: text page kie docvqa multi_image text_only")
+    synth.add_argument("--test-fraction", type=float, default=0.1, help="held out per task (meta_test.json)")
+    synth.add_argument("--max-side", type=int, default=768, help="largest image side in pixels")
+    synth.set_defaults(handler=_synth)
+
+    data = commands.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
+    optimize = data.add_parser("optimize", help="convert a mixture to LitData optimized chunks")
+    optimize.add_argument("meta", type=Path)
+    optimize.add_argument("out", type=Path)
+    optimize.add_argument("--num-workers", type=int, default=1)
+    optimize.add_argument("--chunk-bytes", default="64MB")
+    optimize.add_argument("--url-prefix", help="write meta entries as PREFIX/NAME (after uploading OUT there)")
+    optimize.set_defaults(handler=_data_optimize)
+    inspect = data.add_parser("inspect", help="build every sample once; print lengths, tiles and bad-sample counts")
+    inspect.add_argument("meta", type=Path)
+    inspect.add_argument("--preset", default="tiny", help="model preset whose tokenizer and preprocessor to use")
+    inspect.add_argument("--limit", type=int, help="at most this many records per dataset")
+    inspect.set_defaults(handler=_data_inspect)
     return parser
 
 
@@ -92,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ImageLoadError, ValueError) as err:
+    except (ImageLoadError, ValueError, BadSample) as err:
         print(f"h2ovl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from h2ovl.synth.canvas import font
 
 #: name -> (width, height): square, tall receipt, wide banner, A4 scan, screenshot, extreme strip.
 SAMPLE_SIZES: dict[str, tuple[int, int]] = {
@@ -21,14 +23,6 @@ SAMPLE_SIZES: dict[str, tuple[int, int]] = {
 }
 
 _WORDS = "invoice total amount due date account number receipt subtotal tax paid cash card change".split()
-
-
-def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """DejaVu Sans at `size` px, or Pillow's built-in font where no system font is installed."""
-    try:
-        return ImageFont.truetype("DejaVuSans.ttf", size)
-    except OSError:
-        return ImageFont.load_default(size=size)
 
 
 def render_document(width: int, height: int, seed: int) -> Image.Image:

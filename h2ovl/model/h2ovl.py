@@ -138,6 +138,9 @@ class H2OVL(nn.Module):
         if labels is not None and not bool((labels[:, 1:] != IGNORE_INDEX).any()):
             raise ValueError("labels supervise no token: refusing to train on a zero loss")
         embeds = self.embed(input_ids, pixel_values)
+        # No KV cache in a full forward: besides wasting memory, a cache object makes transformers skip
+        # the packed-sequence mask it derives from restarting position_ids.
+        llm_kwargs.setdefault("use_cache", False)
         return self.llm(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels, **llm_kwargs
         )

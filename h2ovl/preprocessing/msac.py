@@ -59,9 +59,9 @@ class MSAC(ImagePreprocessor):
             has_thumbnail=self.use_thumbnail,
         )
 
-    def plan_in_sample(self, width: int, height: int, n_images: int) -> TilingPlan:
+    def plan_in_sample(self, width: int, height: int, n_images: int, max_tiles: int | None = None) -> TilingPlan:
         if n_images <= 1:
-            return self.plan(width, height)
-        budget = tile_budget_per_image(self._max_tiles, n_images)
+            return self.plan(width, height, max_tiles=max_tiles)
+        budget = tile_budget_per_image(self._max_tiles if max_tiles is None else max_tiles, n_images)
         grid, views = dynamic_views(width, height, self.tile_size, 1, budget, self.use_thumbnail)
         return TilingPlan(image_size=(width, height), views=views, grids={"grid": grid}, has_thumbnail=len(views) > 1)

@@ -1,0 +1,193 @@
+"""The LightningDataModule: a mixture (meta file, jsonl, LLaVA json, or synthetic by default) streamed
+as packed or padded batches, with its position in the data saved in checkpoints.
+
+The tokenizer, preprocessor and tokens-per-tile come from the model (`bind`, or the trainer's
+LightningModule at `setup`), so the preprocessor and pixel shuffle are set once, on the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from h2ovl.data.evaluation import EvalCollator, EvalSamples
+from h2ovl.data.meta import load_mixture
+from h2ovl.data.sources import open_source
+from h2ovl.data.stream import SampleStream, StreamTracker
+from h2ovl.data.samples import SampleBuilder
+from h2ovl.data.template import ConversationEncoder
+from h2ovl.preprocessing import ImagePreprocessor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyntheticData:
+    """Where the embedded default data lives and how to make it when it is not there yet."""
+
+    out: str = "outputs/synthetic"
+    n: int = 600
+    seed: int = 0
+    tasks: list[str] | None = None
+    test_fraction: float = 0.1
+    max_side: int = 768
+
+    def ensure(self) -> dict[str, Path]:
+        out = Path(self.out)
+        metas = {"train": out / "meta.json", "test": out / "meta_test.json"}
+        if not metas["train"].is_file():
+            from h2ovl.synth import write_synthetic
+
+            log.info("writing %d synthetic samples to %s", self.n, out)
+            metas = write_synthetic(out, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
+        return metas
+
+
+class H2OVLDataModule(L.LightningDataModule):
+    """Args:
+    train: a meta file, .jsonl or LLaVA .json; None: the synthetic data (`synthetic`).
+    val: the same for validation; None with synthetic data: its held-out split.
+    batch_size: rows per micro-batch (samples, or packed sequences).
+    max_length: tokens kept per sample (never cutting an image span).
+    pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
+    pack_tiles: at most this many tiles per packed sequence.
+    steps_per_epoch: batches per Lightning epoch; None: one pass over this rank's share.
+    on_bad_sample: "skip" (counted, reported per dataset) or "raise" (fatal, naming file and line).
+    cache_dir: LitData's local chunk cache, for optimized datasets on object storage.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        synthetic: SyntheticData | None = None,
+        batch_size: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_length: int = 2048,
+        pack_tokens: int | None = None,
+        pack_tiles: int = 64,
+        pack_buffer: int = 64,
+        steps_per_epoch: int | None = None,
+        val_limit: int | None = None,
+        seed: int = 0,
+        on_bad_sample: str = "skip",
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if on_bad_sample not in ("skip", "raise"):
+            raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
+        if pack_tokens is not None and pack_tokens < max_length:
+            max_length = pack_tokens  # a sample must fit one packed row
+        self.train_path, self.val_path = train, val
+        self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.max_length = max_length
+        self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
+        self.steps_per_epoch = steps_per_epoch
+        self.val_limit = val_limit
+        self.seed = seed
+        self.on_bad_sample = on_bad_sample
+        self.cache_dir = cache_dir
+        self.tracker = StreamTracker(num_workers, 1)
+        self._bound: tuple[Any, ImagePreprocessor, int] | None = None
+        self._train_stream: SampleStream | None = None
+
+    # -- wiring -----------------------------------------------------------------------------------------
+    def bind(self, tokenizer: Any, preprocessor: ImagePreprocessor, tokens_per_tile: int) -> H2OVLDataModule:
+        self._bound = (tokenizer, preprocessor, tokens_per_tile)
+        return self
+
+    def _resolve_paths(self) -> tuple[str, str | None]:
+        if self.train_path is not None:
+            return self.train_path, self.val_path
+        metas = self.synthetic.ensure()
+        return str(metas["train"]), self.val_path or (str(metas["test"]) if "test" in metas else None)
+
+    def builder(self, path: str, seed: int | None = None) -> SampleBuilder:
+        if self._bound is None:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            if module is None or not hasattr(module, "model"):
+                raise RuntimeError("H2OVLDataModule needs bind(tokenizer, preprocessor, tokens_per_tile) or a trainer with an H2OVL module")
+            self.bind(module.tokenizer, module.preprocessor, module.model.tokens_per_tile)
+        tokenizer, preprocessor, tokens_per_tile = self._bound
+        sources = [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
+        encoder = ConversationEncoder(tokenizer, self.max_length)
+        return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed)
+
+    @property
+    def pad_token_id(self) -> int:
+        tokenizer = self._bound[0]
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # -- loaders ----------------------------------------------------------------------------------------
+    def train_stream(self, rank: int = 0, world_size: int = 1) -> SampleStream:
+        train, _ = self._resolve_paths()
+        if self.tracker.state.world_size != world_size and not self.tracker.state.workers:
+            self.tracker = StreamTracker(self.num_workers, world_size)
+        stream = SampleStream(
+            self.builder(train),
+            batch_size=self.batch_size,
+            pad_token_id=self.pad_token_id,
+            pack_tokens=self.pack_tokens,
+            pack_tiles=self.pack_tiles,
+            pack_buffer=self.pack_buffer,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            on_bad_sample=self.on_bad_sample,
+            state=self.tracker.state,  # shared: each new epoch's iterator starts where consumption stopped
+        )
+        stream.steps_per_epoch = self.steps_per_epoch or self._estimate_steps(stream)
+        return stream
+
+    def _estimate_steps(self, stream: SampleStream) -> int:
+        """One pass over this rank's share: exact when padding; when packing, estimated from the mean
+        length of the epoch's first samples."""
+        if not self.pack_tokens:
+            return math.ceil(stream.rank_size / self.batch_size)
+        lengths = []
+        for position in range(min(32, stream.epoch_size)):
+            dataset, record, _ = stream._entry(position)
+            try:
+                lengths.append(stream.builder.build(dataset, record).length)
+            except Exception:  # noqa: BLE001 - bad samples are counted by the stream itself
+                continue
+        mean = sum(lengths) / max(len(lengths), 1) or 1.0
+        per_row = max(1.0, self.pack_tokens * 0.95 / mean)
+        return max(1, math.ceil(stream.rank_size / (per_row * self.batch_size)))
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        self._train_stream = self.train_stream(rank, world)
+        return DataLoader(self._train_stream, batch_size=None, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        _, val = self._resolve_paths()
+        if val is None:
+            return []
+        dataset = EvalSamples(self.builder(val), self.on_bad_sample, limit=self.val_limit)
+        return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self.val_dataloader()
+
+    # -- position in the data -------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training and isinstance(batch, dict) and "stream" in batch:
+            self.tracker.observe(batch)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.tracker.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.tracker.load_state_dict(state_dict)

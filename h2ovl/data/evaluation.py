@@ -1,0 +1,48 @@
+"""A finite, in-order view of a mixture for validation and testing (map-style, so Lightning shards it
+with a DistributedSampler). Bad samples are counted in the batch rather than dropped silently."""
+
+from __future__ import annotations
+
+from torch.utils.data import Dataset
+
+from h2ovl.data.packing import collate_rows
+from h2ovl.data.records import BadSample
+from h2ovl.data.samples import Sample, SampleBuilder
+
+
+class EvalSamples(Dataset):
+    """Every record of every dataset once (repeat_time ignored), in file order."""
+
+    def __init__(self, builder: SampleBuilder, on_bad_sample: str = "skip", limit: int | None = None) -> None:
+        self.builder = builder
+        self.on_bad_sample = on_bad_sample
+        self.index = [(d, r) for d, source in enumerate(builder.sources) for r in range(len(source))][:limit]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Sample | BadSample:
+        dataset, record = self.index[i]
+        try:
+            return self.builder.build(dataset, record)
+        except BadSample as error:
+            if self.on_bad_sample == "raise":
+                raise
+            error.dataset = self.builder.sources[dataset].spec.name
+            return error
+
+
+class EvalCollator:
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[Sample | BadSample]) -> dict | None:
+        samples = [item for item in items if isinstance(item, Sample)]
+        skipped: dict[str, int] = {}
+        for item in items:
+            if isinstance(item, BadSample):
+                key = f"{item.dataset}/{item.reason}"
+                skipped[key] = skipped.get(key, 0) + 1
+        batch = collate_rows([[s] for s in samples], self.pad_token_id, packed=False) if samples else {}
+        batch["skipped"] = skipped
+        return batch

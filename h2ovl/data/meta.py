@@ -1,0 +1,105 @@
+"""Dataset mixtures: InternVL's meta file, or one LLaVA-style annotation file.
+
+A meta file is a JSON (or YAML) object of named datasets::
+
+    {"ocr": {"root": "images/", "annotation": "ocr.jsonl", "repeat_time": 2.0, "max_dynamic_patch": 6}}
+
+Relative paths are resolved against the meta file's folder. `repeat_time` is the mixture weight
+(2.0 repeats every record twice per epoch, 0.3 draws 30% of them afresh each epoch). A dataset
+prepared by `h2ovl data optimize` names its LitData folder or URL with `optimized` instead of
+`root`/`annotation`. Everything wrong with a meta file fails here, at start-up, naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class MetaError(ValueError):
+    """A meta file (or data path) that cannot describe a mixture."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    annotation: str | None
+    """A .jsonl file (one record per line) or a .json list of records; None for optimized data."""
+    root: str | None
+    """The folder image paths are relative to."""
+    repeat_time: float = 1.0
+    max_dynamic_patch: int | None = None
+    """Lowers (or raises) the preprocessor's tile budget for this dataset's images."""
+    data_augment: bool = False
+    """JPEG re-compression of tiles at a random quality, as InternVL's training augmentation."""
+    optimized: str | None = None
+    """A LitData folder or URL written by `h2ovl data optimize`."""
+
+
+_KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized"}
+
+
+def _read_structured(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            from omegaconf import OmegaConf
+
+            return OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+        return json.loads(text)
+    except Exception as error:  # noqa: BLE001 - any parse failure becomes a named error
+        raise MetaError(f"{path}: cannot parse: {error}") from None
+
+
+def _resolve(base: Path, value: str) -> str:
+    if "://" in value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
+    if not isinstance(entry, dict):
+        raise MetaError(f"{where}: dataset {name!r} must be an object, got {type(entry).__name__}")
+    unknown = set(entry) - _KEYS
+    if unknown:
+        raise MetaError(f"{where}: dataset {name!r} has unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    repeat_time = entry.get("repeat_time", 1.0)
+    if isinstance(repeat_time, bool) or not isinstance(repeat_time, (int, float)) or repeat_time <= 0:
+        raise MetaError(f"{where}: dataset {name!r}: repeat_time must be a positive number, got {repeat_time!r}")
+    max_patch = entry.get("max_dynamic_patch")
+    if max_patch is not None and (isinstance(max_patch, bool) or not isinstance(max_patch, int) or max_patch < 1):
+        raise MetaError(f"{where}: dataset {name!r}: max_dynamic_patch must be a positive integer, got {max_patch!r}")
+    common = dict(
+        name=name, repeat_time=float(repeat_time), max_dynamic_patch=max_patch, data_augment=bool(entry.get("data_augment", False))
+    )
+    if "optimized" in entry:
+        return DatasetSpec(annotation=None, root=None, optimized=_resolve(base, str(entry["optimized"])), **common)
+    for key in ("root", "annotation"):
+        if not isinstance(entry.get(key), str):
+            raise MetaError(f"{where}: dataset {name!r} is missing {key!r} (a path)")
+    annotation = Path(_resolve(base, entry["annotation"]))
+    root = Path(_resolve(base, entry["root"]))
+    if not annotation.is_file():
+        raise MetaError(f"{where}: dataset {name!r}: annotation file {annotation} does not exist")
+    if not root.is_dir():
+        raise MetaError(f"{where}: dataset {name!r}: image root {root} is not a folder")
+    return DatasetSpec(annotation=str(annotation), root=str(root), **common)
+
+
+def load_mixture(path: str | Path) -> list[DatasetSpec]:
+    """The datasets of a meta file; a bare .jsonl or LLaVA .json list is a one-dataset mixture
+    whose images are relative to the file's folder."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MetaError(f"data file {path} does not exist")
+    if path.suffix == ".jsonl":
+        return [DatasetSpec(name=path.stem, annotation=str(path), root=str(path.parent))]
+    meta = _read_structured(path)
+    if isinstance(meta, list):  # LLaVA: the annotation file itself
+        return [DatasetSpec(name=path.stem, annotation=str(path), root=str(path.parent))]
+    if not isinstance(meta, dict) or not meta:
+        raise MetaError(f"{path}: a meta file is a non-empty object of datasets, got {type(meta).__name__}")
+    return [_spec(str(name), entry, path.parent, str(path)) for name, entry in meta.items()]

@@ -1,0 +1,82 @@
+"""The data module under a real Lightning Trainer: epochs end at `steps_per_epoch`, the position in the
+data is saved in checkpoints and a resumed fit consumes exactly what an uninterrupted one would."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch import nn
+
+from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
+from h2ovl.data.report import BadSampleReport
+from tests.test_stream import BAD, make_mixture
+
+
+class Recorder(L.LightningModule):
+    """Stands in for the training module: exposes what the data module binds to, records batch ids."""
+
+    def __init__(self, tiny) -> None:
+        super().__init__()
+        model, self.tokenizer, self.preprocessor = tiny
+        self.tokens_per_tile = model.tokens_per_tile
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.seen: list[str] = []
+
+    @property
+    def model(self):
+        return self  # the data module reads `module.model.tokens_per_tile`
+
+    def training_step(self, batch, batch_idx):
+        self.seen += batch["ids"]
+        return (self.weight - 1).pow(2).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tiny, datamodule, tmp_path, max_steps, ckpt_path=None, callbacks=()):
+    module = Recorder(tiny)
+    trainer = L.Trainer(
+        max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=list(callbacks), num_sanity_val_steps=0, limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+def datamodule(meta, **kwargs):
+    return H2OVLDataModule(train=str(meta), **{"batch_size": 2, "steps_per_epoch": 3, "pack_tokens": 384, "seed": 1, **kwargs})
+
+
+def test_fit_resume_consumes_exactly_the_uninterrupted_samples(tmp_path, tiny):
+    (tmp_path / "data").mkdir()
+    meta = make_mixture(tmp_path / "data", bad=BAD)
+    full, trainer = fit(tiny, datamodule(meta), tmp_path / "full", max_steps=8)
+    assert trainer.num_training_batches == 3 and trainer.global_step == 8  # crosses two epoch ends
+
+    first, trainer = fit(tiny, datamodule(meta), tmp_path / "part", max_steps=4)
+    checkpoint = trainer.checkpoint_callback.best_model_path
+    saved = torch.load(checkpoint, weights_only=False)
+    assert saved["H2OVLDataModule"]["stream"]["batches"] == 4
+    second, _ = fit(tiny, datamodule(meta), tmp_path / "part", max_steps=8, ckpt_path=checkpoint)
+    assert first.seen + second.seen == full.seen
+
+
+def test_bad_samples_are_reported_each_epoch(tmp_path, tiny, caplog):
+    (tmp_path / "data").mkdir()
+    meta = make_mixture(tmp_path / "data", bad=BAD)
+    with caplog.at_level(logging.WARNING):
+        fit(tiny, datamodule(meta, steps_per_epoch=12), tmp_path, max_steps=24, callbacks=[BadSampleReport()])
+    reports = [r.getMessage() for r in caplog.records if "bad samples" in r.getMessage()]
+    assert reports and "ocr/malformed_json" in reports[0] and "ocr/image_error" in reports[0]
+
+
+def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
+    synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=12, seed=0, tasks=["text", "text_only"])
+    dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    batch = next(iter(dm.train_dataloader()))
+    assert (tmp_path / "synthetic" / "meta.json").is_file() and len(batch["ids"]) == 2
+    val = next(iter(dm.val_dataloader()))
+    assert all("-test-" in i for i in val["ids"]) and val["skipped"] == {}
