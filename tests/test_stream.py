@@ -110,8 +110,15 @@ def test_best_fit_row_respects_both_budgets_and_takes_the_oldest():
     assert best_fit_row([900, 10], [1, 1], 512, 10) == [0]  # an oversized oldest still goes, alone
 
 
-def test_packed_rows_equal_separate_forwards(tmp_path, tiny):
-    model = tiny[0]
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_rows_equal_separate_forwards(tmp_path, tiny, attention):
+    from h2ovl.model.config import preset
+    from h2ovl.model.h2ovl import H2OVL
+
+    config = preset("tiny")
+    config.llm = {**config.llm, "attn_implementation": attention}
+    model = H2OVL.for_tokenizer(config, tiny[1]).eval()
+    assert model.llm.config._attn_implementation == attention
     builder = builder_for(make_mixture(tmp_path), tiny)
     samples = [builder.build(0, i) for i in (1, 2, 3)] + [builder.build(1, 0)]
     packed = collate_rows([samples[:3], samples[3:]], pad_token_id=0, packed=True)

@@ -26,12 +26,16 @@ PARTS = ("vision", "projector", "llm")
 
 
 def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedModel:
-    """A causal LM from a config dict (random init) or from a local weights directory."""
-    if weights:
-        return AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, attn_implementation="sdpa")
+    """A causal LM from a config dict (random init) or from a local weights directory.
+
+    `attn_implementation` in the dict picks the attention kernel: "sdpa" (default), "eager", or
+    "flash_attention_2" on GPU, where packed rows use its varlen path."""
     fields = dict(config)
+    attention = fields.pop("attn_implementation", "sdpa")
+    if weights:
+        return AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, attn_implementation=attention)
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
-    return AutoModelForCausalLM.from_config(llm_config, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
 
 
 def build_projector(in_width: int, llm_width: int) -> nn.Sequential:

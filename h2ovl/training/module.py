@@ -1,0 +1,122 @@
+"""The LightningModule: a thin wrapper that gives the plain `H2OVL` a stage's freeze spec, optimizer,
+schedule and logging. Loops, precision, strategies and checkpointing are Lightning's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import torch
+
+from h2ovl.data.packing import model_inputs
+from h2ovl.model.h2ovl import H2OVL
+from h2ovl.training.optim import parameter_groups, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trainable:
+    """Which parts a stage trains (SPEC §5); `vision_last_blocks` unfreezes only the last k ViT blocks."""
+
+    vision: bool = False
+    projector: bool = True
+    llm: bool = False
+    vision_last_blocks: int = 0
+
+
+class H2OVLModule(L.LightningModule):
+    """Args:
+    preset: a model preset ("tiny", "h2ovl-0.8b", ...).
+    preprocessor: a `class_path`/`init_args` dict replacing the preset's preprocessor (the ablation axis).
+    pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
+    trainable: the stage's freeze spec.
+    lr, weight_decay, betas, part_lr: AdamW; `part_lr` sets a part's own learning rate.
+    warmup_ratio, min_lr_ratio: the warmup-cosine schedule over the run's optimizer steps.
+    gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward.
+    init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
+        schedule, step and data position start fresh).
+    """
+
+    def __init__(
+        self,
+        preset: str = "tiny",
+        preprocessor: dict[str, Any] | None = None,
+        pixel_shuffle: bool = True,
+        trainable: Trainable | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        part_lr: dict[str, float] | None = None,
+        warmup_ratio: float = 0.03,
+        min_lr_ratio: float = 0.0,
+        gradient_checkpointing: bool = False,
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        overrides: dict[str, Any] = {}
+        if preprocessor is not None:
+            overrides["preprocessor"] = preprocessor
+        if not pixel_shuffle:
+            overrides["downsample_ratio"] = None
+        self.model, self.tokenizer = H2OVL.from_preset(preset, **overrides)
+        self.preprocessor = self.model.build_preprocessor()
+        self.trainable = trainable or Trainable()
+        self.model.set_trainable(**asdict(self.trainable))
+        self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
+        if init_from:
+            self._load_weights(init_from)
+        self._step_started: float | None = None
+
+    def _load_weights(self, path: str) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"init_from {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys")
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        report = self.model.parameter_report()
+        lines = ", ".join(f"{part} {c['trainable']:,} trainable / {c['frozen']:,} frozen" for part, c in report.items())
+        log.info("parameters: %s", lines)
+        if self.logger is not None:
+            self.logger.log_hyperparams({f"params/{part}/{kind}": n for part, c in report.items() for kind, n in c.items()})
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.model(**model_inputs(batch)).loss
+        n_samples = len(batch["ids"])
+        real = batch["attention_mask"].sum()
+        self.log("train/loss", loss, prog_bar=True, batch_size=n_samples)
+        self.log("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
+        self.log("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
+        self._batch_facts = (n_samples, int(real))
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        seconds = time.perf_counter() - (self._step_started or time.perf_counter())
+        if seconds > 0:
+            n_samples, tokens = self._batch_facts
+            self.log("train/samples_per_s", n_samples / seconds, prog_bar=True, batch_size=n_samples)
+            self.log("train/tokens_per_s", tokens / seconds, batch_size=n_samples)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if "input_ids" not in batch:  # every sample of the batch was bad (counted in batch["skipped"])
+            return
+        loss = self.model(**model_inputs(batch)).loss
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        groups = parameter_groups(self.model, hp.lr, hp.weight_decay, hp.part_lr)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = warmup_cosine(optimizer, total, int(total * hp.warmup_ratio), hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,44 @@
+"""AdamW parameter groups (weight decay / no decay, per-part learning rates) and the warmup-cosine schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from h2ovl.model.h2ovl import PARTS
+
+
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, part_lr: dict[str, float] | None = None) -> list[dict]:
+    """One group per (part, decay): biases, norms, gains and embeddings-like 1-D tensors get no decay
+    (the usual transformer recipe); `part_lr` overrides the learning rate of "vision", "projector" or "llm"."""
+    part_lr = dict(part_lr or {})
+    unknown = set(part_lr) - set(PARTS)
+    if unknown:
+        raise ValueError(f"part_lr names unknown parts {sorted(unknown)}; parts are {list(PARTS)}")
+    groups = []
+    for part in PARTS:
+        decay, no_decay = [], []
+        for name, param in getattr(model, part).named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
+        part_rate = part_lr.get(part, lr)
+        for params, wd, kind in ((decay, weight_decay, "decay"), (no_decay, 0.0, "no_decay")):
+            if params:
+                groups.append({"params": params, "lr": part_rate, "weight_decay": wd, "name": f"{part}/{kind}"})
+    if not groups:
+        raise ValueError("no trainable parameter: the freeze spec freezes every part")
+    return groups
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0):
+    """Linear warmup to each group's lr, then cosine decay to `min_lr_ratio` of it at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

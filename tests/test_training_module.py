@@ -1,0 +1,73 @@
+"""The training module: freeze specs, AdamW groups and per-part rates, the schedule, a real fit on
+synthetic data (loss falls), and `init_from` (weights only, not a resume)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
+from h2ovl.training import H2OVLModule, Trainable
+from h2ovl.training.optim import parameter_groups, warmup_cosine
+
+
+def test_freeze_spec_and_parameter_groups():
+    module = H2OVLModule(trainable=Trainable(vision=False, projector=True, llm=False, vision_last_blocks=1), part_lr={"vision": 1e-5})
+    report = module.model.parameter_report()
+    assert report["llm"]["trainable"] == 0 and report["projector"]["frozen"] == 0
+    assert 0 < report["vision"]["trainable"] < report["vision"]["frozen"]
+    groups = parameter_groups(module.model, 1e-3, 0.05, {"vision": 1e-5})
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {"vision/decay", "vision/no_decay", "projector/decay", "projector/no_decay"}
+    assert by_name["vision/decay"]["lr"] == 1e-5 and by_name["projector/decay"]["lr"] == 1e-3
+    assert by_name["projector/no_decay"]["weight_decay"] == 0.0 and by_name["projector/decay"]["weight_decay"] == 0.05
+    assert all(p.ndim < 2 for p in by_name["projector/no_decay"]["params"])
+    with pytest.raises(ValueError, match="unknown parts"):
+        parameter_groups(module.model, 1e-3, 0.0, {"decoder": 1e-4})
+
+
+def test_pixel_shuffle_switch_and_preprocessor_override():
+    off = H2OVLModule(pixel_shuffle=False, preprocessor={"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}})
+    on = H2OVLModule()
+    assert off.model.tokens_per_tile == 4 * on.model.tokens_per_tile
+    assert type(off.preprocessor).__name__ == "FixedResize"
+
+
+def test_warmup_cosine_shape():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, total_steps=10, warmup_steps=2, min_lr_ratio=0.1)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.5) and rates[1] == pytest.approx(1.0)
+    assert rates == sorted(rates[:2]) + sorted(rates[2:], reverse=True)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_path):
+    torch.manual_seed(0)
+    synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=48, tasks=["text", "text_only"])
+    module = H2OVLModule(trainable=Trainable(vision=True, projector=True, llm=True), lr=3e-3, warmup_ratio=0.1)
+    losses = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0)
+    trainer = L.Trainer(
+        max_steps=12, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[Record()],
+    )
+    trainer.fit(module, datamodule=data)
+    assert sum(losses[-3:]) < sum(losses[:3]) - 1.0
+    assert "val/loss" in trainer.callback_metrics
+
+    checkpoint = trainer.checkpoint_callback.best_model_path
+    stage_two = H2OVLModule(init_from=checkpoint)
+    for (name, trained), (_, loaded) in zip(module.state_dict().items(), stage_two.state_dict().items()):
+        assert torch.equal(trained, loaded), name
+    assert stage_two.trainable == Trainable()  # the new stage's own freeze spec
