@@ -6,6 +6,7 @@
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
     h2ovl data inspect META [--preset tiny] [--limit N]
+    h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from h2ovl.preprocessing import (
     ImagePreprocessor,
     tokens_per_tile,
 )
+
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def build_preprocessor(name: str, tile_size: int, max_tiles: int, use_thumbnail: bool, fast_path: bool) -> ImagePreprocessor:
@@ -96,6 +100,8 @@ def _data_inspect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; main() hands them to LightningCLI
+        commands.add_parser(name, help=f"LightningCLI {name} (see `h2ovl {name} --help`)", add_help=False)
 
     preview = commands.add_parser("preview", help="draw the tiling of one image and print its facts")
     preview.add_argument("image", type=Path)
@@ -139,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
+        from h2ovl.training.cli import run_lightning
+        from h2ovl.training.compose import ConfigError
+
+        try:
+            run_lightning(argv)
+        except ConfigError as err:
+            print(f"h2ovl {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

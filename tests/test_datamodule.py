@@ -59,7 +59,7 @@ def test_fit_resume_consumes_exactly_the_uninterrupted_samples(tmp_path, tiny):
     first, trainer = fit(tiny, datamodule(meta), tmp_path / "part", max_steps=4)
     checkpoint = trainer.checkpoint_callback.best_model_path
     saved = torch.load(checkpoint, weights_only=False)
-    assert saved["H2OVLDataModule"]["stream"]["batches"] == 4
+    assert saved["H2OVLDataModule"]["per_rank"][0]["stream"]["batches"] == 4
     second, _ = fit(tiny, datamodule(meta), tmp_path / "part", max_steps=8, ckpt_path=checkpoint)
     assert first.seen + second.seen == full.seen
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
@@ -53,7 +54,10 @@ class H2OVLDataModule(L.LightningDataModule):
     """Args:
     train: a meta file, .jsonl or LLaVA .json; None: the synthetic data (`synthetic`).
     val: the same for validation; None with synthetic data: its held-out split.
-    batch_size: rows per micro-batch (samples, or packed sequences).
+    batch_size: rows per micro-batch and device (samples, or packed sequences).
+    global_batch_size: rows per optimizer step over all devices (256 in the paper); gradient accumulation
+        is derived from it, the micro-batch and the number of devices. None: Lightning's
+        `accumulate_grad_batches` as configured.
     max_length: tokens kept per sample (never cutting an image span).
     pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
     pack_tiles: at most this many tiles per packed sequence.
@@ -68,6 +72,7 @@ class H2OVLDataModule(L.LightningDataModule):
         val: str | None = None,
         synthetic: SyntheticData | None = None,
         batch_size: int = 4,
+        global_batch_size: int | None = None,
         val_batch_size: int | None = None,
         num_workers: int = 0,
         max_length: int = 2048,
@@ -88,6 +93,7 @@ class H2OVLDataModule(L.LightningDataModule):
         self.train_path, self.val_path = train, val
         self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.global_batch_size = global_batch_size
         self.num_workers = num_workers
         self.max_length = max_length
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
@@ -121,6 +127,12 @@ class H2OVLDataModule(L.LightningDataModule):
         sources = [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
         encoder = ConversationEncoder(tokenizer, self.max_length)
         return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.global_batch_size is not None and self.trainer is not None:
+            self.trainer.accumulate_grad_batches = accumulation_steps(
+                self.global_batch_size, self.batch_size, self.trainer.world_size, self.trainer.accumulate_grad_batches
+            )
 
     @property
     def pad_token_id(self) -> int:
@@ -187,7 +199,39 @@ class H2OVLDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        return self.tracker.state_dict()
+        """Every rank's position (ranks pack and skip differently, so positions differ); called on all
+        ranks while a checkpoint is assembled, written by rank zero."""
+        state = self.tracker.state_dict()
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1 and torch.distributed.is_initialized():
+            per_rank: list[Any] = [None] * world
+            torch.distributed.all_gather_object(per_rank, state)
+            return {"per_rank": per_rank}
+        return {"per_rank": [state]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.tracker.load_state_dict(state_dict)
+        per_rank = state_dict.get("per_rank", [state_dict])
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        if len(per_rank) != world:
+            raise ValueError(
+                f"the checkpoint's data position was saved by {len(per_rank)} processes, this run has {world}; "
+                "resume with the same number of devices (or start a new stage with init_from)"
+            )
+        self.tracker.load_state_dict(per_rank[rank])
+
+
+def accumulation_steps(global_batch_size: int, batch_size: int, world_size: int, configured: int = 1) -> int:
+    """Micro-batches per optimizer step so that batch_size x devices x steps = global_batch_size."""
+    per_step = batch_size * world_size
+    if global_batch_size % per_step:
+        raise ValueError(
+            f"data.global_batch_size={global_batch_size} is not a multiple of data.batch_size={batch_size} "
+            f"x {world_size} devices"
+        )
+    steps = global_batch_size // per_step
+    if configured not in (1, steps):
+        raise ValueError(
+            f"trainer.accumulate_grad_batches={configured} contradicts data.global_batch_size={global_batch_size} "
+            f"(which needs {steps}); set only one of them"
+        )
+    return steps

@@ -10,9 +10,11 @@ Normalisation is not done here; the model owns it (`TileNormalizer`) and runs it
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -119,6 +121,12 @@ class ImagePreprocessor(ABC):
         """The tiles of `plan` cut from a decoded RGB image."""
         render = render_fast if self.fast_path else render_exact
         return render(image, plan.views, self.tile_size)
+
+    def config(self) -> dict[str, Any]:
+        """The `class_path`/`init_args` form this preprocessor is built from (how a model config and a
+        checkpoint record it); every constructor argument is kept as an attribute of the same name."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {"class_path": f"h2ovl.preprocessing.{type(self).__name__}", "init_args": {n: getattr(self, n) for n in names}}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -4,15 +4,17 @@ schedule and logging. Loops, precision, strategies and checkpointing are Lightni
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import grad_norm
 
 from h2ovl.data.packing import model_inputs
 from h2ovl.model.h2ovl import H2OVL
+from h2ovl.preprocessing import ImagePreprocessor
+from h2ovl.training.flops import training_flops
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ class Trainable:
 class H2OVLModule(L.LightningModule):
     """Args:
     preset: a model preset ("tiny", "h2ovl-0.8b", ...).
-    preprocessor: a `class_path`/`init_args` dict replacing the preset's preprocessor (the ablation axis).
+    preprocessor: replaces the preset's preprocessor (the ablation axis); in YAML a `class_path`/`init_args`
+        object or the path of a fragment such as `configs/preprocessor/msac.yaml`.
     pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
     trainable: the stage's freeze spec.
     lr, weight_decay, betas, part_lr: AdamW; `part_lr` sets a part's own learning rate.
@@ -44,7 +47,7 @@ class H2OVLModule(L.LightningModule):
     def __init__(
         self,
         preset: str = "tiny",
-        preprocessor: dict[str, Any] | None = None,
+        preprocessor: ImagePreprocessor | dict[str, Any] | None = None,
         pixel_shuffle: bool = True,
         trainable: Trainable | None = None,
         lr: float = 1e-4,
@@ -57,7 +60,10 @@ class H2OVLModule(L.LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(preprocessor, ImagePreprocessor):
+            preprocessor = preprocessor.config()  # checkpoints and trackers record the plain form
         self.save_hyperparameters()
+        self.hparams["preprocessor"] = preprocessor
         overrides: dict[str, Any] = {}
         if preprocessor is not None:
             overrides["preprocessor"] = preprocessor
@@ -70,7 +76,8 @@ class H2OVLModule(L.LightningModule):
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
         if init_from:
             self._load_weights(init_from)
-        self._step_started: float | None = None
+        self._step_losses: list[torch.Tensor] = []
+        self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
 
     def _load_weights(self, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
@@ -86,26 +93,28 @@ class H2OVLModule(L.LightningModule):
         if self.logger is not None:
             self.logger.log_hyperparams({f"params/{part}/{kind}": n for part, c in report.items() for kind, n in c.items()})
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._step_started = time.perf_counter()
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model(**model_inputs(batch)).loss
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
-        self.log("train/loss", loss, prog_bar=True, batch_size=n_samples)
+        # The logged loss is the optimizer step's: the mean over its accumulated micro-batches, and over
+        # ranks (sync_dist), not the last micro-batch on rank zero.
+        self._step_losses.append(loss.detach())
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
+            self.log("train/loss", torch.stack(self._step_losses).mean(), prog_bar=True, batch_size=n_samples, sync_dist=True)
+            self._step_losses.clear()
         self.log("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
         self.log("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
-        self._batch_facts = (n_samples, int(real))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        rows, seq_len = batch["input_ids"].shape
+        self.flops_per_batch = training_flops(self.model, int(batch["tiles_per_sample"].sum()), rows, seq_len)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        seconds = time.perf_counter() - (self._step_started or time.perf_counter())
-        if seconds > 0:
-            n_samples, tokens = self._batch_facts
-            self.log("train/samples_per_s", n_samples / seconds, prog_bar=True, batch_size=n_samples)
-            self.log("train/tokens_per_s", tokens / seconds, batch_size=n_samples)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Before clipping, so the logged norm shows what clipping acted on.
+        norms = grad_norm(self.model, norm_type=2)
+        if norms:
+            self.log("train/grad_norm", norms["grad_2.0_norm_total"], batch_size=1)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:  # every sample of the batch was bad (counted in batch["skipped"])

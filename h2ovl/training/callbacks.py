@@ -1,0 +1,88 @@
+"""Callbacks the CLI adds to every run: throughput (samples/s, tokens/s, FLOPs, MFU) and the config/tags/run
+id bookkeeping that ties a run, its checkpoints and its MLflow record together."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.trainer.states import RunningStage
+from lightning.pytorch.utilities import rank_zero_only
+
+from h2ovl.training.tracking import MLflowTracker
+
+#: The checkpoint key that carries the MLflow run id across a resume.
+RUN_ID_KEY = "mlflow_run_id"
+
+
+def _samples(batch: dict) -> int:
+    return len(batch["ids"])
+
+
+def _real_tokens(batch: dict) -> int:
+    return int(batch["attention_mask"].sum())
+
+
+class Throughput(ThroughputMonitor):
+    """Lightning's `ThroughputMonitor` over our batches: `train/device/samples_per_sec`,
+    `train/device/items_per_sec` (= real, non-pad tokens/s), `train/device/flops_per_sec` and, on devices
+    with a known peak (GPUs), `train/device/mfu`; with several devices also the global `train/...` rates.
+    Each is averaged over the last `window_size` batches. Samples/s also goes to the progress bar."""
+
+    def __init__(self, window_size: int = 20) -> None:
+        if window_size < 2:  # rates are differences between the window's first and last batch
+            raise ValueError(f"throughput.window_size must be at least 2, got {window_size}")
+        super().__init__(batch_size_fn=_samples, length_fn=_real_tokens, window_size=window_size)
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        computed = self._throughputs[RunningStage.TRAINING].compute()
+        rate = computed.get("samples_per_sec", computed.get("device/samples_per_sec"))
+        if rate is not None:
+            pl_module.log("samples/s", rate, prog_bar=True, logger=False, batch_size=1)
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
+    """The tags every run carries, read from its resolved config."""
+    model = config.get("model") or {}
+    preprocessor = model.get("preprocessor") or {}
+    kind = str(preprocessor.get("class_path", "preset default")).rsplit(".", 1)[-1]
+    max_tiles = (preprocessor.get("init_args") or {}).get("max_tiles")
+    return {
+        "experiment": experiment,
+        "preset": str(model.get("preset")),
+        "preprocessor": kind if max_tiles is None else f"{kind}(max_tiles={max_tiles})",
+        "pixel_shuffle": str(model.get("pixel_shuffle")),
+        "seed": str(config.get("seed_everything")),
+        "git_commit": git_commit(),
+    }
+
+
+class TrackedConfig(SaveConfigCallback):
+    """LightningCLI's config saver, extended: the resolved config also goes to MLflow (artifact, flattened
+    params, tags), and the run id rides in each checkpoint so a resume continues the same run."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        tracker = trainer.logger
+        if not isinstance(tracker, MLflowTracker):
+            return
+        config = self.parser.dump(self.config, skip_none=False, format="yaml")
+        plain = self.config.as_dict()
+        tracker.log_config(config, plain, run_tags(plain, tracker._experiment_name))
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if isinstance(trainer.logger, MLflowTracker) and trainer.is_global_zero:
+            checkpoint[RUN_ID_KEY] = trainer.logger.run_id

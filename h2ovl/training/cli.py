@@ -1,0 +1,105 @@
+"""`h2ovl fit|validate|test|predict`: LightningCLI over `H2OVLModule` and `H2OVLDataModule`.
+
+What this adds to LightningCLI:
+- `--config` files are composed first (`extends:` fragments, overrides, `${...}` interpolation: see
+  `h2ovl.training.compose`);
+- every run gets `checkpoint` (ModelCheckpoint, saving `last.ckpt` under `<default_root_dir>/checkpoints`
+  unless told otherwise), `throughput` and the bad-sample report, an MLflow logger on the local SQLite
+  store, atomic checkpoint files, and the config/tags/run-id bookkeeping of `TrackedConfig`;
+- `--ckpt_path` (a file, or `last`) continues the checkpoint's MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from h2ovl.data.datamodule import H2OVLDataModule
+from h2ovl.data.report import BadSampleReport
+from h2ovl.training.callbacks import RUN_ID_KEY, Throughput, TrackedConfig
+from h2ovl.training.checkpoint_io import AtomicCheckpointIO
+from h2ovl.training.compose import expand_config_args
+from h2ovl.training.module import H2OVLModule
+from h2ovl.training.tracking import MLflowTracker
+
+log = logging.getLogger(__name__)
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DEFAULT_ROOT = "outputs/runs/h2ovl"
+
+
+class H2OVLCLI(LightningCLI):
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            H2OVLModule,
+            H2OVLDataModule,
+            save_config_callback=TrackedConfig,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            args=list(args) if args is not None else None,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(BadSampleReport, "bad_samples")
+        parser.set_defaults({
+            "checkpoint.save_last": True,
+            "trainer.default_root_dir": DEFAULT_ROOT,
+            "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},
+        })
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = Path(config.trainer.default_root_dir or ".")
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(root / "checkpoints")
+        logger = config.trainer.logger
+        if getattr(logger, "class_path", None) == f"{MLflowTracker.__module__}.{MLflowTracker.__name__}" and logger.init_args.save_dir is None:
+            logger.init_args.save_dir = str(root)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a configured plugin is kept
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def before_fit(self) -> None:
+        self._continue_tracked_run()
+
+    def _continue_tracked_run(self) -> None:
+        """A resumed run logs into the run its checkpoint came from."""
+        tracker = self.trainer.logger
+        ckpt = resolve_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.trainer)
+        if ckpt is None or not isinstance(tracker, MLflowTracker):
+            return
+        run_id = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
+        if run_id:
+            log.info("resuming MLflow run %s from %s", run_id, ckpt)
+            tracker.continue_run(run_id)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:
+    """The checkpoint file `--ckpt_path` names: a path, or `last` (`last.ckpt` in the checkpoint dir)."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        for callback in trainer.checkpoint_callbacks:
+            if callback.dirpath and (Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt").is_file():
+                return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt"
+        return None
+    path = Path(ckpt_path)
+    return path if path.is_file() else None
+
+
+def run_lightning(argv: Sequence[str]) -> None:
+    H2OVLCLI(args=expand_config_args(list(argv)))

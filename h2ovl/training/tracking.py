@@ -1,0 +1,204 @@
+"""MLflow tracking: Lightning's `MLFlowLogger` with a local default store, a run that survives resume, and
+a training run that never dies because the tracking server did.
+
+- Store: `tracking_uri`, else `MLFLOW_TRACKING_URI` (read when the logger is built, as MLflow's own tools
+  read it), else the SQLite file `mlflow.db` in the working directory (`mlflow ui --backend-store-uri
+  sqlite:///mlflow.db` shows it).
+- Resume: the run id goes into every checkpoint (`TrackedConfig.on_save_checkpoint`), and `h2ovl fit
+  --ckpt_path ...` continues that run (`continue_run`).
+- Unreachable server: the first contact is retried briefly; if it still fails the run is logged to a local
+  fallback store (`fallback_dir/mlflow.db`) and the log says where, so nothing the run produced is lost.
+  A server that fails later costs only the calls that failed: their metrics are appended to
+  `fallback_dir/unsent-<run id>.jsonl` and counted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: MLflow param values are cut here, visibly; the full config is the run's `config.yaml` artifact.
+MAX_PARAM_CHARS = 500
+TRUNCATED = "...[truncated; see config.yaml]"
+# A dead server must not stall the start for minutes (MLflow's defaults: 7 retries, 120 s timeout).
+_FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"model.lr": "0.0001", ...}; lists stay one value; long values truncated visibly."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+            continue
+        text = json.dumps(value, default=str) if isinstance(value, (list, tuple, Mapping)) else str(value)
+        flat[name] = text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - len(TRUNCATED)] + TRUNCATED
+    return flat
+
+
+class MLflowTracker(MLFlowLogger):
+    """Args:
+    experiment_name: the MLflow experiment (one per recipe, e.g. `cpu-tiny`, `0.8b-pretrain-1`).
+    run_name: the run's display name.
+    tracking_uri: the store; None: `MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db`.
+    stage: the training stage, as a tag (`pretrain-1`, `finetune`, ...).
+    sweep_id: tags the run as a sweep trial; None: the `H2OVL_SWEEP_ID` environment variable.
+    tags: more tags.
+    log_model: log checkpoints as artifacts (True: best and last at the end; "all": each one; False for sweeps).
+    fallback_dir: where a run whose server cannot be reached is logged instead.
+    save_dir: the local directory of the run's files (its `config.yaml`); the CLI sets it to
+        `trainer.default_root_dir`.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "h2ovl",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        stage: str | None = None,
+        sweep_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        log_model: Literal[True, False, "all"] = False,
+        artifact_location: str | None = None,
+        fallback_dir: str = "outputs/mlflow-fallback",
+        save_dir: str | None = None,
+    ) -> None:
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        tags = dict(tags or {})
+        if stage:
+            tags["stage"] = stage
+        sweep_id = sweep_id or os.environ.get("H2OVL_SWEEP_ID")
+        if sweep_id:
+            tags["sweep_id"] = sweep_id
+        super().__init__(
+            experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+            log_model=log_model, artifact_location=artifact_location,
+        )
+        self.requested_uri = uri
+        self.local_dir = save_dir
+        self.fallback_dir = Path(fallback_dir)
+        self.fell_back = False
+        self.unsent = 0
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+    @property
+    def save_dir(self) -> str | None:
+        """Lightning's `trainer.log_dir` (where LightningCLI writes `config.yaml`); MLflow itself keeps
+        everything in its store."""
+        return self.local_dir
+
+    # -- the run -------------------------------------------------------------------------------------
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._initialized:
+            return self._mlflow_client
+        saved = {k: os.environ.get(k) for k in _FIRST_CONTACT_ENV}
+        os.environ.update({k: v for k, v in _FIRST_CONTACT_ENV.items() if saved[k] is None})
+        try:
+            return super().experiment
+        except Exception as err:  # noqa: BLE001 - any failure to reach the store means: fall back
+            return self._fall_back(err)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+
+    def _fall_back(self, err: Exception) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        self.fallback_dir.mkdir(parents=True, exist_ok=True)
+        fallback = f"sqlite:///{(self.fallback_dir / 'mlflow.db').resolve()}"
+        log.warning(
+            "MLflow store %s cannot be reached (%s: %s); training goes on and logs to %s instead "
+            "(look at it with `mlflow ui --backend-store-uri %s`)",
+            self.requested_uri, type(err).__name__, str(err).splitlines()[0][:200], fallback, fallback,
+        )
+        self.tags = {**(self.tags or {}), "h2ovl.fallback_from": self.requested_uri}
+        if self._run_id is not None:  # a resumed run that lives on the unreachable server
+            self.tags["h2ovl.resumed_run_id"] = self._run_id
+            self._run_id = None
+        self._tracking_uri = fallback
+        self._mlflow_client = MlflowClient(fallback)
+        self._experiment_id = None
+        self.fell_back = True
+        return MLFlowLogger.experiment.fget(self)
+
+    def continue_run(self, run_id: str) -> None:
+        """Log into an existing run (a resumed training run) instead of creating one."""
+        if self._initialized:
+            raise RuntimeError("continue_run must come before the run is first used")
+        self._run_id = run_id
+
+    # -- logging that a failing server cannot break ----------------------------------------------------
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Params as MLflow keeps them: flattened, truncated visibly, and never re-logged with a new value
+        (MLflow refuses that): in a resumed run a changed value becomes a `resume.<key>` tag."""
+        from mlflow.entities import Param
+
+        params = vars(params) if not isinstance(params, Mapping) else params
+        flat = flatten(params)
+        try:
+            existing = self.experiment.get_run(self.run_id).data.params
+            new = [Param(k, v) for k, v in flat.items() if k not in existing]
+            changed = {f"resume.{k}": v for k, v in flat.items() if k in existing and existing[k] != v}
+            for start in range(0, len(new), 100):  # MLflow's batch limit
+                self.experiment.log_batch(self.run_id, params=new[start : start + 100])
+            for key, value in changed.items():
+                self.experiment.set_tag(self.run_id, key, value)
+        except Exception as err:  # noqa: BLE001
+            self._keep_unsent({"params": flat}, err)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        try:
+            super().log_metrics(metrics, step)
+        except Exception as err:  # noqa: BLE001
+            self._keep_unsent({"step": step, "metrics": {k: float(v) for k, v in metrics.items()}}, err)
+
+    @rank_zero_only
+    def log_config(self, config_yaml: str, config: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """The resolved config as the run's `config.yaml` artifact and as params, plus the run's tags."""
+        try:
+            self.experiment.log_text(self.run_id, config_yaml, "config.yaml")
+            for key, value in tags.items():
+                self.experiment.set_tag(self.run_id, key, value)
+        except Exception as err:  # noqa: BLE001
+            self._keep_unsent({"tags": dict(tags)}, err)
+        self.log_hyperparams(config)
+
+    def _keep_unsent(self, record: dict[str, Any], err: Exception) -> None:
+        self.fallback_dir.mkdir(parents=True, exist_ok=True)
+        path = self.fallback_dir / f"unsent-{self._run_id}.jsonl"
+        if not self.unsent:
+            log.warning("MLflow logging failed (%s: %s); unsent records go to %s", type(err).__name__, err, path)
+        with path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.unsent += 1
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        try:
+            super().finalize(status)
+        except Exception as err:  # noqa: BLE001
+            self._keep_unsent({"finalize": status}, err)
+        if self.unsent:
+            log.warning("%d MLflow logging calls failed; their records are in %s", self.unsent, self.fallback_dir)
+        if self.fell_back:
+            log.warning("this run was logged to the fallback store %s, not %s", self._tracking_uri, self.requested_uri)

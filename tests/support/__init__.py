@@ -1,0 +1,1 @@
+"""Helpers imported by training subprocesses that the tests start (put on PYTHONPATH by the tests)."""

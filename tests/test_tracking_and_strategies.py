@@ -1,0 +1,87 @@
+"""MLflow bookkeeping (params, tags, config artifact, resumed-run params), the derived gradient
+accumulation, the FSDP wrap policy, and the top-level `h2ovl fit` entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from h2ovl.cli import main
+from h2ovl.data.datamodule import accumulation_steps
+from h2ovl.model.h2ovl import H2OVL
+from h2ovl.training.strategies import H2OVLFSDPStrategy, layer_classes
+from h2ovl.training.tracking import MAX_PARAM_CHARS, TRUNCATED, MLflowTracker, flatten
+from training_runs import mlflow_runs, tiny_run_config, write_config
+
+
+def test_flatten_truncates_long_values_visibly():
+    flat = flatten({"model": {"lr": 1e-4, "trainable": {"vision": True}}, "data": {"tasks": ["a", "b"]}, "long": "x" * 2000})
+    assert flat["model.lr"] == "0.0001" and flat["model.trainable.vision"] == "True" and flat["data.tasks"] == '["a", "b"]'
+    assert len(flat["long"]) == MAX_PARAM_CHARS and flat["long"].endswith(TRUNCATED)
+
+
+def test_resumed_run_keeps_params_and_tags_changed_values(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = MLflowTracker(experiment_name="e", tracking_uri=uri, stage="pretrain", sweep_id="s1")
+    first.log_hyperparams({"model": {"lr": 0.1}, "ckpt_path": None})
+    run_id = first.run_id
+    again = MLflowTracker(experiment_name="e", tracking_uri=uri)
+    again.continue_run(run_id)
+    again.log_hyperparams({"model": {"lr": 0.1}, "ckpt_path": "last", "new": 1})  # MLflow refuses changed params
+    run = again.experiment.get_run(run_id)
+    assert run.data.params == {"model.lr": "0.1", "ckpt_path": "None", "new": "1"}
+    assert run.data.tags["resume.ckpt_path"] == "last"
+    assert run.data.tags["stage"] == "pretrain" and run.data.tags["sweep_id"] == "s1"
+
+
+def test_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    assert MLflowTracker().tracking_uri == f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert MLflowTracker().tracking_uri == "sqlite:///mlflow.db"
+
+
+def test_global_batch_size_gives_accumulation():
+    assert accumulation_steps(256, 4, 8) == 8
+    assert accumulation_steps(256, 4, 64) == 1
+    with pytest.raises(ValueError, match="not a multiple of data.batch_size=3 x 8 devices"):
+        accumulation_steps(256, 3, 8)
+    with pytest.raises(ValueError, match="contradicts"):
+        accumulation_steps(256, 4, 8, configured=2)
+
+
+def test_fsdp_wraps_vit_blocks_and_decoder_layers():
+    model, _ = H2OVL.from_preset("tiny-mistral")
+    names = {cls.__name__ for cls in layer_classes(model)}
+    assert names == {"Block", "MistralDecoderLayer"}
+    strategy = H2OVLFSDPStrategy(activation_checkpointing=True, sharding_strategy="SHARD_GRAD_OP")
+    assert strategy.checkpoint_layers and "auto_wrap_policy" not in strategy.kwargs  # filled in at setup from the model
+
+
+def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "run.yaml", tiny_run_config(tmp_path, "entry", 3))
+    assert main(["fit", "--config", str(config), "--model.lr", "0.001"]) == 0
+    (run,) = mlflow_runs(tmp_path, "entry")
+    assert run.data.params["model.lr"] == "0.001" and run.data.params["data.batch_size"] == "2"
+    assert int(run.data.params["params/total/trainable"]) > 0
+    tags = run.data.tags
+    assert {"experiment", "stage", "preset", "preprocessor", "pixel_shuffle", "seed", "git_commit"} <= set(tags)
+    assert tags["preset"] == "tiny" and tags["stage"] == "full" and tags["experiment"] == "entry"
+    for key in ("train/loss", "train/lr", "train/grad_norm", "train/pad_fraction", "train/visual_tokens_per_sample",
+                "train/device/samples_per_sec", "train/device/items_per_sec", "train/device/flops_per_sec"):
+        assert key in run.data.metrics, key
+    from mlflow.tracking import MlflowClient
+
+    artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts
+    saved = torch.load(tmp_path / "runs/entry/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["mlflow_run_id"] == run.info.run_id
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture):
+    (tmp_path / "bad.yaml").write_text("extends: [nowhere.yaml]\n")
+    assert main(["fit", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "nowhere.yaml does not exist" in capsys.readouterr().err
