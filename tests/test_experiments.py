@@ -76,9 +76,10 @@ def _fit(path: Path, tmp: Path, run_root: Path, *extra: str) -> H2OVLCLI:
     return H2OVLCLI(args=args)
 
 
-def test_cpu_experiment_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_cpu_experiment_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str):
     monkeypatch.chdir(tmp_path)
-    cli = _fit(ROOT / "experiments/cpu/tiny.yaml", tmp_path, tmp_path / "runs/cpu")
+    cli = _fit(ROOT / "experiments/cpu/tiny.yaml", tmp_path, tmp_path / "runs/cpu", "--trainer.precision", precision)
     trainer = cli.trainer
     assert trainer.global_step == 2 and trainer.accumulate_grad_batches == 2  # 4 = 2 per batch x 1 device x 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])

@@ -192,6 +192,9 @@ class H2OVLDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
+    def predict_dataloader(self) -> DataLoader | list:
+        return self.val_dataloader()
+
     # -- position in the data -------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is not None and self.trainer.training and isinstance(batch, dict) and "stream" in batch:

@@ -27,6 +27,7 @@ from h2ovl.training.callbacks import RUN_ID_KEY, Throughput, TrackedConfig
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import expand_config_args
 from h2ovl.training.module import H2OVLModule
+from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.tracking import MLflowTracker
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class H2OVLCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(BadSampleReport, "bad_samples")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults({
             "checkpoint.save_last": True,
             "trainer.default_root_dir": DEFAULT_ROOT,
@@ -73,11 +75,22 @@ class H2OVLCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
+    # What is done with a checkpoint (resumed training, validation, test, prediction) lands in the run that
+    # trained it.
     def before_fit(self) -> None:
         self._continue_tracked_run()
 
+    def before_validate(self) -> None:
+        self._continue_tracked_run()
+
+    def before_test(self) -> None:
+        self._continue_tracked_run()
+
+    def before_predict(self) -> None:
+        self._continue_tracked_run()
+
     def _continue_tracked_run(self) -> None:
-        """A resumed run logs into the run its checkpoint came from."""
+        """Log into the MLflow run the checkpoint came from."""
         tracker = self.trainer.logger
         ckpt = resolve_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.trainer)
         if ckpt is None or not isinstance(tracker, MLflowTracker):

@@ -15,6 +15,7 @@ from h2ovl.data.packing import model_inputs
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
+from h2ovl.training.prediction import prompt_batch
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class H2OVLModule(L.LightningModule):
     gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward.
     init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
         schedule, step and data position start fresh).
+    max_new_tokens: the generation budget of `predict`.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class H2OVLModule(L.LightningModule):
         min_lr_ratio: float = 0.0,
         gradient_checkpointing: bool = False,
         init_from: str | None = None,
+        max_new_tokens: int = 64,
     ) -> None:
         super().__init__()
         if isinstance(preprocessor, ImagePreprocessor):
@@ -121,6 +124,27 @@ class H2OVLModule(L.LightningModule):
             return
         loss = self.model(**model_inputs(batch)).loss
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        if "input_ids" not in batch:
+            return
+        loss = self.model(**model_inputs(batch)).loss
+        self.log("test/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
+        """Greedy answers to each sample's first question, with the reference answer (`h2ovl predict`)."""
+        if "input_ids" not in batch:
+            return []
+        tokenizer = self.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        prompts, references = prompt_batch(batch, self.model, pad)
+        prompts = {k: v.to(self.device) if v is not None else None for k, v in prompts.items()}
+        generated = self.model.generate(**prompts, max_new_tokens=self.hparams.max_new_tokens)
+        return [
+            {"id": sample_id, "dataset": dataset, "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+             "answer": tokenizer.decode(reference, skip_special_tokens=True).strip()}
+            for sample_id, dataset, tokens, reference in zip(batch["ids"], batch["datasets"], generated, references)
+        ]
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
