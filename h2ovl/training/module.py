@@ -66,7 +66,6 @@ class H2OVLModule(L.LightningModule):
         if isinstance(preprocessor, ImagePreprocessor):
             preprocessor = preprocessor.config()  # checkpoints and trackers record the plain form
         self.save_hyperparameters()
-        self.hparams["preprocessor"] = preprocessor
         overrides: dict[str, Any] = {}
         if preprocessor is not None:
             overrides["preprocessor"] = preprocessor
