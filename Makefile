@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/preprocess.py
 	$(PYTHON) benchmarks/model.py
 	$(PYTHON) benchmarks/packing.py
+	$(PYTHON) benchmarks/generate.py
 
 clean:
 	rm -rf outputs .pytest_cache .hypothesis

@@ -7,6 +7,8 @@
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
     h2ovl data inspect META [--preset tiny] [--limit N]
     h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
+    h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer} PREDICTIONS.jsonl|OCRBENCH.json
+    h2ovl evaluate (--ckpt CKPT | --released DIR) --data META_OR_JSONL [--task T] [--limit N] [--batch-size B]
 """
 
 from __future__ import annotations
@@ -97,6 +99,28 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from h2ovl.evaluation import read_predictions, score_samples
+
+    scores = score_samples(read_predictions(args.predictions), args.task)
+    if args.out:
+        args.out.write_text(json.dumps(scores, indent=2) + "\n")
+    print(json.dumps(scores))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from h2ovl.evaluation.evaluate import EvaluationRequest, evaluate
+
+    request = EvaluationRequest(
+        data=str(args.data), ckpt=args.ckpt, released=args.released, task=args.task, limit=args.limit,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, max_length=args.max_length,
+        precision=args.precision, out=args.out, experiment=args.experiment, tracking_uri=args.tracking_uri,
+    )
+    print(json.dumps(evaluate(request)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +165,29 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--preset", default="tiny", help="model preset whose tokenizer and preprocessor to use")
     inspect.add_argument("--limit", type=int, help="at most this many records per dataset")
     inspect.set_defaults(handler=_data_inspect)
+
+    tasks = ("auto", "ocrbench", "anls", "vqa", "kie", "cer")
+    score = commands.add_parser("score", help="score a predictions file; the last line is a JSON object of scores")
+    score.add_argument("predictions", type=Path, help="jsonl records, or OCRBench's .json list")
+    score.add_argument("--task", choices=tasks, required=True, help="auto: each record's 'scorer' field")
+    score.add_argument("--out", type=Path, help="also write the scores here")
+    score.set_defaults(handler=_score)
+
+    evaluate = commands.add_parser("evaluate", help="generate answers for a dataset, score them, log them to MLflow")
+    model = evaluate.add_mutually_exclusive_group(required=True)
+    model.add_argument("--ckpt", help="a Lightning checkpoint (logs into its training run)")
+    model.add_argument("--released", help="a released model directory (config.json, safetensors, tokenizer)")
+    evaluate.add_argument("--data", type=Path, required=True, help="meta file or jsonl of records")
+    evaluate.add_argument("--task", choices=tasks, default="auto", help="auto: each record's 'scorer' field")
+    evaluate.add_argument("--limit", type=int, help="the first N records only")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate.add_argument("--max-length", type=int, default=4096, help="prompt tokens kept (images never cut)")
+    evaluate.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, 32-true on CPU)")
+    evaluate.add_argument("--out", help="folder for predictions.jsonl and scores.json (default outputs/eval/<model>-<data>)")
+    evaluate.add_argument("--experiment", default="evaluate", help="MLflow experiment of a run made for a released model")
+    evaluate.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
@@ -159,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ImageLoadError, ValueError, BadSample) as err:
+    except (ImageLoadError, ValueError, BadSample, FileNotFoundError) as err:
         print(f"h2ovl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -28,8 +28,8 @@ def test_prompts_stop_before_the_first_answer_and_keep_their_tiles(tmp_path: Pat
     ])
     dm = H2OVLDataModule(train=str(data), val=str(data), batch_size=3).bind(tokenizer, preprocessor, model.tokens_per_tile)
     batch = next(iter(dm.predict_dataloader()))
-    prompts, references = prompt_batch(batch, model, tokenizer.pad_token_id)
-    assert [tokenizer.decode(r) for r in references] == ["HELLO 42", "four", "hi"]
+    prompts = prompt_batch(batch, model, tokenizer.pad_token_id)
+    assert [r["answer"] for r in batch["references"]] == ["HELLO 42", "four", "hi"]
     answer_id = tokenizer.convert_tokens_to_ids(ANSWER)
     assert (prompts["input_ids"][:, -1] == answer_id).all()  # left-padded, each ends at <|answer|>
     assert (prompts["attention_mask"].sum(1) < batch["attention_mask"].sum(1)).all()
@@ -39,6 +39,9 @@ def test_prompts_stop_before_the_first_answer_and_keep_their_tiles(tmp_path: Pat
     assert (prompts["pixel_values"] == batch["pixel_values"][:first_tiles]).all()
     generated = model.generate(**prompts, max_new_tokens=4)
     assert generated.shape[0] == 3
+    # A subset of rows: only their prompts and tiles (the text-only second row has none).
+    subset = prompt_batch(batch, model, tokenizer.pad_token_id, rows=[1, 2])
+    assert subset["input_ids"].shape[0] == 2 and subset["pixel_values"] is None
 
 
 def test_validate_test_predict_after_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

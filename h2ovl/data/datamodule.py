@@ -186,7 +186,11 @@ class H2OVLDataModule(L.LightningDataModule):
         _, val = self._resolve_paths()
         if val is None:
             return []
-        dataset = EvalSamples(self.builder(val), self.on_bad_sample, limit=self.val_limit)
+        return self.eval_dataloader(val, self.val_limit)
+
+    def eval_dataloader(self, path: str, limit: int | None = None) -> DataLoader:
+        """Every record of a meta file or jsonl once, in order (the first `limit`), bad ones counted."""
+        dataset = EvalSamples(self.builder(path), self.on_bad_sample, limit=limit)
         return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
 
     def test_dataloader(self) -> DataLoader | list:

@@ -21,28 +21,32 @@ class EvalSamples(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> Sample | BadSample:
+    def __getitem__(self, i: int) -> tuple[int, Sample | BadSample]:
+        """(position in the view, the sample or why it is bad): positions let validation pick a fixed
+        subset whatever the number of ranks."""
         dataset, record = self.index[i]
         try:
-            return self.builder.build(dataset, record)
+            return i, self.builder.build(dataset, record)
         except BadSample as error:
             if self.on_bad_sample == "raise":
                 raise
             error.dataset = self.builder.sources[dataset].spec.name
-            return error
+            return i, error
 
 
 class EvalCollator:
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
-    def __call__(self, items: list[Sample | BadSample]) -> dict | None:
-        samples = [item for item in items if isinstance(item, Sample)]
+    def __call__(self, items: list[tuple[int, Sample | BadSample]]) -> dict:
+        good = [(i, item) for i, item in items if isinstance(item, Sample)]
         skipped: dict[str, int] = {}
-        for item in items:
+        for _, item in items:
             if isinstance(item, BadSample):
                 key = f"{item.dataset}/{item.reason}"
                 skipped[key] = skipped.get(key, 0) + 1
-        batch = collate_rows([[s] for s in samples], self.pad_token_id, packed=False) if samples else {}
+        batch = collate_rows([[s] for _, s in good], self.pad_token_id, packed=False) if good else {}
+        if good:
+            batch["positions"] = [i for i, _ in good]
         batch["skipped"] = skipped
         return batch

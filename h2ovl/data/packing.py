@@ -32,7 +32,7 @@ def collate_rows(rows: Sequence[Sequence[Sample]], pad_token_id: int, packed: bo
 
     Keys: `input_ids`, `labels`, `position_ids`, `attention_mask` (1 on real tokens), `sample_index`
     (which sample of the batch each token belongs to, -1 on padding), `pixel_values` (uint8 tiles of all
-    samples in token order), `tiles_per_sample`, `packed`, `ids`, `datasets`.
+    samples in token order), `tiles_per_sample`, `packed`, `ids`, `datasets`, `references`.
     """
     lengths = [sum(s.length for s in row) for row in rows]
     width = -(-max(lengths) // pad_to_multiple_of) * pad_to_multiple_of
@@ -68,6 +68,7 @@ def collate_rows(rows: Sequence[Sequence[Sample]], pad_token_id: int, packed: bo
         "packed": packed,
         "ids": [s.id for s in samples],
         "datasets": [s.dataset for s in samples],
+        "references": [s.reference for s in samples],
     }
 
 

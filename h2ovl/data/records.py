@@ -1,6 +1,8 @@
 """Conversation records (InternVL / LLaVA jsonl format) and the checks that make one trainable.
 
-A record is `{"id", "image": path | [paths] | absent, "conversations": [{"from": "human"|"gpt", "value"}]}`.
+A record is `{"id", "image": path | [paths] | absent, "conversations": [{"from": "human"|"gpt", "value"}]}`;
+a benchmark record may instead hold one `question` with its `answers` (list) or `answer`. Evaluation fields
+(`answers`, `category`, `scorer`, `task`) ride along as the record's `reference`.
 Anything wrong with a record raises `BadSample`, whose `reason` is a short stable key (for counting
 per dataset) and whose message names the file and line.
 """
@@ -8,10 +10,12 @@ per dataset) and whose message names the file and line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_PLACEHOLDER = "<image>"
+#: Fields kept for scoring (see `h2ovl.evaluation`), next to the first answer's text.
+REFERENCE_FIELDS = ("answers", "category", "scorer", "task")
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant"})
 
@@ -51,6 +55,8 @@ class Record:
     images: tuple[str, ...]
     turns: tuple[tuple[str, str], ...]
     where: str
+    reference: dict[str, Any] = field(default_factory=dict, compare=False)
+    """What the first answer is scored against: `answer` (its text) and the record's evaluation fields."""
 
 
 def parse_line(line: str | bytes, where: str) -> dict[str, Any]:
@@ -76,6 +82,8 @@ def to_record(raw: dict[str, Any], where: str) -> Record:
         raise BadSample("malformed_json", where, f"'image' must be a path or a list of paths, got {images!r}")
 
     conversations = raw.get("conversations")
+    if conversations is None and isinstance(raw.get("question"), str):
+        conversations = _question_turns(raw, where)
     if not isinstance(conversations, list) or not conversations:
         raise BadSample("no_conversations", where, "missing or empty 'conversations'")
     if len(conversations) % 2:
@@ -98,4 +106,16 @@ def to_record(raw: dict[str, Any], where: str) -> Record:
         turns[0] = ((IMAGE_PLACEHOLDER + "\n") * len(images) + first_question, first_answer)
     elif placeholders != len(images):
         raise BadSample("image_mismatch", where, f"{placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(images)} images")
-    return Record(id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where)
+    reference = {"answer": turns[0][1], **{key: raw[key] for key in REFERENCE_FIELDS if key in raw}}
+    return Record(id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where, reference=reference)
+
+
+def _question_turns(raw: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """A benchmark record (`question` + `answers`/`answer`) as one exchange whose answer is the first one."""
+    answers = raw.get("answers", raw.get("answer"))
+    first = answers[0] if isinstance(answers, list) and answers else answers
+    if isinstance(first, (dict, list)):  # KIE: the JSON object is the answer
+        first = json.dumps(first, ensure_ascii=False)
+    if not isinstance(first, str):
+        raise BadSample("empty_answer", where, f"a 'question' record needs 'answers' or 'answer' text, got {answers!r}")
+    return [{"from": "human", "value": raw["question"]}, {"from": "gpt", "value": first}]

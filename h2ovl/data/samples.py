@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ class Sample:
     """uint8 [n_tiles, 3, T, T], all images of the sample in order"""
     dataset: str
     id: str
+    reference: dict = field(default_factory=dict, compare=False)
+    """The record's first answer and evaluation fields (`Record.reference`)."""
 
     @property
     def length(self) -> int:
@@ -99,4 +101,5 @@ class SampleBuilder:
             tiles=tiles,
             dataset=spec.name,
             id=record.id,
+            reference=record.reference,
         )

@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
@@ -44,6 +44,30 @@ class Throughput(ThroughputMonitor):
         rate = computed.get("samples_per_sec", computed.get("device/samples_per_sec"))
         if rate is not None:
             pl_module.log("samples/s", rate, prog_bar=True, logger=False, batch_size=1)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The best `save_top_k` checkpoints by a validation metric (`best-<step>.ckpt`), ranked right after each
+    validation run; off while `monitor` is None. Separate from the periodic `checkpoint` callback, which
+    saves during the training step, before that step's validation has produced the metric.
+
+    Args:
+        monitor: a logged metric, e.g. `val/loss`, `val/cer/cer`, `val/kie/score`.
+        mode: "min" or "max".
+    """
+
+    def __init__(self, monitor: str | None = None, mode: str = "min", save_top_k: int = 1, dirpath: str | None = None,
+                 filename: str = "best-{step}") -> None:
+        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
+                         save_last=False, auto_insert_metric_name=False, save_on_train_epoch_end=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor is not None:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor is not None:
+            super().on_train_epoch_end(trainer, pl_module)
 
 
 def git_commit() -> str:

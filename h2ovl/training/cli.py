@@ -4,7 +4,7 @@ What this adds to LightningCLI:
 - `--config` files are composed first (`extends:` fragments, overrides, `${...}` interpolation: see
   `h2ovl.training.compose`);
 - every run gets `checkpoint` (ModelCheckpoint, saving `last.ckpt` under `<default_root_dir>/checkpoints`
-  unless told otherwise), `throughput` and the bad-sample report, an MLflow logger on the local SQLite
+  unless told otherwise), `best` (the best checkpoint by `best.monitor`, when set), `throughput` and the bad-sample report, an MLflow logger on the local SQLite
   store, atomic checkpoint files, and the config/tags/run-id bookkeeping of `TrackedConfig`;
 - `--ckpt_path` (a file, or `last`) continues the checkpoint's MLflow run.
 """
@@ -23,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import RUN_ID_KEY, Throughput, TrackedConfig
+from h2ovl.training.callbacks import RUN_ID_KEY, BestCheckpoint, Throughput, TrackedConfig
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import expand_config_args
 from h2ovl.training.module import H2OVLModule
@@ -51,6 +51,7 @@ class H2OVLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "best")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(BadSampleReport, "bad_samples")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
@@ -63,8 +64,9 @@ class H2OVLCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         root = Path(config.trainer.default_root_dir or ".")
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(root / "checkpoints")
+        for callback in (config.checkpoint, config.best):
+            if callback.dirpath is None:
+                callback.dirpath = str(root / "checkpoints")
         logger = config.trainer.logger
         if getattr(logger, "class_path", None) == f"{MLflowTracker.__module__}.{MLflowTracker.__name__}" and logger.init_args.save_dir is None:
             logger.init_args.save_dir = str(root)

@@ -12,10 +12,13 @@ import torch
 from lightning.pytorch.utilities import grad_norm
 
 from h2ovl.data.packing import model_inputs
+from h2ovl.evaluation.predictions import to_scored
+from h2ovl.evaluation.tasks import TaskScorer
 from h2ovl.model.h2ovl import H2OVL
+from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
-from h2ovl.training.prediction import prompt_batch
+from h2ovl.training.prediction import generate_answers
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,20 @@ class Trainable:
     vision_last_blocks: int = 0
 
 
+@dataclass
+class ValGeneration:
+    """Generation-based validation: greedy answers to the first `samples` validation samples (the same
+    ones every time, on any number of ranks), scored by `task` ("auto": each record's `scorer` field) and
+    logged as `val/<task>/<metric>` (e.g. `val/cer/cer`, `val/kie/score`) on every `every`-th validation
+    run. A checkpoint callback can monitor any of them (`checkpoint.monitor`)."""
+
+    samples: int = 0
+    task: str = "auto"
+    every: int = 1
+    max_new_tokens: int | None = None
+    """None: the module's `max_new_tokens`."""
+
+
 class H2OVLModule(L.LightningModule):
     """Args:
     preset: a model preset ("tiny", "h2ovl-0.8b", ...).
@@ -41,9 +58,13 @@ class H2OVLModule(L.LightningModule):
     lr, weight_decay, betas, part_lr: AdamW; `part_lr` sets a part's own learning rate.
     warmup_ratio, min_lr_ratio: the warmup-cosine schedule over the run's optimizer steps.
     gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward.
+    released: a released model directory (InternVL-chat layout: config.json, safetensors, tokenizer) whose
+        architecture, preprocessor, weights and tokenizer replace the preset's (leave `preprocessor` and
+        `pixel_shuffle` unset: the weights fix them).
     init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
         schedule, step and data position start fresh).
     max_new_tokens: the generation budget of `predict`.
+    val_generation: generation-based validation metrics (off unless `samples` > 0).
     """
 
     def __init__(
@@ -59,8 +80,10 @@ class H2OVLModule(L.LightningModule):
         warmup_ratio: float = 0.03,
         min_lr_ratio: float = 0.0,
         gradient_checkpointing: bool = False,
+        released: str | None = None,
         init_from: str | None = None,
         max_new_tokens: int = 64,
+        val_generation: ValGeneration | None = None,
     ) -> None:
         super().__init__()
         if isinstance(preprocessor, ImagePreprocessor):
@@ -71,13 +94,23 @@ class H2OVLModule(L.LightningModule):
             overrides["preprocessor"] = preprocessor
         if not pixel_shuffle:
             overrides["downsample_ratio"] = None
-        self.model, self.tokenizer = H2OVL.from_preset(preset, **overrides)
+        if released:
+            self.model, self.tokenizer = H2OVL.from_released(released), load_tokenizer(released)
+            if overrides:
+                raise ValueError("with `released`, the model's preprocessor and pixel shuffle come from its config.json")
+        else:
+            self.model, self.tokenizer = H2OVL.from_preset(preset, **overrides)
         self.preprocessor = self.model.build_preprocessor()
         self.trainable = trainable or Trainable()
         self.model.set_trainable(**asdict(self.trainable))
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
         if init_from:
             self._load_weights(init_from)
+        self.val_generation = val_generation or ValGeneration()
+        if self.val_generation.every < 1:
+            raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
+        self.val_scorer = TaskScorer(self.val_generation.task) if self.val_generation.samples > 0 else None
+        self._validation_runs = 0
         self._step_losses: list[torch.Tensor] = []
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
 
@@ -123,6 +156,25 @@ class H2OVLModule(L.LightningModule):
             return
         loss = self.model(**model_inputs(batch)).loss
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
+        if self._generating():
+            rows = [row for row, position in enumerate(batch["positions"]) if position < self.val_generation.samples]
+            budget = self.val_generation.max_new_tokens or self.hparams.max_new_tokens
+            records = generate_answers(self.model, self.tokenizer, batch, budget, rows)
+            self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
+
+    def _generating(self) -> bool:
+        if self.val_scorer is None or self.trainer.sanity_checking:
+            return False
+        return self._validation_runs % self.val_generation.every == 0
+
+    def on_validation_epoch_end(self) -> None:
+        if self._generating():
+            scores = self.val_scorer.compute()  # summed over ranks already
+            self.val_scorer.reset()
+            for name, value in scores.items():
+                self.log(f"val/{name}", value, batch_size=1, sync_dist=True)  # equal on every rank
+        if not self.trainer.sanity_checking:
+            self._validation_runs += 1
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:
@@ -131,19 +183,10 @@ class H2OVLModule(L.LightningModule):
         self.log("test/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
-        """Greedy answers to each sample's first question, with the reference answer (`h2ovl predict`)."""
+        """Greedy answers to each sample's first question, with its reference (`h2ovl predict`/`evaluate`)."""
         if "input_ids" not in batch:
             return []
-        tokenizer = self.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        prompts, references = prompt_batch(batch, self.model, pad)
-        prompts = {k: v.to(self.device) if v is not None else None for k, v in prompts.items()}
-        generated = self.model.generate(**prompts, max_new_tokens=self.hparams.max_new_tokens)
-        return [
-            {"id": sample_id, "dataset": dataset, "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-             "answer": tokenizer.decode(reference, skip_special_tokens=True).strip()}
-            for sample_id, dataset, tokens, reference in zip(batch["ids"], batch["datasets"], generated, references)
-        ]
+        return generate_answers(self.model, self.tokenizer, batch, self.hparams.max_new_tokens)
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams

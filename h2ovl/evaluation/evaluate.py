@@ -1,0 +1,107 @@
+"""`h2ovl evaluate`: batched greedy generation over a benchmark or test split, scored, written and tracked.
+
+Writes `<out>/predictions.jsonl` (one scored record per sample, readable by `h2ovl score`) and
+`<out>/scores.json`, and logs the scores as `eval/<data>/<task>/<metric>` plus both files as artifacts to
+MLflow: into the training run of a `--ckpt` (its run id rides in the checkpoint), else a new run.
+Generation runs under Lightning's `Trainer.predict` (device placement, precision) on one device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from h2ovl.data.datamodule import H2OVLDataModule
+from h2ovl.evaluation.predictions import read_predictions
+from h2ovl.evaluation.tasks import AUTO, score_samples
+from h2ovl.training.callbacks import RUN_ID_KEY
+from h2ovl.training.module import H2OVLModule
+from h2ovl.training.prediction import PredictionWriter
+from h2ovl.training.tracking import MLflowTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationRequest:
+    data: str
+    """A meta file or a jsonl of records (conversations, or `question` + `answers`)."""
+    ckpt: str | None = None
+    released: str | None = None
+    task: str = AUTO
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 64
+    max_length: int = 4096
+    precision: str | None = None
+    """Lightning precision; None: bf16-mixed on a GPU, 32 on CPU."""
+    out: str | None = None
+    experiment: str = "evaluate"
+    tracking_uri: str | None = None
+
+
+def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> tuple[H2OVLModule, str | None]:
+    """The model to evaluate and the MLflow run it belongs to (a checkpoint's training run, if any)."""
+    if (ckpt is None) == (released is None):
+        raise ValueError("give exactly one of --ckpt (a Lightning checkpoint) or --released (a model directory)")
+    if released is not None:
+        return H2OVLModule(released=released, max_new_tokens=max_new_tokens), None
+    path = Path(ckpt)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    # init_from is cleared: the checkpoint's own weights are loaded right after construction.
+    module = H2OVLModule.load_from_checkpoint(path, map_location="cpu", init_from=None, max_new_tokens=max_new_tokens)
+    run_id = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
+    return module, run_id
+
+
+def default_out(request: EvaluationRequest) -> Path:
+    model = Path(request.ckpt).stem if request.ckpt else Path(request.released).name
+    return Path("outputs/eval") / f"{model}-{Path(request.data).stem}"
+
+
+def evaluate(request: EvaluationRequest) -> dict[str, Any]:
+    module, run_id = load_module(request.ckpt, request.released, request.max_new_tokens)
+    out = Path(request.out) if request.out else default_out(request)
+    out.mkdir(parents=True, exist_ok=True)
+    data = H2OVLDataModule(val_batch_size=request.batch_size, max_length=request.max_length)
+    data.bind(module.tokenizer, module.preprocessor, module.model.tokens_per_tile)
+    loader = data.eval_dataloader(request.data, request.limit)
+
+    writer = PredictionWriter(str(out / "predictions.jsonl"))
+    precision = request.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, logger=False, callbacks=[writer],
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(out))
+    trainer.predict(module, dataloaders=loader, return_predictions=False)
+
+    samples = read_predictions(out / "predictions.jsonl")
+    scores: dict[str, Any] = score_samples(samples, request.task)
+    scores["skipped"] = sum(writer.skipped.values())
+    if writer.skipped:
+        scores["skipped_by_reason"] = dict(writer.skipped)
+    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    scores["run_id"] = track(request, scores, out, run_id)
+    scores["predictions"] = str(out / "predictions.jsonl")
+    return scores
+
+
+def track(request: EvaluationRequest, scores: dict[str, Any], out: Path, run_id: str | None) -> str | None:
+    """Scores as metrics and both files as artifacts, in the checkpoint's run or a new one."""
+    name = Path(request.data).stem
+    tracker = MLflowTracker(experiment_name=request.experiment, run_name=f"evaluate-{name}",
+                            tracking_uri=request.tracking_uri, save_dir=str(out))
+    if run_id:
+        tracker.continue_run(run_id)
+    numeric = {f"eval/{name}/{key}": float(value) for key, value in scores.items() if isinstance(value, (int, float))}
+    tracker.log_metrics(numeric, step=0)
+    tracker.log_hyperparams({f"eval/{name}/task": request.task, f"eval/{name}/data": request.data})
+    for file in ("predictions.jsonl", "scores.json"):
+        tracker.experiment.log_artifact(tracker.run_id, str(out / file), artifact_path=f"eval/{name}")
+    tracker.finalize("success")
+    return tracker.run_id

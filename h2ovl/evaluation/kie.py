@@ -1,0 +1,183 @@
+"""Key information extraction, scored as Donut scores JSON (Kim et al. 2022, `JSONParseEvaluator`).
+
+- **normalized tree-edit-distance accuracy**: max(0, 1 - TED(pred, gt) / TED(empty, gt)) over Donut's
+  trees (keys sorted, empty values dropped, leaves labelled with their text; a leaf's update cost is the
+  Levenshtein distance of the texts, inserting or removing a leaf costs its length);
+- **field-level F1** over (key path, value) pairs, corpus-level (Donut's `cal_f1` sums over samples);
+- **perfect match**: the normalized prediction equals the normalized reference;
+- **JSON parse rate**; a prediction that does not parse as a JSON object is scored as `{}`;
+- **score**: the paper's average of perfect match, TED accuracy and F1.
+
+The tree edit distance is `zss` (Zhang-Shasha), the library Donut itself uses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+import torch
+import zss
+from torchmetrics.functional.text import edit_distance
+
+from h2ovl.evaluation.base import AnswerMetric
+
+_LEAF = "<leaf>"
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def parse_prediction(text: str) -> tuple[dict | list, bool]:
+    """(the JSON a model wrote, whether it parsed): code fences are allowed, and the outermost `{...}`
+    is tried when the whole text is not JSON; anything else is `{}`."""
+    text = text.strip()
+    fenced = _FENCE.match(text)
+    candidates = [fenced.group(1) if fenced else text]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value, True
+    return {}, False
+
+
+def parse_reference(text: str) -> dict | list:
+    """A reference answer's JSON; a reference that is not a JSON object is an error, not a zero."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"KIE reference is not valid JSON ({error}): {text[:80]!r}") from None
+    if not isinstance(value, (dict, list)):
+        raise ValueError(f"KIE reference must be a JSON object, got {type(value).__name__}: {text[:80]!r}")
+    return value
+
+
+def normalize(data: Any) -> Any:
+    """Donut's `normalize_dict`: keys sorted by (length, name), empty values dropped, scalars as stripped
+    strings in lists."""
+    if not data:
+        return {}
+    if isinstance(data, dict):
+        out = {}
+        for key in sorted(data, key=lambda k: (len(k), k)):
+            value = normalize(data[key])
+            if value:
+                out[key] = value if isinstance(value, list) else [value]
+        return out
+    if isinstance(data, list):
+        if all(isinstance(item, dict) for item in data):
+            return [item for item in (normalize(item) for item in data) if item]
+        return [str(item).strip() for item in data if type(item) in (str, int, float) and str(item).strip()]
+    return [str(data).strip()]
+
+
+def flatten(data: Any, key: str = "") -> list[tuple[str, str]]:
+    """(key path, value) pairs; list items share their parent's path."""
+    if isinstance(data, dict):
+        return [pair for child, value in data.items() for pair in flatten(value, f"{key}.{child}" if key else child)]
+    if isinstance(data, list):
+        return [pair for item in data for pair in flatten(item, key)]
+    return [(key, data)]
+
+
+def tree(data: Any, label: str = "<root>") -> zss.Node:
+    node = zss.Node(label)
+    if isinstance(data, dict):
+        for key, value in data.items():
+            node.addkid(tree(value, key))
+    elif isinstance(data, list):
+        if all(isinstance(item, dict) for item in data):
+            for item in data:
+                node.addkid(tree(item, "<subtree>"))
+        else:
+            for item in data:
+                node.addkid(zss.Node(f"{_LEAF}{item}"))
+    else:
+        raise ValueError(f"cannot build a tree from {data!r} under {label!r}")
+    return node
+
+
+@lru_cache(maxsize=65536)
+def _levenshtein(a: str, b: str) -> int:
+    return int(edit_distance(a, b, reduction="none")[0]) if a or b else 0
+
+
+def _update_cost(a: zss.Node, b: zss.Node) -> int:
+    a_leaf, b_leaf = a.label.startswith(_LEAF), b.label.startswith(_LEAF)
+    if a_leaf and b_leaf:
+        return _levenshtein(a.label[len(_LEAF):], b.label[len(_LEAF):])
+    if a_leaf != b_leaf:
+        leaf = a if a_leaf else b
+        return 1 + len(leaf.label[len(_LEAF):])
+    return int(a.label != b.label)
+
+
+def _insert_remove_cost(node: zss.Node) -> int:
+    return len(node.label[len(_LEAF):]) if node.label.startswith(_LEAF) else 1
+
+
+def tree_edit_distance(pred: Any, answer: Any) -> int:
+    """TED between two *normalized* JSON values with Donut's costs."""
+    return zss.distance(tree(pred), tree(answer), get_children=zss.Node.get_children,
+                        insert_cost=_insert_remove_cost, remove_cost=_insert_remove_cost, update_cost=_update_cost)
+
+
+def ted_accuracy(pred: Any, answer: Any) -> float:
+    """max(0, 1 - TED(pred, gt) / TED({}, gt)) on normalized values; an empty reference is matched only
+    by an empty prediction (Donut divides by zero there)."""
+    pred, answer = normalize(pred), normalize(answer)
+    empty = tree_edit_distance({}, answer)
+    if empty == 0:
+        return float(tree_edit_distance(pred, answer) == 0)
+    return max(0.0, 1.0 - tree_edit_distance(pred, answer) / empty)
+
+
+def field_counts(pred: Any, answer: Any) -> tuple[int, int]:
+    """(true positives, false negatives + false positives) over (key path, value) pairs."""
+    predicted, expected = flatten(normalize(pred)), flatten(normalize(answer))
+    true_positives = wrong = 0
+    for pair in predicted:
+        if pair in expected:
+            true_positives += 1
+            expected.remove(pair)
+        else:
+            wrong += 1
+    return true_positives, wrong + len(expected)
+
+
+class KIEScore(AnswerMetric):
+    """`perfect_match`, `ted_accuracy`, `field_f1`, `json_parse_rate` and `score` (the mean of the first
+    three). The first reference answer is the ground-truth JSON (an object, or its text)."""
+
+    higher_is_better = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name, dtype in (("perfect", torch.long), ("ted", torch.float64), ("parsed", torch.long),
+                            ("true_positives", torch.long), ("wrong_fields", torch.long)):
+            self.add_state(name, default=torch.tensor(0, dtype=dtype), dist_reduce_fx="sum")
+
+    def score_batch(self, preds: list[str], answers: list[list[str]], categories: list[str | None]) -> None:
+        references = [parse_reference(refs[0]) for refs in answers]  # all checked before any state changes
+        for text, answer in zip(preds, references):
+            pred, parsed = parse_prediction(text)
+            self.parsed += int(parsed)
+            self.perfect += int(normalize(pred) == normalize(answer))
+            self.ted += ted_accuracy(pred, answer)
+            true_positives, wrong = field_counts(pred, answer)
+            self.true_positives += true_positives
+            self.wrong_fields += wrong
+
+    def scores(self) -> dict[str, float]:
+        n = int(self.n)
+        denominator = float(self.true_positives) + float(self.wrong_fields) / 2
+        f1 = float(self.true_positives) / denominator if denominator else 1.0  # nothing expected, nothing predicted
+        perfect, ted = float(self.perfect) / n, float(self.ted) / n
+        return {"perfect_match": perfect, "ted_accuracy": ted, "field_f1": f1,
+                "json_parse_rate": float(self.parsed) / n, "score": (perfect + ted + f1) / 3}

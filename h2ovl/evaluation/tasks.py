@@ -1,0 +1,99 @@
+"""The scoring tasks by name, and `TaskScorer`: routes each scored sample to its task's metric.
+
+`h2ovl score`, `h2ovl evaluate` and generation-based validation all score through `TaskScorer`, so a
+number means the same thing wherever it was computed. Metric names are `<task>/<metric>`
+(`cer/cer`, `kie/score`, `ocrbench/final_score`, ...), as logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from h2ovl.evaluation.anls import ANLS
+from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.evaluation.kie import KIEScore
+from h2ovl.evaluation.ocrbench import OCRBenchScore
+from h2ovl.evaluation.transcription import TranscriptionScore
+from h2ovl.evaluation.vqa import VQAAccuracy
+
+#: task name -> its metric. "cer" is transcription (CER, WER, exact match).
+TASKS: dict[str, type[AnswerMetric]] = {
+    "ocrbench": OCRBenchScore,
+    "anls": ANLS,
+    "vqa": VQAAccuracy,
+    "kie": KIEScore,
+    "cer": TranscriptionScore,
+}
+#: "auto" scores each sample with the task named in its record's `scorer` field (the synthetic data's).
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One prediction and what it is scored against."""
+
+    id: str
+    prediction: str
+    answers: tuple[str, ...]
+    category: str | None = None
+    scorer: str | None = None
+    where: str = ""
+    """The file and line (or sample id) it came from, for error messages."""
+
+
+class TaskScorer(nn.Module):
+    """One metric per task in use; `update` takes `Scored` samples, `compute` returns `<task>/<metric>`
+    floats (plus `<task>/n`) for every task that saw a sample on any rank."""
+
+    def __init__(self, task: str = AUTO) -> None:
+        super().__init__()
+        if task != AUTO and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}: choose from {[AUTO, *TASKS]}")
+        self.task = task
+        names = list(TASKS) if task == AUTO else [task]
+        self.metrics = nn.ModuleDict({name: TASKS[name]() for name in names})
+
+    def task_of(self, sample: Scored) -> str:
+        if self.task != AUTO:
+            return self.task
+        if sample.scorer not in TASKS:
+            raise ValueError(f"{sample.where}: task 'auto' scores by the record's 'scorer' field, which is "
+                             f"{sample.scorer!r}; give one of {list(TASKS)} in the data or pass a task")
+        return sample.scorer
+
+    def update(self, samples: Iterable[Scored]) -> None:
+        groups: dict[str, list[Scored]] = {}
+        for sample in samples:
+            groups.setdefault(self.task_of(sample), []).append(sample)
+        for name, group in groups.items():
+            for sample in group:  # one by one, so an error names the sample at fault
+                try:
+                    self.metrics[name].update([sample.prediction], [list(sample.answers)], [sample.category])
+                except (ValueError, TypeError) as error:
+                    raise ValueError(f"{sample.where}: {error}") from None
+
+    def compute(self) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for name, metric in self.metrics.items():
+            # Every rank computes every metric (the all-reduce is collective); only the tasks that saw a
+            # sample somewhere are reported. A rank without samples would warn "compute before update".
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*compute.*before.*update")
+                values = metric.compute()
+            if values["n"]:
+                scores.update({f"{name}/{key}": value for key, value in values.items()})
+        return scores
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+
+
+def score_samples(samples: Sequence[Scored], task: str = AUTO) -> dict[str, float]:
+    scorer = TaskScorer(task)
+    scorer.update(samples)
+    return scorer.compute()

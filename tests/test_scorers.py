@@ -1,0 +1,268 @@
+"""The benchmark scorers on hand-worked cases, KIE against Donut's evaluator on random JSON trees, the
+prediction-file reader's errors, `h2ovl score`, and the metrics' sums under two DDP processes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torchmetrics.functional.text import char_error_rate, word_error_rate
+
+from h2ovl.cli import main
+from h2ovl.evaluation import PredictionsError, Scored, TaskScorer, read_predictions, score_samples
+from h2ovl.evaluation.anls import anls
+from h2ovl.evaluation.kie import field_counts, parse_prediction, ted_accuracy
+from h2ovl.evaluation.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
+from h2ovl.evaluation.vqa import normalize_vqa_answer, vqa_accuracy
+from support import donut_reference
+
+
+def scored(prediction: str, *answers: str, category: str | None = None, scorer: str | None = None) -> Scored:
+    return Scored(id="x", prediction=prediction, answers=answers, category=category, scorer=scorer, where="test")
+
+
+# -- OCRBench -----------------------------------------------------------------------------------------
+def test_ocrbench_substring_rule_and_the_handwritten_maths_exception():
+    assert ocrbench_hit("The sign says STOP here", ["stop"], "Regular Text Recognition")
+    assert ocrbench_hit("line one\nline two", ["one line"], "Scene Text-centric VQA")  # newlines are spaces
+    assert not ocrbench_hit("stp", ["stop"], "Regular Text Recognition")
+    assert ocrbench_hit("nothing", ["zzz", "NOTHING"], "Doc-oriented VQA")  # any answer
+    # Maths: spaces removed from both, case kept.
+    assert ocrbench_hit("$x ^ { 2 } + 1$", ["x^{2}+1"], HANDWRITTEN_MATHS)
+    assert not ocrbench_hit("X^{2}", ["x^{2}"], HANDWRITTEN_MATHS)
+    assert ocrbench_hit("X^{2}", ["x^{2}"], "Regular Text Recognition")
+
+
+def test_ocrbench_scores_per_category_group_and_total():
+    samples = [scored("hello", "hello", category="Regular Text Recognition"),
+               scored("123", "123", category="Digit String Recognition"),
+               scored("no", "yes", category="Artistic Text Recognition"),
+               scored("paris", "Paris", category="Scene Text-centric VQA"),
+               scored("x+y", "x + y", category=HANDWRITTEN_MATHS)]
+    scores = score_samples(samples, "ocrbench")
+    assert scores["ocrbench/n"] == 5
+    assert scores["ocrbench/text_recognition"] == 2  # the six recognition categories summed
+    assert scores["ocrbench/digit_string_recognition"] == 1 and scores["ocrbench/artistic_text_recognition"] == 0
+    assert scores["ocrbench/scene_text_vqa"] == 1 and scores["ocrbench/handwritten_maths"] == 1
+    assert scores["ocrbench/final_score"] == 4
+    assert scores["ocrbench/final_score_per_1000"] == pytest.approx(800)
+    with pytest.raises(ValueError, match="test: OCRBench category 'Poetry'"):
+        score_samples([scored("a", "a", category="Poetry")], "ocrbench")
+
+
+def test_ocrbench_own_json_format_is_read(tmp_path: Path):
+    path = tmp_path / "ocrbench.json"
+    path.write_text(json.dumps([
+        {"dataset_name": "IIIT5K", "id": 0, "question": "what is written?", "answers": ["Coffee"], "type": "Regular Text Recognition", "predict": "coffee"},
+        {"dataset_name": "HME100k", "id": 1, "question": "latex?", "answers": "a^{2}", "type": HANDWRITTEN_MATHS, "predict": "A^{2}"},
+    ]))
+    records = read_predictions(path)
+    assert [r.prediction for r in records] == ["coffee", "A^{2}"] and records[1].answers == ("a^{2}",)
+    scores = score_samples(records, "ocrbench")
+    assert scores["ocrbench/final_score"] == 1 and scores["ocrbench/regular_text_recognition"] == 1
+
+
+# -- ANLS ---------------------------------------------------------------------------------------------
+def test_anls_hand_worked():
+    assert anls("hello wrld", ["hello world"]) == pytest.approx(1 - 1 / 11)
+    assert anls("  Hello   World ", ["hello world"]) == 1.0  # case and whitespace are normalised
+    # The denominator is the longer *raw* length: 12 here, while the normalised strings have 10 and 11.
+    assert anls("hello   wrld", ["hello world"]) == pytest.approx(1 - 1 / 12)
+    assert anls("ab", ["ax"]) == 0.5  # exactly at the threshold: kept
+    assert anls("abc", ["xyc"]) == 0.0  # 1/3 < 0.5
+    assert anls("total", ["x", "totals"]) == pytest.approx(1 - 1 / 6)  # best over answers
+    assert anls("", ["answer"]) == 0.0  # an empty prediction scores 0
+    assert score_samples([scored("hello wrld", "hello world"), scored("abc", "xyc")], "anls")["anls/anls"] == pytest.approx((1 - 1 / 11) / 2)
+
+
+# -- VQA accuracy -------------------------------------------------------------------------------------
+def test_vqa_answer_normalisation():
+    assert normalize_vqa_answer("Two dogs.") == "2 dogs"
+    assert normalize_vqa_answer("The Cat!") == "cat"
+    assert normalize_vqa_answer("dont") == "don't"
+    assert normalize_vqa_answer("1,000") == "1000"
+    assert normalize_vqa_answer("a red-car") == "red car"
+
+
+@pytest.mark.parametrize(("matches", "expected"), [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
+def test_vqa_accuracy_leave_one_out(matches: int, expected: float):
+    # With k matching annotators out of 10: the k subsets without one of them have k-1 matches, the
+    # 10-k others have k: mean of min(1, .../3).
+    answers = ["two"] * matches + ["other"] * (10 - matches)
+    assert vqa_accuracy("2", answers) == pytest.approx(expected)
+
+
+def test_vqa_refuses_a_single_answer():
+    with pytest.raises(ValueError, match="needs the annotators' answers"):
+        score_samples([scored("a", "a")], "vqa")
+
+
+# -- KIE ----------------------------------------------------------------------------------------------
+def test_kie_hand_worked():
+    answer = {"store": "ACME", "total": "12.50"}
+    # One leaf off by one character: TED 1; TED({}, gt) = two keys (1 each) + leaves "ACME" (4) + "12.50" (5) = 11.
+    pred = {"store": "ACME", "total": "12.51"}
+    assert ted_accuracy(pred, answer) == pytest.approx(1 - 1 / 11)
+    assert field_counts(pred, answer) == (1, 2)
+    scores = score_samples([scored(json.dumps(pred), json.dumps(answer)), scored(json.dumps(answer), json.dumps(answer))], "kie")
+    assert scores["kie/perfect_match"] == 0.5
+    assert scores["kie/ted_accuracy"] == pytest.approx((1 - 1 / 11 + 1) / 2)
+    assert scores["kie/field_f1"] == pytest.approx(3 / (3 + 2 / 2))  # corpus-level: tp 3, wrong 2
+    assert scores["kie/score"] == pytest.approx((0.5 + (1 - 1 / 11 + 1) / 2 + 0.75) / 3)
+    assert scores["kie/json_parse_rate"] == 1.0
+
+
+def test_kie_unparseable_prediction_counts_as_empty():
+    assert parse_prediction('```json\n{"a": "1"}\n```') == ({"a": "1"}, True)
+    assert parse_prediction('Sure! {"a": "1"} hope it helps') == ({"a": "1"}, True)
+    assert parse_prediction('{"a": ') == ({}, False)
+    assert parse_prediction("[1, 2]") == ({}, False)
+    scores = score_samples([scored('{"store": ', '{"store": "ACME"}'), scored("", '{"store": "ACME"}')], "kie")
+    assert scores["kie/json_parse_rate"] == 0.0
+    assert scores["kie/ted_accuracy"] == 0.0 and scores["kie/field_f1"] == 0.0 and scores["kie/score"] == 0.0
+
+
+def _random_value(rng: random.Random, depth: int):
+    kind = rng.choice(["text", "text", "number", "list", "dict", "records", "empty"] if depth < 3 else ["text", "number", "empty"])
+    if kind == "text":
+        return "".join(rng.choice("abcde 12") for _ in range(rng.randint(1, 8)))
+    if kind == "number":
+        return rng.choice([rng.randint(0, 999), round(rng.uniform(0, 99), 2)])
+    if kind == "empty":
+        return rng.choice(["", [], {}, None])
+    if kind == "list":
+        return [_random_value(rng, 3) for _ in range(rng.randint(0, 3))]
+    if kind == "dict":
+        return _random_dict(rng, depth + 1)
+    return [_random_dict(rng, depth + 1) for _ in range(rng.randint(1, 3))]
+
+
+def _random_dict(rng: random.Random, depth: int = 0) -> dict:
+    return {rng.choice(["name", "price", "total", "date", "items", "id", "a", "bb"]): _random_value(rng, depth) for _ in range(rng.randint(1, 4))}
+
+
+def _mutate(value, rng: random.Random):
+    if isinstance(value, dict):
+        out = {k: _mutate(v, rng) for k, v in value.items() if rng.random() > 0.15}
+        if rng.random() < 0.2:
+            out[rng.choice(["extra", "name", "total"])] = _random_value(rng, 2)
+        return out
+    if isinstance(value, list):
+        out = [_mutate(v, rng) for v in value if rng.random() > 0.15]
+        return out[::-1] if rng.random() < 0.2 else out
+    if isinstance(value, str) and value and rng.random() < 0.5:
+        i = rng.randrange(len(value))
+        return value[:i] + rng.choice("xyz") + value[i + 1:]
+    return value
+
+
+def test_kie_matches_donuts_evaluator_on_random_json_trees():
+    rng = random.Random(0)
+    preds, answers = [], []
+    while len(answers) < 150:
+        answer = _random_dict(rng)
+        if not donut_reference.normalize_dict(answer):  # Donut divides by TED({}, gt): gt must not be empty
+            continue
+        pred = _mutate(answer, rng) if rng.random() < 0.8 else _random_dict(rng)
+        assert ted_accuracy(pred, answer) == pytest.approx(donut_reference.cal_acc(pred, answer)), (pred, answer)
+        preds.append(pred)
+        answers.append(answer)
+    scores = score_samples([scored(json.dumps(p), json.dumps(a)) for p, a in zip(preds, answers)], "kie")
+    assert scores["kie/field_f1"] == pytest.approx(donut_reference.cal_f1(preds, answers))
+    assert scores["kie/ted_accuracy"] == pytest.approx(sum(donut_reference.cal_acc(p, a) for p, a in zip(preds, answers)) / 150)
+    assert 0.05 < scores["kie/ted_accuracy"] < 0.95  # the trees differ in varied amounts
+
+
+# -- transcription --------------------------------------------------------------------------------------
+def test_transcription_is_torchmetrics_cer_wer_plus_exact_match():
+    preds, targets = ["hello wrld", "total 12.50 ", "x"], ["hello world", "total 12.50", "abc def"]
+    scores = score_samples([scored(p, t) for p, t in zip(preds, targets)], "cer")
+    assert scores["cer/cer"] == pytest.approx(float(char_error_rate(preds, targets)))
+    assert scores["cer/wer"] == pytest.approx(float(word_error_rate(preds, targets)))
+    assert scores["cer/exact_match"] == pytest.approx(1 / 3)  # surrounding whitespace ignored
+    assert score_samples([scored("", "abc")], "cer")["cer/cer"] == 1.0  # empty prediction: every character missed
+
+
+# -- prediction files and `h2ovl score` ---------------------------------------------------------------
+def _write(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"answers": ["a"]}, "no 'prediction'"),
+    ({"prediction": 3, "answers": ["a"]}, "'prediction' is int, not a string"),
+    ({"prediction": None, "answer": "a"}, "'prediction' is NoneType"),
+    ({"prediction": "a"}, "no 'answers' or 'answer'"),
+    ({"prediction": "a", "answers": []}, "non-empty list"),
+    ({"prediction": "a", "answers": ["a", " "]}, "an answer is empty"),
+    ({"prediction": "a", "answers": ["a", 5]}, "an answer is int"),
+    ("{not json", "not valid JSON"),
+])
+def test_bad_prediction_records_name_the_line(tmp_path: Path, bad, message: str):
+    path = _write(tmp_path / "p.jsonl", [{"prediction": "a", "answers": ["a"]}, bad])
+    with pytest.raises(PredictionsError, match=rf"p\.jsonl:2: .*{message}"):
+        read_predictions(path)
+
+
+def test_score_command_prints_scores_on_its_last_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    path = _write(tmp_path / "p.jsonl", [
+        {"id": 1, "prediction": "hello", "answer": "hello", "scorer": "cer"},
+        {"id": 2, "prediction": '{"a": "1"}', "answer": {"a": "1"}, "scorer": "kie"},  # a JSON object answer
+        {"id": 3, "prediction": "", "answers": ["paris"], "scorer": "anls"},  # empty prediction: 0
+    ])
+    assert main(["score", "--task", "auto", str(path), "--out", str(tmp_path / "s.json")]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["cer/exact_match"] == 1.0 and last["kie/score"] == 1.0 and last["anls/anls"] == 0.0
+    assert json.loads((tmp_path / "s.json").read_text()) == last
+    assert main(["score", "--task", "kie", str(path)]) == 2  # "hello" is not a JSON reference
+    assert "p.jsonl:1: KIE reference is not valid JSON" in capsys.readouterr().err
+    del_scorer = _write(tmp_path / "q.jsonl", [{"prediction": "a", "answer": "a"}])
+    assert main(["score", "--task", "auto", str(del_scorer)]) == 2
+    assert "q.jsonl:1: task 'auto' scores by the record's 'scorer' field" in capsys.readouterr().err
+
+
+# -- DDP ----------------------------------------------------------------------------------------------
+def _samples() -> list[Scored]:
+    rng = random.Random(1)
+    out = []
+    for i in range(24):
+        truth = rng.choice(["hello world", "total 12.50", "receipt"])
+        guess = truth if rng.random() < 0.5 else truth[:-2]
+        out.append(scored(guess, truth, scorer="cer"))
+        out.append(scored(guess, truth, scorer="anls"))
+        out.append(scored(json.dumps({"t": guess}), json.dumps({"t": truth}), scorer="kie"))
+        out.append(scored(guess, truth, category="Regular Text Recognition", scorer="ocrbench"))
+        out.append(scored(guess, *([truth] * rng.randint(0, 4) + ["x"] * 6), scorer="vqa"))
+    return out
+
+
+def _rank_scores(rank: int, world: int, init: str, queue) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    scorer = TaskScorer("auto")
+    scorer.update(_samples()[rank::world])
+    queue.put((rank, scorer.compute()))
+    dist.destroy_process_group()
+
+
+def test_scores_under_two_ddp_processes_equal_one_process(tmp_path: Path):
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    init = f"file://{tmp_path / 'rendezvous'}"
+    processes = [context.Process(target=_rank_scores, args=(rank, 2, init, queue)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    single = score_samples(_samples(), "auto")
+    assert {key.split("/")[0] for key in single} == {"cer", "anls", "kie", "ocrbench", "vqa"}
+    for rank in (0, 1):
+        assert results[rank].keys() == single.keys()
+        for key, value in single.items():
+            assert results[rank][key] == pytest.approx(value), key
+    assert single["cer/n"] == 24 and results[0]["cer/n"] == 24  # each rank saw 12
