@@ -2,13 +2,16 @@
 
     h2ovl preview IMAGE --preprocessor {fixed,dynamic,msac} [--max-tiles N] [--tile-size T]
                   [--no-thumbnail] [--fast-path] [--out PNG] [--json]
-    h2ovl demo [--out DIR]
+    h2ovl demo [--out DIR] [--preprocessing]
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
     h2ovl data inspect META [--preset tiny] [--limit N]
     h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
     h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer} PREDICTIONS.jsonl|OCRBENCH.json
     h2ovl evaluate (--ckpt CKPT | --released DIR) --data META_OR_JSONL [--task T] [--limit N] [--batch-size B]
+    h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
+    h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
+    h2ovl table (--sweep ID | --experiment NAME --metric M ...) [--baseline VARIANT] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from h2ovl.data.records import BadSample
 from h2ovl.preprocessing import (
@@ -29,6 +33,9 @@ from h2ovl.preprocessing import (
     tokens_per_tile,
 )
 
+
+if TYPE_CHECKING:
+    from h2ovl.sweeps import SweepOptions
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -70,9 +77,60 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from h2ovl.demo.preprocessing import run_preprocessing_demo
+    if args.preprocessing:
+        from h2ovl.demo.preprocessing import run_preprocessing_demo
 
-    run_preprocessing_demo(args.out)
+        run_preprocessing_demo(args.out)
+        return 0
+    from h2ovl.demo.ablation import DEMO_SPEC
+
+    return _run_ablation(DEMO_SPEC, _sweep_options(args, out=str(args.out / "sweeps")))
+
+
+def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
+    from h2ovl.sweeps import SweepOptions
+
+    return SweepOptions(sweep_id=getattr(args, "sweep_id", None), launcher=getattr(args, "launcher", "local"),
+                        parallel=getattr(args, "parallel", 1), only=getattr(args, "only", None),
+                        dry_run=getattr(args, "dry_run", False), out=out or args.out,
+                        tracking_uri=getattr(args, "tracking_uri", None))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from h2ovl.sweeps import Sweep, load_spec
+
+    summary = Sweep(load_spec(args.spec), _sweep_options(args)).run()
+    print(json.dumps(summary))
+    return 0 if args.dry_run or not summary["failed"] else 1
+
+
+def _run_ablation(spec_path: Path, options: SweepOptions) -> int:
+    from h2ovl.sweeps import Sweep, load_spec, report, table_for
+
+    sweep = Sweep(load_spec(spec_path), options)
+    summary = sweep.run()
+    if options.dry_run:
+        print(json.dumps(summary))
+        return 0
+    client, table = table_for(options.tracking_uri, sweep_id=sweep.sweep_id)
+    files = report(client, table, sweep.folder / "results")
+    print("\n" + files.pop("table"))
+    print(json.dumps({**summary, **files}))
+    return 0 if not summary["failed"] else 1
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    return _run_ablation(args.spec, _sweep_options(args))
+
+
+def _table(args: argparse.Namespace) -> int:
+    from h2ovl.sweeps import report, table_for
+
+    client, table = table_for(args.tracking_uri, args.sweep, args.experiment, args.metric, args.baseline)
+    out = args.out or Path("outputs/sweeps") / (args.sweep or args.experiment) / "results"
+    files = report(client, table, out)
+    print(files.pop("table"))
+    print(json.dumps(files))
     return 0
 
 
@@ -141,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the README's main job on the embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
+    demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     demo.set_defaults(handler=_demo)
 
     synth = commands.add_parser("synth", help="write synthetic OCR/document data and its meta files")
@@ -188,6 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--experiment", default="evaluate", help="MLflow experiment of a run made for a released model")
     evaluate.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     evaluate.set_defaults(handler=_evaluate)
+
+    for name, handler, description in (("sweep", _sweep, "run a sweep spec: every trial its own `h2ovl fit`"),
+                                       ("ablate", _ablate, "run an ablation spec, then write its table and plots")):
+        command = commands.add_parser(name, help=description)
+        command.add_argument("spec", type=Path)
+        command.add_argument("--dry-run", action="store_true", help="print the trials and their overrides; run nothing")
+        command.add_argument("--launcher", choices=("local", "slurm"), default="local")
+        command.add_argument("--parallel", type=int, default=1, help="trials at a time (local: on disjoint GPUs)")
+        command.add_argument("--only", nargs="+", help="trial or variant names to run")
+        command.add_argument("--sweep-id", help="default: the spec's name (the same id resumes)")
+        command.add_argument("--out", default="outputs/sweeps", help="sweep folders go here")
+        command.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+        command.set_defaults(handler=handler)
+
+    table = commands.add_parser("table", help="ablation table (Markdown, CSV, LaTeX) and plots from MLflow alone")
+    source = table.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sweep", help="a sweep id")
+    source.add_argument("--experiment", help="an MLflow experiment (rows: the runs' `variant` tags or names)")
+    table.add_argument("--metric", nargs="+", help="metrics to tabulate (default for a sweep: its metric and report)")
+    table.add_argument("--baseline", help="the variant differences are against")
+    table.add_argument("--out", type=Path)
+    table.add_argument("--tracking-uri")
+    table.set_defaults(handler=_table)
     return parser
 
 
@@ -206,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ImageLoadError, ValueError, BadSample, FileNotFoundError) as err:
+    except (ImageLoadError, ValueError, BadSample, FileNotFoundError, RuntimeError) as err:
         print(f"h2ovl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

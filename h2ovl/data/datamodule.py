@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,22 @@ class SyntheticData:
     def ensure(self) -> dict[str, Path]:
         out = Path(self.out)
         metas = {"train": out / "meta.json", "test": out / "meta_test.json"}
-        if not metas["train"].is_file():
-            from h2ovl.synth import write_synthetic
+        if metas["train"].is_file():
+            return metas
+        from h2ovl.synth import write_synthetic
 
-            log.info("writing %d synthetic samples to %s", self.n, out)
-            metas = write_synthetic(out, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
-        return metas
+        log.info("writing %d synthetic samples to %s", self.n, out)
+        if out.exists():  # a folder the user made: written in place
+            return write_synthetic(out, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
+        # Written aside and renamed into place, so processes starting together (sweep trials) never read a
+        # half-written folder: the first rename wins, the others drop their copy.
+        partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        write_synthetic(partial, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
+        try:
+            partial.rename(out)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+        return {split: path for split, path in metas.items() if path.is_file()}
 
 
 class H2OVLDataModule(L.LightningDataModule):

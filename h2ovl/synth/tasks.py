@@ -71,6 +71,32 @@ def text_recognition(rng: random.Random, max_side: int) -> Drawn:
     return Drawn([add_noise(image, rng, rng.uniform(0, 10))], question, text, "cer", {"shape": shape})
 
 
+def _digits_on_canvas(rng: random.Random, max_side: int, aspect: tuple[float, float], size: tuple[int, int],
+                      margin: tuple[int, int]) -> Drawn:
+    text = "".join(rng.choice(string.digits) for _ in range(rng.randint(5, 10)))
+    ink, paper = ink_and_paper(rng)
+    patch = text_patch(text, random_font(rng, rng.randint(*size)), ink, 0)
+    pw, ph = patch.size
+    height = ph + rng.randint(*margin)
+    width = min(max_side, max(pw + 8, int(height * rng.uniform(*aspect))))
+    height = max(height, ph + 2)
+    image = Image.new("RGB", (width, height), paper)
+    image.paste(patch, (rng.randint(0, width - pw), rng.randint(0, height - ph)), patch)
+    return Drawn([add_noise(image, rng, rng.uniform(0, 6))], "What number is written in the image?", text, "cer",
+                 {"aspect": round(width / height, 2)})
+
+
+def digits_tight(rng: random.Random, max_side: int) -> Drawn:
+    """5-10 large digits filling their canvas: readable after a resize to one tile (a first stage)."""
+    return _digits_on_canvas(rng, max_side, (1.0, 2.0), (18, 30), (4, 16))
+
+
+def digits_wide(rng: random.Random, max_side: int) -> Drawn:
+    """5-10 small digits on a wide canvas (aspect 2.7-7.7): squashing it into one tile loses the digits,
+    tiling keeps them (the preprocessor ablation's test)."""
+    return _digits_on_canvas(rng, max_side, (2.7, 7.7), (10, 14), (12, 40))
+
+
 def page_transcription(rng: random.Random, max_side: int) -> Drawn:
     """Several lines of text on one page."""
     lines = [" ".join(random_string(rng) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(2, 5))]
@@ -131,4 +157,6 @@ TASKS: dict[str, Callable[[random.Random, int], Drawn]] = {
     "docvqa": document_vqa,
     "multi_image": multi_image,
     "text_only": text_only,
+    "digits_tight": digits_tight,
+    "digits_wide": digits_wide,
 }

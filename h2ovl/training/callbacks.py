@@ -46,6 +46,18 @@ class Throughput(ThroughputMonitor):
             pl_module.log("samples/s", rate, prog_bar=True, logger=False, batch_size=1)
 
 
+class Checkpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint`, plus: `last.ckpt` is also written when training ends between periodic
+    saves (a run stopping at `max_steps` = 900 with saves every 240 steps would otherwise leave step 720 as
+    "last", and a next stage's `init_from` would silently lose 180 steps)."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and self._last_global_step_saved != trainer.global_step and not trainer.sanity_checking:
+            # Lightning's own last-checkpoint routine (private, but it keeps the naming and the link logic).
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 class BestCheckpoint(ModelCheckpoint):
     """The best `save_top_k` checkpoints by a validation metric (`best-<step>.ckpt`), ranked right after each
     validation run; off while `monitor` is None. Separate from the periodic `checkpoint` callback, which

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import RUN_ID_KEY, BestCheckpoint, Throughput, TrackedConfig
+from h2ovl.training.callbacks import RUN_ID_KEY, BestCheckpoint, Checkpoint, Throughput, TrackedConfig
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import expand_config_args
 from h2ovl.training.module import H2OVLModule
@@ -50,7 +49,7 @@ class H2OVLCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.add_lightning_class_args(BestCheckpoint, "best")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(BadSampleReport, "bad_samples")

@@ -63,6 +63,8 @@ class H2OVLModule(L.LightningModule):
         `pixel_shuffle` unset: the weights fix them).
     init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
         schedule, step and data position start fresh).
+    init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised), e.g.
+        `model.projector` when pixel shuffle differs from the checkpoint's (its input width changes).
     max_new_tokens: the generation budget of `predict`.
     val_generation: generation-based validation metrics (off unless `samples` > 0).
     """
@@ -82,6 +84,7 @@ class H2OVLModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         released: str | None = None,
         init_from: str | None = None,
+        init_exclude: list[str] | None = None,
         max_new_tokens: int = 64,
         val_generation: ValGeneration | None = None,
     ) -> None:
@@ -105,7 +108,7 @@ class H2OVLModule(L.LightningModule):
         self.model.set_trainable(**asdict(self.trainable))
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
         if init_from:
-            self._load_weights(init_from)
+            self._load_weights(init_from, tuple(init_exclude or ()))
         self.val_generation = val_generation or ValGeneration()
         if self.val_generation.every < 1:
             raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
@@ -114,9 +117,13 @@ class H2OVLModule(L.LightningModule):
         self._step_losses: list[torch.Tensor] = []
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
 
-    def _load_weights(self, path: str) -> None:
+    def _load_weights(self, path: str, exclude: tuple[str, ...] = ()) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
+        if exclude:
+            log.info("init_from %s: %d tensors left at their fresh initialisation (%s)", path, len(state) - len(kept), ", ".join(exclude))
+        missing, unexpected = self.load_state_dict(kept, strict=False)
+        missing = [k for k in missing if not k.startswith(exclude)] if exclude else missing
         if missing or unexpected:
             raise ValueError(f"init_from {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys")
 

@@ -1,0 +1,261 @@
+"""`h2ovl sweep`: runs a spec's trials (locally, N at a time, or as a SLURM job array through submitit),
+each its own `h2ovl fit` process, under one MLflow parent run, resumably.
+
+The sweep's folder `outputs/sweeps/<id>/` holds `state.json` (each trial's status, run id, metric value
+and, for failures, the error), one folder per trial (config, log, checkpoints) and the results. Running
+the same command again resumes: finished trials are skipped, failed and unfinished ones run again (from
+their `last.ckpt` when they left one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from h2ovl.sweeps.spec import SweepSpec, Trial
+from h2ovl.sweeps.trials import log_tail, run_command, trial_config, trial_tags, write_trial
+from h2ovl.training.tracking import DEFAULT_TRACKING_URI
+
+log = logging.getLogger(__name__)
+
+FINISHED, FAILED = "finished", "failed"
+INIT_STAGE = "init-stage"
+
+
+def tracking_uri(explicit: str | None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+class SweepState:
+    """`state.json`, rewritten atomically after every change (threads share it under a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"trials": {}}
+
+    def trial(self, name: str) -> dict[str, Any]:
+        return self.data["trials"].get(name, {})
+
+    def update(self, name: str | None = None, **fields: Any) -> None:
+        with self.lock:
+            target = self.data if name is None else self.data["trials"].setdefault(name, {})
+            target.update(fields)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(".partial")
+            partial.write_text(json.dumps(self.data, indent=2))
+            partial.replace(self.path)
+
+
+@dataclass
+class SweepOptions:
+    sweep_id: str | None = None
+    launcher: str = "local"
+    parallel: int = 1
+    only: list[str] | None = None
+    dry_run: bool = False
+    out: str = "outputs/sweeps"
+    tracking_uri: str | None = None
+
+
+class Sweep:
+    def __init__(self, spec: SweepSpec, options: SweepOptions) -> None:
+        if options.launcher not in ("local", "slurm"):
+            raise ValueError(f"launcher must be 'local' or 'slurm', got {options.launcher!r}")
+        if options.parallel < 1:
+            raise ValueError(f"--parallel must be at least 1, got {options.parallel}")
+        self.spec, self.options = spec, options
+        self.sweep_id = options.sweep_id or spec.name
+        self.folder = Path(options.out) / self.sweep_id
+        self.uri = tracking_uri(options.tracking_uri)
+        self.state = SweepState(self.folder / "state.json")
+        self._client = None
+
+    # -- MLflow -----------------------------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.uri)
+        return self._client
+
+    def experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.spec.experiment)
+        return found.experiment_id if found else self.client.create_experiment(self.spec.experiment)
+
+    def parent_run(self) -> str:
+        """The sweep's MLflow run: created once, reused on resume."""
+        run_id = self.state.data.get("parent_run_id")
+        if run_id:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        tags = {"sweep_id": self.sweep_id, "role": "sweep", "sweep.metric": self.spec.metric, "sweep.mode": self.spec.mode,
+                "sweep.report": json.dumps(self.spec.report), "sweep.baseline": self.spec.baseline or "",
+                "sweep.strategy": self.spec.strategy, "sweep.spec": str(self.spec.path)}
+        run = self.client.create_run(self.experiment_id(), run_name=self.sweep_id, tags=tags)
+        self.client.log_artifact(run.info.run_id, str(self.spec.path), artifact_path="spec")
+        self.state.update(parent_run_id=run.info.run_id, sweep_id=self.sweep_id, spec=str(self.spec.path))
+        return run.info.run_id
+
+    def trial_run(self, trial: Trial) -> Any | None:
+        """The trial's MLflow run (the latest, if an earlier attempt left one)."""
+        runs = self.client.search_runs(
+            [self.experiment_id()], filter_string=f"tags.sweep_id = '{self.sweep_id}' and tags.trial = '{trial.name}'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        return runs[0] if runs else None
+
+    # -- trials -----------------------------------------------------------------------------------------
+    def selected(self, trials: list[Trial]) -> list[Trial]:
+        only = self.options.only
+        if not only:
+            return trials
+        chosen = [t for t in trials if t.name in only or t.variant in only]
+        if not chosen:
+            raise ValueError(f"--only {only} matches no trial; trials: {[t.name for t in trials]}")
+        return chosen
+
+    def plan(self) -> list[dict[str, Any]]:
+        """What `--dry-run` prints: each trial with its overrides and its status so far."""
+        trials = self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []
+        rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
+                 "status": self.state.trial(t.name).get("status", "pending")} for t in trials]
+        if self.spec.init_stage is not None:
+            rows.insert(0, {"trial": INIT_STAGE, "overrides": self.spec.init_stage.get("overrides", {}),
+                            "status": self.state.trial(INIT_STAGE).get("status", "pending")})
+        return rows
+
+    def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str]]:
+        root = self.folder / "trials" / trial.folder
+        init_from = None if role == INIT_STAGE else self.state.data.get("init_checkpoint")
+        config = trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, parent, role),
+                              self.options.tracking_uri, init_from)
+        _, command = write_trial(config, root)
+        env = {"MLFLOW_TRACKING_URI": self.uri}
+        return command, root / "fit.log", env
+
+    def record(self, trial: Trial, returncode: int, log_file: Path) -> dict[str, Any]:
+        run = self.trial_run(trial)
+        value = run.data.metrics.get(self.spec.metric) if run is not None else None
+        fields: dict[str, Any] = {"run_id": run.info.run_id if run else None, "value": value,
+                                  "attempts": self.state.trial(trial.name).get("attempts", 0) + 1, "log": str(log_file)}
+        if returncode == 0:
+            fields.update(status=FINISHED, error=None)
+        else:
+            error = log_tail(log_file)
+            fields.update(status=FAILED, error=f"exit code {returncode}: {error}")
+            if run is not None:
+                self.client.set_tag(run.info.run_id, "error", error[-4000:])
+            log.error("trial %s failed (exit code %d); log: %s", trial.name, returncode, log_file)
+        self.state.update(trial.name, **fields)
+        return fields
+
+    def run_local(self, trials: list[Trial], parent: str | None) -> None:
+        slots = self._device_slots()
+
+        def one(indexed: tuple[int, Trial]) -> None:
+            index, trial = indexed
+            command, log_file, env = self.prepare(trial, parent)
+            if slots:
+                env["CUDA_VISIBLE_DEVICES"] = slots[index % len(slots)]
+            elif self.options.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
+                # CPU trials side by side: split the cores rather than oversubscribe them.
+                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.options.parallel))
+            print(f"[{self.sweep_id}] start {trial.name}", flush=True)
+            fields = self.record(trial, run_command(command, log_file, env), log_file)
+            self._progress(trial, fields)
+
+        if self.options.parallel == 1:
+            for item in enumerate(trials):
+                one(item)
+        else:
+            with ThreadPoolExecutor(self.options.parallel) as pool:
+                list(pool.map(one, enumerate(trials)))
+
+    def _device_slots(self) -> list[str]:
+        """With N trials at a time on a GPU machine: N disjoint sets of GPUs."""
+        if self.options.parallel == 1:
+            return []
+        try:
+            import torch
+
+            count = torch.cuda.device_count()
+        except Exception:  # noqa: BLE001 - no CUDA: trials share the CPU
+            count = 0
+        per = count // self.options.parallel
+        return [",".join(str(d) for d in range(s * per, (s + 1) * per)) for s in range(self.options.parallel)] if per else []
+
+    def run_slurm(self, trials: list[Trial], parent: str | None) -> None:
+        from h2ovl.sweeps.slurm import submit_array
+
+        prepared = [(trial, *self.prepare(trial, parent)) for trial in trials]
+        jobs = submit_array(self.folder / "slurm", self.spec.slurm, [(c, lf, env) for _, c, lf, env in prepared], self.options.parallel)
+        for (trial, _, log_file, _), job in zip(prepared, jobs):
+            try:
+                returncode = int(job.result())
+            except Exception as error:  # noqa: BLE001 - the job itself failed (node, time limit): a failed trial
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                with log_file.open("a") as out:
+                    out.write(f"\nsubmitit job {job.job_id} failed: {error}\n")
+                returncode = 1
+            self._progress(trial, self.record(trial, returncode, log_file))
+
+    def _progress(self, trial: Trial, fields: dict[str, Any]) -> None:
+        done = [t for t in self.state.data["trials"].values() if t.get("status") == FINISHED]
+        failed = [t for t in self.state.data["trials"].values() if t.get("status") == FAILED]
+        value = fields.get("value")
+        shown = "n/a" if value is None else f"{value:.4g}"
+        print(f"[{self.sweep_id}] {trial.name}: {fields['status']}, {self.spec.metric} = {shown} "
+              f"({len(done)} finished, {len(failed)} failed)", flush=True)
+
+    def launch(self, trials: list[Trial], parent: str | None) -> None:
+        if self.options.launcher == "slurm":
+            self.run_slurm(trials, parent)
+        else:
+            self.run_local(trials, parent)
+
+    def run_init_stage(self, parent: str) -> None:
+        if self.spec.init_stage is None or self.state.trial(INIT_STAGE).get("status") == FINISHED:
+            return
+        trial = Trial(name=INIT_STAGE, variant=INIT_STAGE, seed=self.spec.seeds[0],
+                      overrides=dict(self.spec.init_stage.get("overrides") or {}))
+        command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
+        print(f"[{self.sweep_id}] start {INIT_STAGE} (every trial starts from its last checkpoint)", flush=True)
+        fields = self.record(trial, run_command(command, log_file, env), log_file)
+        self._progress(trial, fields)
+        if fields["status"] != FINISHED:
+            raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
+        self.state.update(init_checkpoint=str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt"))
+
+    def run(self) -> dict[str, Any]:
+        if self.options.dry_run:
+            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "trials": self.plan()}
+        parent = self.parent_run()
+        self.run_init_stage(parent)
+        if self.spec.strategy == "optuna":
+            from h2ovl.sweeps.search import run_optuna
+
+            run_optuna(self, parent)
+        else:
+            pending = [t for t in self.selected(self.spec.expand()) if self.state.trial(t.name).get("status") != FINISHED]
+            skipped = len(self.selected(self.spec.expand())) - len(pending)
+            if skipped:
+                print(f"[{self.sweep_id}] resuming: {skipped} finished trials skipped", flush=True)
+            self.launch(pending, parent)
+        trials = self.state.data["trials"]
+        failed = sorted(n for n, t in trials.items() if t.get("status") == FAILED)
+        finished = sum(t.get("status") == FINISHED for t in trials.values())
+        self.client.log_metric(parent, "sweep/finished", finished)
+        self.client.log_metric(parent, "sweep/failed", len(failed))
+        self.client.log_artifact(parent, str(self.state.path))
+        self.client.set_terminated(parent, "FINISHED" if not failed else "FAILED")
+        return {"sweep_id": self.sweep_id, "parent_run_id": parent, "finished": finished, "failed": failed,
+                "state": str(self.state.path)}
+

@@ -1,0 +1,87 @@
+"""One trial = one `h2ovl fit` process: its self-contained config, its command, and its result in MLflow."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from h2ovl.sweeps.spec import SweepSpec, Trial
+from h2ovl.training.compose import compose
+
+TRACKER = "h2ovl.training.tracking.MLflowTracker"
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c`, replacing the whole value there (a variant's preprocessor replaces the base's, it is
+    not merged into it)."""
+    node = config
+    *parents, last = key.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = copy.deepcopy(value)
+
+
+def trial_config(spec: SweepSpec, sweep_id: str, trial: Trial, root: Path, tags: dict[str, str],
+                 tracking_uri: str | None, init_from: str | None) -> dict[str, Any]:
+    """The base experiment composed, then the sweep's and the trial's overrides, seed, folder and MLflow
+    run (experiment, name, parent and axis tags)."""
+    config = compose(spec.base)
+    for key, value in {**spec.overrides, **trial.overrides}.items():
+        set_dotted(config, key, value)
+    config["seed_everything"] = trial.seed
+    set_dotted(config, "data.seed", trial.seed)
+    set_dotted(config, "trainer.default_root_dir", str(root))
+    if init_from:
+        set_dotted(config, "model.init_from", init_from)
+    logger = config.setdefault("trainer", {}).get("logger")
+    if not isinstance(logger, dict) or logger.get("class_path") != TRACKER:
+        logger = {"class_path": TRACKER, "init_args": {}}
+    init = dict(logger.get("init_args") or {})
+    init.update(experiment_name=spec.experiment, run_name=trial.name, sweep_id=sweep_id, log_model=False,
+                tags={**(init.get("tags") or {}), **tags})
+    if tracking_uri:
+        init["tracking_uri"] = tracking_uri
+    config["trainer"]["logger"] = {"class_path": TRACKER, "init_args": init}
+    return config
+
+
+def trial_tags(sweep_id: str, trial: Trial, parent_run_id: str | None, role: str = "trial") -> dict[str, str]:
+    tags = {"sweep_id": sweep_id, "role": role, "trial": trial.name, "variant": trial.variant, "seed": str(trial.seed)}
+    tags.update({f"axis.{key}": str(value) for key, value in trial.axes.items()})
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id  # shows the trial under the sweep's run in the MLflow UI
+    return tags
+
+
+def write_trial(config: dict[str, Any], root: Path) -> tuple[Path, list[str]]:
+    """Writes `<root>/config.yaml`; the command continues from `last.ckpt` when an earlier attempt left one."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(path)]
+    if (root / "checkpoints" / "last.ckpt").is_file():
+        command += ["--ckpt_path", "last"]
+    return path, command
+
+
+def run_command(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Runs a trial's process with its output in `log`; returns the exit code. Module-level so that
+    submitit can pickle it for a cluster job."""
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}).returncode
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    if not log.is_file():
+        return ""
+    return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

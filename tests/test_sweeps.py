@@ -1,0 +1,199 @@
+"""Sweeps end to end: specs and their errors, trials as real `h2ovl fit` processes under an MLflow parent
+run, failure and resume, Optuna with its RDB study, the SLURM submission path through submitit's local
+executor, and tables/plots rebuilt from MLflow alone; every spec under sweeps/ and ablations/ expands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from h2ovl.cli import main
+from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
+from h2ovl.sweeps.slurm import executor_parameters, submit_array
+from h2ovl.sweeps.trials import trial_config, trial_tags
+from training_runs import ROOT
+
+FIXED = {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}}
+DYNAMIC = {"class_path": "h2ovl.preprocessing.DynamicResolution", "init_args": {"tile_size": 64, "max_tiles": 3, "use_thumbnail": True}}
+
+
+def tiny_overrides(tmp: Path) -> dict:
+    return {
+        "data.synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 160, "tasks": ["digits_wide", "text"]},
+        "data.batch_size": 2, "data.max_length": 256, "data.val_limit": 4,
+        "model.val_generation": {"samples": 3, "max_new_tokens": 4},
+        "trainer.max_steps": 2, "trainer.val_check_interval": 2, "trainer.limit_val_batches": 2,
+        "trainer.log_every_n_steps": 1, "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
+        "checkpoint": {"every_n_train_steps": 2}, "throughput": {"window_size": 2}, "best": {"monitor": None},
+    }
+
+
+def write_spec(tmp: Path, **fields) -> Path:
+    spec = {"name": "t", "base": str(ROOT / "experiments/cpu/tiny.yaml"), "metric": {"name": "val/loss", "mode": "min"},
+            "overrides": tiny_overrides(tmp), **fields}
+    path = tmp / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def options(tmp: Path, **fields) -> SweepOptions:
+    return SweepOptions(out=str(tmp / "sweeps"), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", **fields)
+
+
+def client(tmp: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+
+
+# -- specs --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"colour": 1}, "unknown keys \\['colour'\\]"),
+    ({"base": "missing.yaml"}, "base experiment .*missing.yaml does not exist"),
+    ({"strategy": "bayes"}, "strategy must be one of"),
+    ({"seeds": [0, 0]}, "seeds must be a non-empty list of distinct integers"),
+    ({"variants": {"a": {}}, "baseline": "b"}, "baseline 'b' is not one of the variants"),
+    ({"strategy": "random", "search": {"model.lr": {"low": 1, "high": 0}}, "trials": 2}, "search.model.lr: low must be below high"),
+    ({"strategy": "optuna", "trials": 2}, "needs a `search` space"),
+    ({"metric": {"name": "x", "mode": "up"}}, "metric must be a name or"),
+])
+def test_bad_specs_name_the_file_and_key(tmp_path: Path, fields: dict, message: str):
+    with pytest.raises(SpecError, match=rf"t\.yaml: .*{message}"):
+        load_spec(write_spec(tmp_path, **fields))
+
+
+def test_variants_grid_and_seeds_expand_to_named_trials(tmp_path: Path):
+    spec = load_spec(write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC}},
+                                grid={"model.lr": [0.001, 0.0003]}, seeds=[0, 1]))
+    trials = spec.expand()
+    assert len(trials) == 8 and len({t.name for t in trials}) == 8
+    assert trials[0].name == "fixed/lr=0.001/seed=0" and trials[0].variant == "fixed/lr=0.001"
+    assert trials[0].overrides == {"model.preprocessor": FIXED, "model.lr": 0.001}
+    assert trials[0].axes == {"variant": "fixed", "model.lr": 0.001}
+
+
+def test_random_search_samples_inside_its_ranges_reproducibly(tmp_path: Path):
+    fields = {"strategy": "random", "trials": 5, "search": {"model.lr": {"low": 1e-5, "high": 1e-2, "log": True},
+                                                            "data.batch_size": {"choices": [2, 4]}}}
+    first, second = load_spec(write_spec(tmp_path, **fields)).expand(), load_spec(write_spec(tmp_path, **fields)).expand()
+    assert [t.overrides for t in first] == [t.overrides for t in second] and len(first) == 5
+    assert all(1e-5 <= t.overrides["model.lr"] <= 1e-2 and t.overrides["data.batch_size"] in (2, 4) for t in first)
+    assert len({t.overrides["model.lr"] for t in first}) == 5
+
+
+def test_trial_config_replaces_whole_values_and_tags_the_run(tmp_path: Path):
+    spec = load_spec(write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}}))
+    (trial,) = spec.expand()
+    tags = trial_tags("sid", trial, "parent123")
+    config = trial_config(spec, "sid", trial, tmp_path / "root", tags, None, "/x/last.ckpt")
+    assert config["model"]["preprocessor"] == FIXED  # replaced, not merged with a base preprocessor
+    assert config["model"]["init_from"] == "/x/last.ckpt" and config["seed_everything"] == 0 and config["data"]["seed"] == 0
+    assert config["trainer"]["max_steps"] == 2 and config["model"]["preset"] == "tiny"  # the base, composed
+    logger = config["trainer"]["logger"]["init_args"]
+    assert logger["experiment_name"] == "t" and logger["sweep_id"] == "sid"
+    assert logger["tags"]["mlflow.parentRunId"] == "parent123" and logger["tags"]["axis.variant"] == "fixed"
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "sweeps").glob("*.yaml")) + sorted((ROOT / "ablations").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_specs_load_and_their_trials_compose(spec: Path, tmp_path: Path):
+    loaded = load_spec(spec)
+    trials = loaded.expand() if loaded.strategy != "optuna" else []
+    assert loaded.strategy == "optuna" or len(loaded.seeds) >= 2 and trials
+    for trial in trials:
+        config = trial_config(loaded, "x", trial, tmp_path, {}, None, None)
+        assert config["seed_everything"] == trial.seed
+
+
+# -- running ------------------------------------------------------------------------------------------
+def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path, capsys: pytest.CaptureFixture):
+    variants = {"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC},
+                "broken": {"model.lr": "not-a-number"}}
+    path = write_spec(tmp_path, variants=variants, seeds=[0, 1], baseline="dynamic", report=["val/cer/cer"],
+                      init_stage={"overrides": {"trainer.max_steps": 2}})
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [t["trial"] for t in plan["trials"]][:2] == ["init-stage", "fixed/seed=0"] and len(plan["trials"]) == 7
+    assert not (tmp_path / "mlflow.db").exists()  # a dry run touches nothing
+
+    summary = Sweep(load_spec(path), options(tmp_path)).run()
+    assert summary["finished"] == 5 and summary["failed"] == ["broken/seed=0", "broken/seed=1"]
+    state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
+    assert "not-a-number" in state["trials"]["broken/seed=0"]["error"]
+    init_ckpt = state["init_checkpoint"]
+    trial_yaml = yaml.safe_load((tmp_path / "sweeps/t/trials/fixed__seed=1/config.yaml").read_text())
+    assert trial_yaml["model"]["init_from"] == init_ckpt and Path(init_ckpt).is_file()
+
+    mlflow = client(tmp_path)
+    experiment = mlflow.get_experiment_by_name("t").experiment_id
+    parent = mlflow.get_run(summary["parent_run_id"])
+    assert parent.data.tags["role"] == "sweep" and parent.info.status == "FAILED" and parent.data.metrics["sweep/failed"] == 2
+    children = mlflow.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 5  # init stage and 4 trials (a broken config fails before its run exists)
+    fixed0 = next(r for r in children if r.data.tags.get("trial") == "fixed/seed=0")
+    assert fixed0.data.tags["axis.variant"] == "fixed" and fixed0.data.tags["sweep_id"] == "t" and fixed0.info.status == "FINISHED"
+
+    # Resume: finished trials are skipped (no new runs), failed ones are tried again and stay recorded.
+    capsys.readouterr()
+    again = Sweep(load_spec(path), options(tmp_path)).run()
+    assert again["finished"] == 5 and len(again["failed"]) == 2
+    resumed = capsys.readouterr().out
+    assert "4 finished trials skipped" in resumed and "start init-stage" not in resumed
+    assert len(mlflow.search_runs([experiment], "tags.role = 'trial'")) == 4
+    assert json.loads((tmp_path / "sweeps/t/state.json").read_text())["trials"]["broken/seed=1"]["attempts"] == 2
+
+    # The table, from MLflow alone.
+    out = tmp_path / "table"
+    assert main(["table", "--sweep", "t", "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| dynamic | 2 | " in printed and "| baseline |" in printed
+    rows = {r["variant"]: r for r in csv.DictReader((out / "table.csv").open())}
+    assert set(rows) == {"dynamic", "fixed"}  # the broken configs failed before MLflow had a run for them
+    fixed_losses = [r.data.metrics["val/loss"] for r in children if r.data.tags.get("variant") == "fixed"]
+    assert float(rows["fixed"]["val/loss mean"]) == pytest.approx(sum(fixed_losses) / 2)
+    assert float(rows["fixed"]["val/loss diff"]) == pytest.approx(float(rows["fixed"]["val/loss mean"]) - float(rows["dynamic"]["val/loss mean"]))
+    assert float(rows["fixed"]["visual_tokens_per_sample"]) < float(rows["dynamic"]["visual_tokens_per_sample"])  # one tile vs up to 3 + thumbnail
+    assert float(rows["fixed"]["samples_per_s"]) > 0
+    assert "\\begin{tabular}" in (out / "table.tex").read_text() and "$\\pm$" in (out / "table.tex").read_text()
+    for plot in ("cost_vs_metric.png", "validation_curves.png"):
+        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    artifacts = {a.path for a in mlflow.list_artifacts(parent.info.run_id, "results")}
+    assert {"results/table.md", "results/table.csv", "results/table.tex", "results/cost_vs_metric.png"} <= artifacts
+
+    assert main(["table", "--experiment", "t", "--metric", "val/loss", "--out", str(tmp_path / "by-experiment"),
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert "init-stage" in (tmp_path / "by-experiment/table.md").read_text()
+
+
+def test_optuna_sweep_keeps_its_study_in_sqlite_and_resumes(tmp_path: Path):
+    import optuna
+
+    path = write_spec(tmp_path, name="opt", strategy="optuna", trials=2, seeds=[0],
+                      search={"model.lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    summary = Sweep(load_spec(path), options(tmp_path)).run()
+    assert summary["finished"] == 2 and not summary["failed"]
+    storage = f"sqlite:///{(tmp_path / 'sweeps/opt/optuna.db').resolve()}"
+    study = optuna.load_study(study_name="opt", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    runs = client(tmp_path).search_runs([client(tmp_path).get_experiment_by_name("opt").experiment_id], "tags.role = 'trial'")
+    assert sorted(float(r.data.tags["axis.model.lr"]) for r in runs) == sorted(t.params["model.lr"] for t in study.trials)
+    assert sorted(r.data.metrics["val/loss"] for r in runs) == pytest.approx(sorted(t.value for t in study.trials))
+    Sweep(load_spec(path), options(tmp_path)).run()  # resumed: the study is complete, nothing more runs
+    assert len(optuna.load_study(study_name="opt", storage=storage).trials) == 2
+
+
+def test_slurm_submission_through_submitits_local_executor(tmp_path: Path):
+    parameters = executor_parameters({"partition": "gpu", "gpus_per_trial": 8, "nodes": 2, "time_min": 600, "account": "lab"}, 4)
+    assert parameters == {"timeout_min": 600, "nodes": 2, "tasks_per_node": 8, "cpus_per_task": 4, "slurm_array_parallelism": 4,
+                          "gpus_per_node": 8, "slurm_partition": "gpu", "slurm_account": "lab"}
+    with pytest.raises(ValueError, match="unknown slurm keys \\['gpu'\\]"):
+        executor_parameters({"gpu": 1}, 1)
+    commands = [([sys.executable, "-c", f"import os; print('trial {i}', os.environ['H2OVL_TEST'])"], tmp_path / f"t{i}/fit.log",
+                 {"H2OVL_TEST": "env passed"}) for i in range(2)]
+    jobs = submit_array(tmp_path / "slurm", {"cluster": "local", "time_min": 5}, commands, parallel=2)
+    assert [job.result() for job in jobs] == [0, 0]
+    assert "trial 1 env passed" in (tmp_path / "t1/fit.log").read_text()
