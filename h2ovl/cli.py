@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the README's main job on the embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
     demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
+    demo.add_argument("--dry-run", action="store_true", help="print the ablation's trials; run nothing")
     demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     demo.set_defaults(handler=_demo)
 

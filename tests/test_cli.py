@@ -38,8 +38,18 @@ def test_preview_of_a_broken_file_fails_with_its_name(tmp_path: Path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
 
 
-def test_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_demo_is_the_cpu_ablation_over_preprocessor_and_pixel_shuffle_with_two_seeds(tmp_path: Path, capsys):
+    assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = [t["trial"] for t in plan["trials"]]
+    assert names[0] == "init-stage" and len(names) == 13
+    assert {n.rsplit("/", 1)[0] for n in names[1:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
+    assert {n.rsplit("/", 1)[1] for n in names[1:]} == {"seed=0", "seed=1"}
+    assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
+
+
+def test_preprocessing_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):
+    assert main(["demo", "--preprocessing", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert {row["image"] for row in rows} >= {"receipt_606x1000.png", "banner_2000x500.png"}
     receipt = next(row for row in rows if row["image"] == "receipt_606x1000.png")
