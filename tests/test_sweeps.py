@@ -197,3 +197,31 @@ def test_slurm_submission_through_submitits_local_executor(tmp_path: Path):
     jobs = submit_array(tmp_path / "slurm", {"cluster": "local", "time_min": 5}, commands, parallel=2)
     assert [job.result() for job in jobs] == [0, 0]
     assert "trial 1 env passed" in (tmp_path / "t1/fit.log").read_text()
+
+
+def test_parallel_local_trials_never_share_a_gpu_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Trials finish out of order; each must take a free set of GPUs, not one chosen by its position."""
+    import threading
+    import time
+
+    import h2ovl.sweeps.runner as runner
+
+    sweep = Sweep(load_spec(write_spec(tmp_path, variants={f"v{i}": {} for i in range(6)})), options(tmp_path, parallel=2))
+    monkeypatch.setattr(sweep, "_device_slots", lambda: ["0,1", "2,3"])
+    monkeypatch.setattr(sweep, "prepare", lambda trial, parent: ([trial.name], tmp_path / "log", {}))
+    monkeypatch.setattr(sweep, "record", lambda trial, code, log: {"status": "finished", "value": None})
+    in_use, clashes, lock = set(), [], threading.Lock()
+
+    def fake_run(command, log, env):
+        slot = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            clashes.extend([slot] if slot in in_use else [])
+            in_use.add(slot)
+        time.sleep(0.15 if command[0].startswith(("v0", "v3")) else 0.02)  # uneven: trials end out of order
+        with lock:
+            in_use.discard(slot)
+        return 0
+
+    monkeypatch.setattr(runner, "run_command", fake_run)
+    sweep.run_local(sweep.spec.expand(), None)
+    assert clashes == []

@@ -20,7 +20,7 @@ import torch
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.evaluation.predictions import read_predictions
 from h2ovl.evaluation.tasks import AUTO, score_samples
-from h2ovl.training.callbacks import RUN_ID_KEY
+from h2ovl.training.callbacks import checkpoint_run_id
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.tracking import MLflowTracker
@@ -57,8 +57,7 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
         raise ValueError(f"checkpoint {path} does not exist")
     # init_from is cleared: the checkpoint's own weights are loaded right after construction.
     module = H2OVLModule.load_from_checkpoint(path, map_location="cpu", init_from=None, max_new_tokens=max_new_tokens)
-    run_id = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
-    return module, run_id
+    return module, checkpoint_run_id(path)
 
 
 def default_out(request: EvaluationRequest) -> Path:

@@ -66,15 +66,11 @@ class TaskScorer(nn.Module):
         return sample.scorer
 
     def update(self, samples: Iterable[Scored]) -> None:
-        groups: dict[str, list[Scored]] = {}
-        for sample in samples:
-            groups.setdefault(self.task_of(sample), []).append(sample)
-        for name, group in groups.items():
-            for sample in group:  # one by one, so an error names the sample at fault
-                try:
-                    self.metrics[name].update([sample.prediction], [list(sample.answers)], [sample.category])
-                except (ValueError, TypeError) as error:
-                    raise ValueError(f"{sample.where}: {error}") from None
+        for sample in samples:  # one by one, so an error names the sample at fault
+            try:
+                self.metrics[self.task_of(sample)].update([sample.prediction], [list(sample.answers)], [sample.category])
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{sample.where}: {error}") from None
 
     def compute(self) -> dict[str, float]:
         scores: dict[str, float] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -158,26 +159,29 @@ class Sweep:
         return fields
 
     def run_local(self, trials: list[Trial], parent: str | None) -> None:
-        slots = self._device_slots()
+        # A trial takes a free set of GPUs and gives it back when it ends, so two running trials never
+        # share one (trials finish out of order).
+        free: queue.Queue[str | None] = queue.Queue()
+        for slot in self._device_slots() or [None] * self.options.parallel:
+            free.put(slot)
 
-        def one(indexed: tuple[int, Trial]) -> None:
-            index, trial = indexed
+        def one(trial: Trial) -> None:
             command, log_file, env = self.prepare(trial, parent)
-            if slots:
-                env["CUDA_VISIBLE_DEVICES"] = slots[index % len(slots)]
+            slot = free.get()
+            if slot is not None:
+                env["CUDA_VISIBLE_DEVICES"] = slot
             elif self.options.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
                 # CPU trials side by side: split the cores rather than oversubscribe them.
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.options.parallel))
             print(f"[{self.sweep_id}] start {trial.name}", flush=True)
-            fields = self.record(trial, run_command(command, log_file, env), log_file)
+            try:
+                fields = self.record(trial, run_command(command, log_file, env), log_file)
+            finally:
+                free.put(slot)
             self._progress(trial, fields)
 
-        if self.options.parallel == 1:
-            for item in enumerate(trials):
-                one(item)
-        else:
-            with ThreadPoolExecutor(self.options.parallel) as pool:
-                list(pool.map(one, enumerate(trials)))
+        with ThreadPoolExecutor(self.options.parallel) as pool:
+            list(pool.map(one, trials))
 
     def _device_slots(self) -> list[str]:
         """With N trials at a time on a GPU machine: N disjoint sets of GPUs."""

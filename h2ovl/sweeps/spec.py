@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,6 @@ def sample_value(space: dict[str, Any], rng: random.Random) -> Any:
         return rng.choice(space["choices"])
     low, high = float(space["low"]), float(space["high"])
     if space.get("log"):
-        import math
-
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         value = rng.uniform(low, high)

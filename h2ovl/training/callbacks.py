@@ -4,9 +4,11 @@ id bookkeeping that ties a run, its checkpoints and its MLflow record together."
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
@@ -16,6 +18,11 @@ from h2ovl.training.tracking import MLflowTracker
 
 #: The checkpoint key that carries the MLflow run id across a resume.
 RUN_ID_KEY = "mlflow_run_id"
+
+
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The MLflow run a checkpoint was trained in (memory-mapped: the weights are not read)."""
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
 
 
 def _samples(batch: dict) -> int:

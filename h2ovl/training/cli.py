@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import RUN_ID_KEY, BestCheckpoint, Checkpoint, Throughput, TrackedConfig
+from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import expand_config_args
 from h2ovl.training.module import H2OVLModule
@@ -96,7 +95,7 @@ class H2OVLCLI(LightningCLI):
         ckpt = resolve_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.trainer)
         if ckpt is None or not isinstance(tracker, MLflowTracker):
             return
-        run_id = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
+        run_id = checkpoint_run_id(ckpt)
         if run_id:
             log.info("resuming MLflow run %s from %s", run_id, ckpt)
             tracker.continue_run(run_id)

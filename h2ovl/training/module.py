@@ -39,7 +39,7 @@ class ValGeneration:
     """Generation-based validation: greedy answers to the first `samples` validation samples (the same
     ones every time, on any number of ranks), scored by `task` ("auto": each record's `scorer` field) and
     logged as `val/<task>/<metric>` (e.g. `val/cer/cer`, `val/kie/score`) on every `every`-th validation
-    run. A checkpoint callback can monitor any of them (`checkpoint.monitor`)."""
+    run. The `best` checkpoint callback can monitor any of them (`best.monitor`)."""
 
     samples: int = 0
     task: str = "auto"
