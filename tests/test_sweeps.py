@@ -16,6 +16,7 @@ from h2ovl.cli import main
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
+from test_experiments import ParseOnly
 from training_runs import ROOT
 
 FIXED = {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}}
@@ -100,13 +101,16 @@ def test_trial_config_replaces_whole_values_and_tags_the_run(tmp_path: Path):
 
 
 @pytest.mark.parametrize("spec", sorted((ROOT / "sweeps").glob("*.yaml")) + sorted((ROOT / "ablations").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_specs_load_and_their_trials_compose(spec: Path, tmp_path: Path):
+def test_shipped_specs_load_and_their_trials_parse_against_the_cli(spec: Path, tmp_path: Path):
     loaded = load_spec(spec)
     trials = loaded.expand() if loaded.strategy != "optuna" else []
     assert loaded.strategy == "optuna" or len(loaded.seeds) >= 2 and trials
     for trial in trials:
         config = trial_config(loaded, "x", trial, tmp_path, {}, None, None)
         assert config["seed_everything"] == trial.seed
+        if trial.seed == loaded.seeds[0]:  # every variant's config, once, through the real parser
+            cli = ParseOnly(args=["--config", yaml.safe_dump(config)], run=False)
+            assert cli.config.model.preset
 
 
 # -- running ------------------------------------------------------------------------------------------
