@@ -173,13 +173,17 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     assert "init-stage" in (tmp_path / "by-experiment/table.md").read_text()
 
 
-def test_optuna_sweep_keeps_its_study_in_sqlite_and_resumes(tmp_path: Path):
+def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_table(tmp_path: Path, capsys: pytest.CaptureFixture):
     import optuna
 
     path = write_spec(tmp_path, name="opt", strategy="optuna", trials=2, seeds=[0],
                       search={"model.lr": {"low": 1e-4, "high": 1e-2, "log": True}})
-    summary = Sweep(load_spec(path), options(tmp_path)).run()
+    assert main(["ablate", str(path), "--out", str(tmp_path / "sweeps"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(printed[-1])
     assert summary["finished"] == 2 and not summary["failed"]
+    assert sum(line.startswith("| optuna-") for line in printed) == 2  # the table, one row per configuration
+    assert Path(summary["cost"]).is_file() and Path(summary["curves"]).is_file() and Path(summary["latex"]).is_file()
     storage = f"sqlite:///{(tmp_path / 'sweeps/opt/optuna.db').resolve()}"
     study = optuna.load_study(study_name="opt", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
