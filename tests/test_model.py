@@ -69,6 +69,25 @@ def test_pixel_shuffle_off_gives_one_token_per_patch():
     assert torch.isfinite(model(ids, pixel_values=torch.zeros(1, 3, 64, 64, dtype=torch.uint8), labels=labels).loss)
 
 
+def test_conv_stem_keeps_the_token_grid_and_trains(tmp_path: Path):
+    model, tokenizer = H2OVL.from_preset("tiny-reader")
+    assert model.vision.has_conv_stem and not H2OVL.from_preset("tiny")[0].vision.has_conv_stem
+    assert model.vision.patch_size == 8 and model.vision.num_patches == 64 and model.tokens_per_tile == 16
+    stem_convs = [m for m in model.vision.vit.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in stem_convs] == [(2, 2), (2, 2), (2, 2), (1, 1)]  # three stride-2 convs, 1x1 projection
+    ids, labels = _prompt(tokenizer, 16)
+    loss = model(ids, pixel_values=torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8), labels=labels).loss
+    loss.backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in stem_convs)
+    with pytest.raises(ValueError, match="no place for a conv stem"):
+        model.save_released(tmp_path / "released")
+    assert not (tmp_path / "released").exists()
+    bad = preset("tiny-reader")
+    bad.vision.conv_stem = [32, 64]  # strides multiply to 4, not the patch size 8
+    with pytest.raises(ValueError, match=r"conv_stem \[32, 64\].*patch_size=8"):
+        H2OVL(bad, image_token_id=0)
+
+
 def test_loss_counts_supervised_tokens_only_and_backpropagates_to_every_part(tiny):
     model, tokenizer = tiny
     ids, labels = _prompt(tokenizer, 2 * model.tokens_per_tile)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -124,8 +125,11 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     assert [t["trial"] for t in plan["trials"]][:2] == ["init-stage", "fixed/seed=0"] and len(plan["trials"]) == 7
     assert not (tmp_path / "mlflow.db").exists()  # a dry run touches nothing
 
-    summary = Sweep(load_spec(path), options(tmp_path)).run()
+    summary = Sweep(load_spec(path), options(tmp_path, progress_every=0.5)).run()
     assert summary["finished"] == 5 and summary["failed"] == ["broken/seed=0", "broken/seed=1"]
+    # running trials report their progress (their own output goes to their logs)
+    progress = capsys.readouterr().out
+    assert re.search(r"^\[t\] init-stage: (starting|step \d+, train/loss \d+\.\d+) \(\d+ s\)$", progress, re.M), progress
     state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
     assert "not-a-number" in state["trials"]["broken/seed=0"]["error"]
     init_ckpt = state["init_checkpoint"]

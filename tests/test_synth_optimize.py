@@ -57,6 +57,33 @@ def test_text_task_includes_small_text_in_large_wide_and_tall_images(tmp_path):
     assert shapes == {"tight", "wide", "tall", "large"}
 
 
+def squashed_digit_widths(folder, task: str, tile: int = 64) -> list[float]:
+    """Pixels per digit once each image is resized to one tile (the ink's horizontal extent / digits)."""
+    import numpy as np
+    from PIL import Image
+
+    widths = []
+    for line in (folder / f"{task}_train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        answer = record["conversations"][1]["value"]
+        assert answer.isdigit() and 5 <= len(answer) <= 10
+        gray = np.asarray(Image.open(folder / "images" / record["image"]).convert("L"))
+        ink = np.flatnonzero((gray < 150).any(axis=0))
+        widths.append(tile * (ink[-1] - ink[0] + 1) / gray.shape[1] / len(answer))
+    return widths
+
+
+def test_digits_wide_squashes_the_tight_digits_into_narrow_glyphs(tmp_path):
+    # The demo's premise: the same digits as `digits_tight` on canvases 2.7-7.7 times wider than tall, so a
+    # single fixed-resize tile leaves each digit a few pixels wide where `digits_tight` keeps it wider.
+    write_synthetic(tmp_path, n=60, seed=0, tasks=["digits_tight", "digits_wide"], test_fraction=0)
+    aspects = [json.loads(line)["aspect"] for line in (tmp_path / "digits_wide_train.jsonl").read_text().splitlines()]
+    assert 2.7 <= min(aspects) and max(aspects) <= 7.8
+    tight, wide = (sorted(squashed_digit_widths(tmp_path, task)) for task in ("digits_tight", "digits_wide"))
+    # measured on these 60 images: tight 5.6-10.6 px per digit (median 7.0), wide 2.9-8.2 (median 5.3)
+    assert wide[len(wide) // 2] < 0.8 * tight[len(tight) // 2] and wide[0] < 0.6 * tight[0]
+
+
 def test_synth_cli_and_bad_arguments(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--n", "4", "--tasks", "text", "text_only"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"].endswith("meta.json")

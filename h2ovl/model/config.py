@@ -50,11 +50,11 @@ def _danube2_1_8b() -> dict[str, Any]:
     )
 
 
-def _tiny_vision() -> VisionConfig:
+def _tiny_vision(conv_stem: list[int] | None = None) -> VisionConfig:
     # 64 px tiles, patch 8: an 8x8 patch grid -> 16 tokens per tile with pixel shuffle.
     return VisionConfig(
         model_name="vit_intern300m_patch14_448", img_size=64,
-        timm_kwargs=dict(patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0),
+        timm_kwargs=dict(patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0), conv_stem=conv_stem,
     )
 
 
@@ -77,6 +77,12 @@ PRESETS: dict[str, H2OVLConfig] = {
     "h2ovl-2b": H2OVLConfig(_intern_vit_300m(), _danube2_1_8b(), preprocessor=_preprocessor("MSAC", 448)),
     "tiny": H2OVLConfig(_tiny_vision(), _tiny_llm("llama"), preprocessor=_preprocessor("DynamicResolution", 64)),
     "tiny-mistral": H2OVLConfig(_tiny_vision(), _tiny_llm("mistral"), preprocessor=_preprocessor("MSAC", 64)),
+    # The tiny shapes with a convolutional stem: learns to read digits from scratch on a CPU in minutes,
+    # where the plain tiny ViT is still guessing (the CPU demo). It has no released-layout equivalent.
+    "tiny-reader": H2OVLConfig(
+        _tiny_vision(conv_stem=[32, 32, 64]), _tiny_llm("llama"),
+        preprocessor={"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}},
+    ),
 }
 
 

@@ -196,6 +196,8 @@ def load_released(cls: type[H2OVL], path: Path, image_token_id: int | None) -> H
 
 
 def save_released(model: H2OVL, path: Path, tokenizer: Any = None) -> None:
+    if model.vision.has_conv_stem:
+        raise ValueError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
     path.mkdir(parents=True, exist_ok=True)
     # clone: tied LLM weights share storage, which safetensors refuses; the released layout is untied.
     state = {ours_to_released(k): v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}

@@ -14,7 +14,10 @@ import logging
 import os
 import queue
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,8 @@ class SweepOptions:
     dry_run: bool = False
     out: str = "outputs/sweeps"
     tracking_uri: str | None = None
+    progress_every: float = 30.0
+    """Seconds between progress lines for running local trials (their output goes to their logs)."""
 
 
 class Sweep:
@@ -175,7 +180,8 @@ class Sweep:
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.options.parallel))
             print(f"[{self.sweep_id}] start {trial.name}", flush=True)
             try:
-                fields = self.record(trial, run_command(command, log_file, env), log_file)
+                with self._heartbeat(trial):
+                    fields = self.record(trial, run_command(command, log_file, env), log_file)
             finally:
                 free.put(slot)
             self._progress(trial, fields)
@@ -211,6 +217,32 @@ class Sweep:
                 returncode = 1
             self._progress(trial, self.record(trial, returncode, log_file))
 
+    @contextmanager
+    def _heartbeat(self, trial: Trial) -> Iterator[None]:
+        """Every `progress_every` seconds while the trial runs: its last logged step and training loss,
+        read from its MLflow run (a trial's own output goes to its log file, not the console)."""
+        done = threading.Event()
+        started = time.monotonic()
+
+        def beat() -> None:
+            while not done.wait(self.options.progress_every):
+                try:
+                    run = self.trial_run(trial)
+                    history = self.client.get_metric_history(run.info.run_id, "train/loss") if run else []
+                except Exception as error:  # noqa: BLE001 - progress is best effort; the trial's result is not
+                    log.debug("no progress for %s: %s", trial.name, error)
+                    continue
+                shown = f"step {history[-1].step}, train/loss {history[-1].value:.3f}" if history else "starting"
+                print(f"[{self.sweep_id}] {trial.name}: {shown} ({time.monotonic() - started:.0f} s)", flush=True)
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     def _progress(self, trial: Trial, fields: dict[str, Any]) -> None:
         done = [t for t in self.state.data["trials"].values() if t.get("status") == FINISHED]
         failed = [t for t in self.state.data["trials"].values() if t.get("status") == FAILED]
@@ -232,7 +264,8 @@ class Sweep:
                       overrides=dict(self.spec.init_stage.get("overrides") or {}))
         command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
         print(f"[{self.sweep_id}] start {INIT_STAGE} (every trial starts from its last checkpoint)", flush=True)
-        fields = self.record(trial, run_command(command, log_file, env), log_file)
+        with self._heartbeat(trial):
+            fields = self.record(trial, run_command(command, log_file, env), log_file)
         self._progress(trial, fields)
         if fields["status"] != FINISHED:
             raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
