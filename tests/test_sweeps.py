@@ -140,6 +140,8 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     experiment = mlflow.get_experiment_by_name("t").experiment_id
     parent = mlflow.get_run(summary["parent_run_id"])
     assert parent.data.tags["role"] == "sweep" and parent.info.status == "FAILED" and parent.data.metrics["sweep/failed"] == 2
+    # artifacts live beside the SQLite store, not in ./mlruns of whatever folder the sweep ran from
+    assert parent.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
     children = mlflow.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 5  # init stage and 4 trials (a broken config fails before its run exists)
     fixed0 = next(r for r in children if r.data.tags.get("trial") == "fixed/seed=0")

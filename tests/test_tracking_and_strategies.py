@@ -34,6 +34,7 @@ def test_resumed_run_keeps_params_and_tags_changed_values(tmp_path: Path):
     assert run.data.params == {"model.lr": "0.1", "ckpt_path": "None", "new": "1"}
     assert run.data.tags["resume.ckpt_path"] == "last"
     assert run.data.tags["stage"] == "pretrain" and run.data.tags["sweep_id"] == "s1"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())  # beside the store, not in ./mlruns
 
 
 def test_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

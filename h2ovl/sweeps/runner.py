@@ -24,7 +24,7 @@ from typing import Any
 
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.sweeps.trials import log_tail, run_command, trial_config, trial_tags, write_trial
-from h2ovl.training.tracking import DEFAULT_TRACKING_URI
+from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class Sweep:
 
     def experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.spec.experiment)
-        return found.experiment_id if found else self.client.create_experiment(self.spec.experiment)
+        if found:
+            return found.experiment_id
+        return self.client.create_experiment(self.spec.experiment, artifact_location=artifact_root(self.uri))
 
     def parent_run(self) -> str:
         """The sweep's MLflow run: created once, reused on resume."""

@@ -35,6 +35,15 @@ TRUNCATED = "...[truncated; see config.yaml]"
 _FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store's file (`<its folder>/mlruns`),
+    so a store and its artifacts stay together (MLflow's own default is `./mlruns` wherever the process
+    runs); None, MLflow's choice, for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> {"model.lr": "0.0001", ...}; lists stay one value; long values truncated visibly."""
     flat: dict[str, str] = {}
@@ -57,6 +66,7 @@ class MLflowTracker(MLFlowLogger):
     sweep_id: tags the run as a sweep trial; None: the `H2OVL_SWEEP_ID` environment variable.
     tags: more tags.
     log_model: log checkpoints as artifacts (True: best and last at the end; "all": each one; False for sweeps).
+    artifact_location: where a new experiment keeps its artifacts; None: beside a SQLite store's file.
     fallback_dir: where a run whose server cannot be reached is logged instead.
     save_dir: the local directory of the run's files (its `config.yaml`); the CLI sets it to
         `trainer.default_root_dir`.
@@ -84,7 +94,7 @@ class MLflowTracker(MLFlowLogger):
             tags["sweep_id"] = sweep_id
         super().__init__(
             experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
-            log_model=log_model, artifact_location=artifact_location,
+            log_model=log_model, artifact_location=artifact_location or artifact_root(uri),
         )
         self.requested_uri = uri
         self.local_dir = save_dir
