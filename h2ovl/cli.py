@@ -32,6 +32,7 @@ from h2ovl.preprocessing import (
     ImagePreprocessor,
     tokens_per_tile,
 )
+from h2ovl.synth.tasks import TASKS
 
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--n", type=int, required=True, help="samples in all, split over the tasks")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--tasks", nargs="+", help="a subset of: text page kie docvqa multi_image text_only")
+    synth.add_argument("--tasks", nargs="+", help=f"a subset of: {' '.join(TASKS)} (default: all)")
     synth.add_argument("--test-fraction", type=float, default=0.1, help="held out per task (meta_test.json)")
     synth.add_argument("--max-side", type=int, default=768, help="largest image side in pixels")
     synth.set_defaults(handler=_synth)
