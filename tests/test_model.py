@@ -13,6 +13,7 @@ from transformers import InternVLConfig, InternVLForConditionalGeneration, Inter
 
 from h2ovl.model import H2OVL, IGNORE_INDEX, preset, pixel_shuffle
 from h2ovl.model.hf_internvl import save_hf_internvl_as_released
+from h2ovl.model.projector import build_projector, fit_projector_input
 from h2ovl.model.tokenizer import IMG_CONTEXT
 from h2ovl.preprocessing import MSAC, DynamicResolution
 
@@ -67,6 +68,30 @@ def test_pixel_shuffle_off_gives_one_token_per_patch():
     assert model.tokens_per_tile == 64 and model.projector[0].normalized_shape == (64,)
     ids, labels = _prompt(tokenizer, 64)
     assert torch.isfinite(model(ids, pixel_values=torch.zeros(1, 3, 64, 64, dtype=torch.uint8), labels=labels).loss)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_projector_carried_across_a_pixel_shuffle_switch_is_exact_on_equal_patches(factor: int):
+    torch.manual_seed(0)
+    d, n = 8, 5
+    shuffled, plain = build_projector(factor * factor * d, 16), build_projector(d, 16)
+    with torch.no_grad():  # a trained-looking LayerNorm, not the identity it starts as
+        for norm in (shuffled[0], plain[0]):
+            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(n, d)
+    # n tokens, each a factor x factor block of one repeated patch, through the real pixel shuffle
+    patches = x[:, None, None, :].expand(n, factor, factor, d).reshape(n, factor * factor, d)
+    tokens = pixel_shuffle(patches, 1.0 / factor).squeeze(1)
+
+    folded = build_projector(d, 16)
+    folded.load_state_dict(fit_projector_input(shuffled.state_dict(), "", d))
+    torch.testing.assert_close(folded(x), shuffled(tokens), rtol=1e-5, atol=1e-5)
+    spread = build_projector(factor * factor * d, 16)
+    spread.load_state_dict(fit_projector_input(plain.state_dict(), "", factor * factor * d))
+    torch.testing.assert_close(spread(tokens), plain(x), rtol=1e-5, atol=1e-5)
+    # not a pixel-shuffle change: refused, naming both widths
+    with pytest.raises(ValueError, match="width 8 cannot become 24"):
+        fit_projector_input(plain.state_dict(), "", 3 * d)
 
 
 def test_conv_stem_keeps_the_token_grid_and_trains(tmp_path: Path):

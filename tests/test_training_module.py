@@ -71,3 +71,14 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
     for (name, trained), (_, loaded) in zip(module.state_dict().items(), stage_two.state_dict().items()):
         assert torch.equal(trained, loaded), name
     assert stage_two.trainable == Trainable()  # the new stage's own freeze spec
+
+    # pixel shuffle switched off: everything loads, the projector rewritten for the narrower input (exact
+    # on a token whose 2x2 patches are equal), unless it is excluded, which starts it fresh
+    unshuffled = H2OVLModule(pixel_shuffle=False, init_from=checkpoint)
+    trained = module.state_dict()
+    assert all(torch.equal(trained[name], value) for name, value in unshuffled.state_dict().items() if "projector.0" not in name and "projector.1" not in name)
+    patch = torch.randn(3, unshuffled.model.vision.width)
+    with torch.no_grad():
+        torch.testing.assert_close(unshuffled.model.projector(patch), module.model.projector(patch.repeat(1, 4)), rtol=1e-5, atol=1e-5)
+    fresh = H2OVLModule(pixel_shuffle=False, init_from=checkpoint, init_exclude=["model.projector"])
+    assert not torch.equal(fresh.model.projector[1].weight, unshuffled.model.projector[1].weight)

@@ -17,6 +17,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from h2ovl.model.config import H2OVLConfig, preset
 from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
+from h2ovl.model.projector import build_projector
 from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_tokenizer
 from h2ovl.model.vision import VisionEncoder
 from h2ovl.preprocessing import TileNormalizer, tokens_per_tile
@@ -36,11 +37,6 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
         return AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, attn_implementation=attention)
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
-
-
-def build_projector(in_width: int, llm_width: int) -> nn.Sequential:
-    """LayerNorm -> Linear -> GELU -> Linear; indices 0, 1, 3 match the released `mlp1` keys."""
-    return nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, llm_width), nn.GELU(), nn.Linear(llm_width, llm_width))
 
 
 class H2OVL(nn.Module):

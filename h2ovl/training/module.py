@@ -15,6 +15,7 @@ from h2ovl.data.packing import model_inputs
 from h2ovl.evaluation.predictions import to_scored
 from h2ovl.evaluation.tasks import TaskScorer
 from h2ovl.model.h2ovl import H2OVL
+from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
@@ -63,8 +64,9 @@ class H2OVLModule(L.LightningModule):
         `pixel_shuffle` unset: the weights fix them).
     init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
         schedule, step and data position start fresh).
-    init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised), e.g.
-        `model.projector` when pixel shuffle differs from the checkpoint's (its input width changes).
+    init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised). A
+        projector from a checkpoint with the other pixel-shuffle setting is carried over, its input
+        layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
     max_new_tokens: the generation budget of `predict`.
     val_generation: generation-based validation metrics (off unless `samples` > 0).
     """
@@ -122,6 +124,14 @@ class H2OVLModule(L.LightningModule):
         kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
         if exclude:
             log.info("init_from %s: %d tensors left at their fresh initialisation (%s)", path, len(state) - len(kept), ", ".join(exclude))
+        width, prefix = self.model.projector[0].weight.numel(), "model.projector."
+        if prefix + NORM_WEIGHT in kept and kept[prefix + NORM_WEIGHT].numel() != width:
+            log.info("init_from %s: projector input width %d -> %d (pixel shuffle differs): its first layers rewritten to match",
+                     path, kept[prefix + NORM_WEIGHT].numel(), width)
+            try:
+                kept = fit_projector_input(kept, prefix, width)
+            except ValueError as error:
+                raise ValueError(f"init_from {path}: {error}") from None
         missing, unexpected = self.load_state_dict(kept, strict=False)
         missing = [k for k in missing if not k.startswith(exclude)] if exclude else missing
         if missing or unexpected:
