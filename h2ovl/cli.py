@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
     demo.add_argument("--dry-run", action="store_true", help="print the ablation's trials; run nothing")
     demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    # Two single-threaded trials at a time: on 2 cores the fine-tunes take 5 minutes instead of 8 (same
+    # metrics; each variant's two seeds share the machine, so samples/s stays comparable across rows).
+    demo.add_argument("--parallel", type=int, default=2, help="trials at a time (default 2)")
     demo.set_defaults(handler=_demo)
 
     synth = commands.add_parser("synth", help="write synthetic OCR/document data and its meta files")

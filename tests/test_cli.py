@@ -46,6 +46,7 @@ def test_demo_is_the_cpu_ablation_over_preprocessor_and_pixel_shuffle_with_two_s
     assert {n.rsplit("/", 1)[0] for n in names[1:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
     assert {n.rsplit("/", 1)[1] for n in names[1:]} == {"seed=0", "seed=1"}
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
+    assert plan["parallel"] == 2  # two single-threaded trials at a time: the fine-tunes in 5 minutes, not 8
 
 
 def test_preprocessing_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):

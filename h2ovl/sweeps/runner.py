@@ -275,7 +275,8 @@ class Sweep:
 
     def run(self) -> dict[str, Any]:
         if self.options.dry_run:
-            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "trials": self.plan()}
+            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "parallel": self.options.parallel,
+                    "trials": self.plan()}
         parent = self.parent_run()
         self.run_init_stage(parent)
         if self.spec.strategy == "optuna":
