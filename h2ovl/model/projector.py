@@ -9,8 +9,12 @@ p x p patches of a token are equal. No library does this; the algebra is below.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 #: state-dict suffixes of the parts whose shape depends on the input width (LayerNorm 0, Linear 1).
 NORM_WEIGHT, NORM_BIAS, LINEAR_WEIGHT, LINEAR_BIAS = "0.weight", "0.bias", "1.weight", "1.bias"
@@ -39,6 +43,7 @@ def fit_projector_input(state: dict[str, torch.Tensor], prefix: str, in_width: i
     if blocks * min(width, in_width) != max(width, in_width) or round(blocks**0.5) ** 2 != blocks:
         raise ValueError(f"projector input width {width} cannot become {in_width}: not a pixel-shuffle change "
                          f"(the widths must differ by a square factor p*p)")
+    log.info("projector input width %d -> %d (pixel shuffle differs): its first layers rewritten to match", width, in_width)
     norm_bias, weight, bias = state[prefix + NORM_BIAS], state[prefix + LINEAR_WEIGHT], state[prefix + LINEAR_BIAS]
     if width > in_width:  # fold k blocks of d channels into one
         per_block = weight.reshape(weight.shape[0], blocks, in_width)

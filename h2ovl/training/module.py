@@ -49,6 +49,10 @@ class ValGeneration:
     """None: the module's `max_new_tokens`."""
 
 
+#: where the projector sits in this module's state dict
+PROJECTOR_PREFIX = "model.projector."
+
+
 class H2OVLModule(L.LightningModule):
     """Args:
     preset: a model preset ("tiny", "h2ovl-0.8b", ...).
@@ -124,12 +128,9 @@ class H2OVLModule(L.LightningModule):
         kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
         if exclude:
             log.info("init_from %s: %d tensors left at their fresh initialisation (%s)", path, len(state) - len(kept), ", ".join(exclude))
-        width, prefix = self.model.projector[0].weight.numel(), "model.projector."
-        if prefix + NORM_WEIGHT in kept and kept[prefix + NORM_WEIGHT].numel() != width:
-            log.info("init_from %s: projector input width %d -> %d (pixel shuffle differs): its first layers rewritten to match",
-                     path, kept[prefix + NORM_WEIGHT].numel(), width)
+        if PROJECTOR_PREFIX + NORM_WEIGHT in kept:  # absent when excluded
             try:
-                kept = fit_projector_input(kept, prefix, width)
+                kept = fit_projector_input(kept, PROJECTOR_PREFIX, self.model.projector[0].weight.numel())
             except ValueError as error:
                 raise ValueError(f"init_from {path}: {error}") from None
         missing, unexpected = self.load_state_dict(kept, strict=False)
