@@ -288,3 +288,15 @@ def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
     config.vision.weights = str(bad)
     with pytest.raises(ValueError, match="bad.safetensors: weights do not fit the vision encoder"):
         H2OVL.for_tokenizer(config, tokenizer)
+
+
+def test_tiny_llm_weights_are_scaled_to_its_width():
+    # transformers' initializer_range 0.02 suits widths in the thousands; the tiny presets (width 64) use
+    # 0.06, without which a from-scratch model ignores the image for hundreds of steps. Released shapes
+    # keep the library default.
+    torch.manual_seed(0)
+    model, _ = H2OVL.from_preset("tiny-reader")
+    layer = model.llm.model.layers[0]
+    for weight in (layer.self_attn.q_proj.weight, layer.mlp.up_proj.weight, model.llm.get_input_embeddings().weight):
+        assert weight.std().item() == pytest.approx(0.06, rel=0.1)
+    assert "initializer_range" not in preset("h2ovl-0.8b").llm and "initializer_range" not in preset("h2ovl-2b").llm

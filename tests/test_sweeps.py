@@ -174,6 +174,16 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     artifacts = {a.path for a in mlflow.list_artifacts(parent.info.run_id, "results")}
     assert {"results/table.md", "results/table.csv", "results/table.tex", "results/cost_vs_metric.png"} <= artifacts
 
+    # The same spec run again into this store (new output folder): its table holds its own trials only.
+    rerun = mlflow.create_run(experiment, tags=parent.data.tags)
+    rerun_trial = mlflow.create_run(experiment, tags={**fixed0.data.tags, "mlflow.parentRunId": rerun.info.run_id}).info.run_id
+    for key, value in {**fixed0.data.metrics, "val/loss": 123.0}.items():
+        mlflow.log_metric(rerun_trial, key, value)
+    mlflow.set_terminated(rerun_trial)
+    assert main(["table", "--sweep", "t", "--out", str(tmp_path / "rerun"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "rerun/table.csv").open())}
+    assert set(rows) == {"fixed"} and float(rows["fixed"]["val/loss mean"]) == 123.0
+
     assert main(["table", "--experiment", "t", "--metric", "val/loss", "--out", str(tmp_path / "by-experiment"),
                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
     assert "init-stage" in (tmp_path / "by-experiment/table.md").read_text()

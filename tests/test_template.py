@@ -73,3 +73,13 @@ def test_generation_prompt(tokenizer):
     assert render_prompt("<image>\nread", [2]) == f"{PROMPT}{IMG_START}{IMG_CONTEXT * 2}{IMG_END}\nread{END}{ANSWER}"
     with pytest.raises(ValueError):
         render_prompt("no placeholder", [2])
+
+
+@pytest.mark.parametrize("text", ["8204519", "total 12.50", "2024-01-31", "1000000"])
+def test_the_tiny_tokenizer_gives_every_digit_its_own_token(tokenizer, text):
+    # As the Llama/Danube tokenizers split digits: a merged "20" would make a digit's token depend on
+    # its neighbour, which a reader learns far more slowly.
+    tokens = [tokenizer.decode([i]) for i in ids(tokenizer, text)]
+    digit_tokens = [t for t in tokens if any(c.isdigit() for c in t)]
+    assert all(len(t.strip()) == 1 for t in digit_tokens) and len(digit_tokens) == sum(c.isdigit() for c in text)
+    assert tokenizer.decode(ids(tokenizer, text)) == text

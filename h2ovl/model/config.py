@@ -59,11 +59,14 @@ def _tiny_vision(conv_stem: list[int] | None = None) -> VisionConfig:
 
 
 def _tiny_llm(model_type: str) -> dict[str, Any]:
+    # initializer_range: transformers' default 0.02 suits widths in the thousands; at width 64 it leaves
+    # attention and the head nearly silent, and a from-scratch model learns to ignore the image (measured:
+    # single clean digits still unread after 800 steps at 0.02, read from ~250 steps at 0.04-0.06).
     extra = {"sliding_window": None} if model_type == "mistral" else {}
     return dict(
         model_type=model_type, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, vocab_size=522,
-        max_position_embeddings=2048, tie_word_embeddings=False, **extra,
+        max_position_embeddings=2048, tie_word_embeddings=False, initializer_range=0.06, **extra,
     )
 
 

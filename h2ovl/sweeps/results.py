@@ -69,13 +69,23 @@ def _all_experiments(client: Any) -> list[str]:
 
 
 def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
-    """(the parent run, the trial runs) of a sweep, from the tracking store."""
+    """(the parent run, the trial runs) of a sweep, from the tracking store.
+
+    The same spec run again into the same store (a new output folder, or after `make clean`) starts a new
+    parent under the same sweep id: the newest parent is the sweep, and only its own children are its
+    trials, so two runs' results never pool into one table.
+    """
     experiments = _all_experiments(client)
-    parents = client.search_runs(experiments, f"tags.sweep_id = '{sweep_id}' and tags.role = 'sweep'")
+    parents = client.search_runs(experiments, f"tags.sweep_id = '{sweep_id}' and tags.role = 'sweep'",
+                                 order_by=["attributes.start_time DESC"])
     if not parents:
         raise ValueError(f"no sweep {sweep_id!r} in the tracking store {client.tracking_uri}")
     parent = parents[0]
-    trials = client.search_runs([parent.info.experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.role = 'trial'", max_results=5000)
+    trials = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.role = 'trial' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=5000,
+    )
     return parent, trials
 
 
