@@ -26,7 +26,7 @@ DYNAMIC = {"class_path": "h2ovl.preprocessing.DynamicResolution", "init_args": {
 
 def tiny_overrides(tmp: Path) -> dict:
     return {
-        "data.synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 160, "tasks": ["digits_wide", "text"]},
+        "data.synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 160, "tasks": ["digits_strip", "text"]},
         "data.batch_size": 2, "data.max_length": 256, "data.val_limit": 4,
         "model.val_generation": {"samples": 3, "max_new_tokens": 4},
         "trainer.max_steps": 2, "trainer.val_check_interval": 2, "trainer.limit_val_batches": 2,

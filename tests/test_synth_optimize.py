@@ -57,31 +57,42 @@ def test_text_task_includes_small_text_in_large_wide_and_tall_images(tmp_path):
     assert shapes == {"tight", "wide", "tall", "large"}
 
 
-def squashed_digit_widths(folder, task: str, tile: int = 64) -> list[float]:
-    """Pixels per digit once each image is resized to one tile (the ink's horizontal extent / digits)."""
+def digit_pitch(folder, task: str, preprocessor) -> list[float]:
+    """Pixels per digit in the preprocessor's tiles (the ink's horizontal extent / digits, in tile pixels)."""
     import numpy as np
     from PIL import Image
 
-    widths = []
+    pitches = []
     for line in (folder / f"{task}_train.jsonl").read_text().splitlines():
         record = json.loads(line)
         answer = record["conversations"][1]["value"]
-        assert answer.isdigit() and 5 <= len(answer) <= 10
         gray = np.asarray(Image.open(folder / "images" / record["image"]).convert("L"))
         ink = np.flatnonzero((gray < 150).any(axis=0))
-        widths.append(tile * (ink[-1] - ink[0] + 1) / gray.shape[1] / len(answer))
-    return widths
+        columns = preprocessor.plan(gray.shape[1], gray.shape[0]).grids["grid"][0]
+        pitches.append(preprocessor.tile_size * columns * (ink[-1] - ink[0] + 1) / gray.shape[1] / len(answer))
+    return sorted(pitches)
 
 
-def test_digits_wide_squashes_the_tight_digits_into_narrow_glyphs(tmp_path):
-    # The demo's premise: the same digits as `digits_tight` on canvases 2.7-7.7 times wider than tall, so a
-    # single fixed-resize tile leaves each digit a few pixels wide where `digits_tight` keeps it wider.
-    write_synthetic(tmp_path, n=60, seed=0, tasks=["digits_tight", "digits_wide"], test_fraction=0)
-    aspects = [json.loads(line)["aspect"] for line in (tmp_path / "digits_wide_train.jsonl").read_text().splitlines()]
-    assert 2.7 <= min(aspects) and max(aspects) <= 7.8
-    tight, wide = (sorted(squashed_digit_widths(tmp_path, task)) for task in ("digits_tight", "digits_wide"))
-    # measured on these 60 images: tight 5.6-10.6 px per digit (median 7.0), wide 2.9-8.2 (median 5.3)
-    assert wide[len(wide) // 2] < 0.8 * tight[len(tight) // 2] and wide[0] < 0.6 * tight[0]
+def test_digit_strips_show_the_square_scale_in_tiles_and_lose_it_in_one_tile(tmp_path):
+    # The demo's premise: `digits_square` is one tile under every preprocessor (a neutral first stage);
+    # `digits_strip` in a row of tiles shows its digits at that scale, squashed into one tile at a third.
+    from h2ovl.preprocessing import DynamicResolution, FixedResize
+
+    write_synthetic(tmp_path, n=80, seed=0, tasks=["digits_square", "digits_strip"], test_fraction=0)
+    records = {task: [json.loads(line) for line in (tmp_path / f"{task}_train.jsonl").read_text().splitlines()]
+               for task in ("digits_square", "digits_strip")}
+    assert all(0.85 <= r["aspect"] <= 1.45 for r in records["digits_square"])
+    assert all(2.6 <= r["aspect"] <= 4.3 and 3 <= len(r["conversations"][1]["value"]) <= 8
+               for r in records["digits_strip"])
+    tiled, fixed = DynamicResolution(tile_size=64, max_tiles=3), FixedResize(tile_size=64)
+    square = digit_pitch(tmp_path, "digits_square", tiled)
+    assert square == digit_pitch(tmp_path, "digits_square", fixed)  # one tile either way
+    strip_tiled, strip_fixed = digit_pitch(tmp_path, "digits_strip", tiled), digit_pitch(tmp_path, "digits_strip", fixed)
+    median = lambda values: values[len(values) // 2]  # noqa: E731
+    # measured on these 40 + 40 images (px per digit): square 7.4-15.2 (median 11.5), strip in tiles
+    # 8.4-16.5 (median 12.7), strip in one tile 2.8-5.5 (median 4.2)
+    assert abs(median(strip_tiled) / median(square) - 1) < 0.15
+    assert strip_fixed[-1] < 0.5 * median(strip_tiled) and median(strip_fixed) < 0.4 * median(strip_tiled)
 
 
 def test_synth_cli_and_bad_arguments(tmp_path, capsys):

@@ -71,36 +71,43 @@ def text_recognition(rng: random.Random, max_side: int) -> Drawn:
     return Drawn([add_noise(image, rng, rng.uniform(0, 10))], question, text, "cer", {"shape": shape})
 
 
-def _digits_on_canvas(rng: random.Random, max_side: int, aspect: tuple[float, float], size: tuple[int, int],
-                      margin: tuple[int, int]) -> Drawn:
-    text = "".join(rng.choice(string.digits) for _ in range(rng.randint(5, 10)))
+def _digits_in_a_line(rng: random.Random, max_side: int, aspect: tuple[float, float], count: tuple[int, int]) -> Drawn:
+    """One line of digits whose height is 22-31% of the canvas height, so that a view fitting the canvas's
+    height into one tile (a single tile, or a row of tiles) shows them at the same scale whatever the
+    aspect: 14-20 px tall and 8-13 px apart in a 64 px tile."""
     ink, paper = ink_and_paper(rng)
-    points = rng.randint(*size)
-    face = rng.choice(FONT_FILES)  # drawn in `random_font`'s order, so the data stays as it was
-    patch = text_patch(text, font(points, face), ink, 0)
-    while patch.size[0] + 8 > max_side and points > 6:  # a small max_side: smaller digits, never cut ones
+    points, face_file = rng.randint(18, 30), rng.choice(FONT_FILES)
+    share, ratio = rng.uniform(0.22, 0.31), rng.uniform(*aspect)
+    while True:  # a small max_side: smaller digits, never a cut or resized canvas
+        face = font(points, face_file)
+        digits_width, digits_height = text_size(face, string.digits)
+        height = int(digits_height / share)
+        width = int(height * ratio)
+        if width <= max_side or points <= 6:
+            break
         points -= 2
-        patch = text_patch(text, font(points, face), ink, 0)
+    fits = int((width - 2 * max(2, digits_height // 4) - 4) / (digits_width / 10))
+    text = "".join(rng.choice(string.digits) for _ in range(rng.randint(count[0], max(count[0], min(count[1], fits)))))
+    patch = text_patch(text, face, ink, 0)
     pw, ph = patch.size
-    height = ph + rng.randint(*margin)
-    width = min(max_side, max(pw + 8, int(height * rng.uniform(*aspect))))
-    height = max(height, ph + 2)
+    width, height = max(width, pw + 2), max(height, ph + 2)
     image = Image.new("RGB", (width, height), paper)
     image.paste(patch, (rng.randint(0, width - pw), rng.randint(0, height - ph)), patch)
     return Drawn([add_noise(image, rng, rng.uniform(0, 6))], "What number is written in the image?", text, "cer",
                  {"aspect": round(width / height, 2)})
 
 
-def digits_tight(rng: random.Random, max_side: int) -> Drawn:
-    """5-10 large digits filling their canvas: readable after a resize to one tile (a first stage)."""
-    return _digits_on_canvas(rng, max_side, (1.0, 2.0), (18, 30), (4, 16))
+def digits_square(rng: random.Random, max_side: int) -> Drawn:
+    """1-4 digits (as many as fit, at most 10) on a canvas 0.9-1.4 times wider than tall: one tile under
+    every preprocessor, so a first stage on it favours none of them."""
+    return _digits_in_a_line(rng, max_side, (0.9, 1.4), (1, 10))
 
 
-def digits_wide(rng: random.Random, max_side: int) -> Drawn:
-    """`digits_tight`'s digits on a canvas 2.7-7.7 times wider than tall (the preprocessor ablation's test):
-    squashed into one 64 px tile a digit is 3-8 px wide (median 5), against 6-11 (median 7) for
-    `digits_tight`; tiles keep it several times wider."""
-    return _digits_on_canvas(rng, max_side, (2.7, 7.7), (18, 30), (4, 16))
+def digits_strip(rng: random.Random, max_side: int) -> Drawn:
+    """3-8 digits at `digits_square`'s scale on a canvas 2.7-4.2 times wider than tall (the preprocessor
+    ablation's test): a row of 3 tiles keeps them 6-13 px apart, as `digits_square` taught; squashed into
+    one tile they are 2-4 px apart."""
+    return _digits_in_a_line(rng, max_side, (2.7, 4.2), (3, 8))
 
 
 def page_transcription(rng: random.Random, max_side: int) -> Drawn:
@@ -163,6 +170,6 @@ TASKS: dict[str, Callable[[random.Random, int], Drawn]] = {
     "docvqa": document_vqa,
     "multi_image": multi_image,
     "text_only": text_only,
-    "digits_tight": digits_tight,
-    "digits_wide": digits_wide,
+    "digits_square": digits_square,
+    "digits_strip": digits_strip,
 }
