@@ -74,7 +74,7 @@ def text_recognition(rng: random.Random, max_side: int) -> Drawn:
 def _digits_in_a_line(rng: random.Random, max_side: int, aspect: tuple[float, float], count: tuple[int, int]) -> Drawn:
     """One line of digits whose height is 22-31% of the canvas height, so that a view fitting the canvas's
     height into one tile (a single tile, or a row of tiles) shows them at the same scale whatever the
-    aspect: 14-20 px tall and 8-13 px apart in a 64 px tile."""
+    aspect: 14-20 px tall and 7-17 px per digit in a 64 px tile (the face decides)."""
     ink, paper = ink_and_paper(rng)
     points, face_file = rng.randint(18, 30), rng.choice(FONT_FILES)
     share, ratio = rng.uniform(0.22, 0.31), rng.uniform(*aspect)
@@ -98,15 +98,15 @@ def _digits_in_a_line(rng: random.Random, max_side: int, aspect: tuple[float, fl
 
 
 def digits_square(rng: random.Random, max_side: int) -> Drawn:
-    """1-4 digits (as many as fit, at most 10) on a canvas 0.9-1.4 times wider than tall: one tile under
-    every preprocessor, so a first stage on it favours none of them."""
+    """1 to as many digits as fit (median 2, 4 in most faces) on a canvas 0.9-1.4 times wider than tall:
+    one tile under every preprocessor, so a first stage on it favours none of them."""
     return _digits_in_a_line(rng, max_side, (0.9, 1.4), (1, 10))
 
 
 def digits_strip(rng: random.Random, max_side: int) -> Drawn:
     """3-8 digits at `digits_square`'s scale on a canvas 2.7-4.2 times wider than tall (the preprocessor
-    ablation's test): a row of 3 tiles keeps them 6-13 px apart, as `digits_square` taught; squashed into
-    one tile they are 2-4 px apart."""
+    ablation's test): a row of 3 tiles shows 8-16 px per digit, as `digits_square` taught (7-15);
+    squashed into one tile, 3-5."""
     return _digits_in_a_line(rng, max_side, (2.7, 4.2), (3, 8))
 
 
