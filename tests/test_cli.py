@@ -42,8 +42,9 @@ def test_demo_is_the_cpu_ablation_over_preprocessor_and_pixel_shuffle_with_two_s
     assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = [t["trial"] for t in plan["trials"]]
-    assert names[0] == "init-stage" and len(names) == 13
-    assert {n.rsplit("/", 1)[0] for n in names[1:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
+    assert names[0] == "init-stage" and len(names) == 15
+    variants = {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"} | {"dynamic+ps+thumbnail"}
+    assert {n.rsplit("/", 1)[0] for n in names[1:]} == variants
     assert {n.rsplit("/", 1)[1] for n in names[1:]} == {"seed=0", "seed=1"}
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
     assert plan["parallel"] == 2  # two single-threaded trials at a time: the fine-tunes in 5 minutes, not 8

@@ -9,12 +9,15 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from h2ovl.cli import main
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
+from h2ovl.sweeps.plots import cost_points, validation_curves
+from h2ovl.sweeps.results import Row, Table
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
 from test_experiments import ParseOnly
@@ -187,6 +190,23 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     assert main(["table", "--experiment", "t", "--metric", "val/loss", "--out", str(tmp_path / "by-experiment"),
                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
     assert "init-stage" in (tmp_path / "by-experiment/table.md").read_text()
+
+
+def test_plots_draw_variants_that_coincide_once():
+    def run(run_id: str) -> SimpleNamespace:
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id))
+
+    histories = {"d0": [(200, 0.55), (400, 0.45)], "d1": [(200, 0.56), (400, 0.50)], "f0": [(200, 0.8), (400, 0.7)]}
+    client = SimpleNamespace(get_metric_history=lambda run_id, metric: [SimpleNamespace(step=s, value=v) for s, v in histories[run_id]])
+    rows = [Row("dynamic", [run("d0"), run("d1")], values={"cer": [0.45, 0.50]}, visual_tokens=48.0),
+            Row("msac", [run("d0"), run("d1")], values={"cer": [0.45, 0.50]}, visual_tokens=48.0),
+            Row("fixed", [run("f0")], values={"cer": [0.7]}, visual_tokens=16.0), Row("no-cost", values={"cer": [0.1]})]
+    table = Table("t", ["cer"], {"cer": "min"}, "dynamic", rows)
+    points = cost_points(table, "cer")
+    assert [(x, label) for x, _, _, label in points] == [(48.0, "dynamic = msac"), (16.0, "fixed")]
+    assert points[0][1] == pytest.approx(0.475) and points[0][2] == pytest.approx(0.0354, abs=1e-4)
+    curves = validation_curves(client, table, "cer")
+    assert curves == [("dynamic = msac", [200, 400], [[0.55, 0.56], [0.45, 0.50]]), ("fixed", [200, 400], [[0.8], [0.7]])]
 
 
 def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_table(tmp_path: Path, capsys: pytest.CaptureFixture):
