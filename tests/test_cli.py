@@ -47,7 +47,7 @@ def test_demo_is_the_cpu_ablation_over_preprocessor_and_pixel_shuffle_with_two_s
     assert {n.rsplit("/", 1)[0] for n in names[1:]} == variants
     assert {n.rsplit("/", 1)[1] for n in names[1:]} == {"seed=0", "seed=1"}
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
-    assert plan["parallel"] == 2  # two single-threaded trials at a time: the fine-tunes in 5 minutes, not 8
+    assert plan["parallel"] == 2  # two single-threaded trials at a time: measured 5 min of fine-tunes against 8 one at a time
 
 
 def test_preprocessing_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):

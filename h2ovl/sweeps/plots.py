@@ -31,15 +31,20 @@ def _merge_coincident(items: list[tuple[Hashable, str, T]]) -> list[tuple[str, T
     return [(" = ".join(labels), payload) for labels, payload in merged.values()]
 
 
+def _as_tabulated(value: float) -> float:
+    """`value` to the table's 4 significant digits: what counts as equal when merging."""
+    return float(f"{value:.4g}")
+
+
 def cost_points(table: Table, metric: str) -> list[tuple[float, float, float, str]]:
-    """(visual tokens, mean, std, label) per point of the cost plot; equal to the table's 4 digits is equal."""
+    """(visual tokens, mean, std, label) per point of the cost plot."""
     items = []
     for row in table.rows:
         mean = row.mean(metric)
         if mean is None or row.visual_tokens is None:
             continue
         point = (row.visual_tokens, mean, row.std(metric) or 0.0)
-        items.append(((round(row.visual_tokens, 3), float(f"{mean:.4g}")), row.variant, point))
+        items.append((tuple(_as_tabulated(v) for v in point), row.variant, point))
     return [(*point, label) for label, point in _merge_coincident(items)]
 
 
@@ -68,7 +73,7 @@ def validation_curves(client: Any, table: Table, metric: str) -> list[tuple[str,
         if not steps:
             continue
         per_step = [[h[s] for h in histories if s in h] for s in steps]
-        key = tuple((s, tuple(float(f"{v:.4g}") for v in values)) for s, values in zip(steps, per_step))
+        key = tuple((s, tuple(_as_tabulated(v) for v in values)) for s, values in zip(steps, per_step))
         items.append((key, row.variant, (steps, per_step)))
     return [(label, steps, per_step) for label, (steps, per_step) in _merge_coincident(items)]
 
