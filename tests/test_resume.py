@@ -14,6 +14,7 @@ from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from training_runs import h2ovl_fit, last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
 
 
+@pytest.mark.slow  # whole sweeps / killed runs as subprocesses: `make test-all` and CI
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path):
     steps = 12
     straight = write_config(tmp_path / "straight.yaml", tiny_run_config(tmp_path, "straight", steps))

@@ -135,6 +135,24 @@ def test_packed_rows_equal_separate_forwards(tmp_path, tiny, attention):
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_packing_is_refused_where_transformers_would_let_packed_samples_attend_to_each_other(monkeypatch):
+    import transformers.masking_utils
+
+    from h2ovl.data import packing
+    from h2ovl.data.datamodule import H2OVLDataModule
+
+    assert packing.packed_rows_isolated()  # the installed release keeps them apart
+    packing.packed_rows_isolated.cache_clear()
+    # As releases before packed-sequence detection behave: one causal mask over the whole row.
+    monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
+    try:
+        with pytest.raises(RuntimeError, match="does not keep packed samples apart"):
+            H2OVLDataModule(pack_tokens=512)
+        H2OVLDataModule(pack_tokens=None)  # padding needs no such thing
+    finally:
+        packing.packed_rows_isolated.cache_clear()
+
+
 def test_padded_batch_masks_padding(tmp_path, tiny):
     builder = builder_for(make_mixture(tmp_path), tiny)
     batch = collate_rows([[builder.build(0, 0)], [builder.build(1, 1)]], pad_token_id=0, packed=False)

@@ -118,6 +118,7 @@ def test_shipped_specs_load_and_their_trials_parse_against_the_cli(spec: Path, t
 
 
 # -- running ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # whole sweeps / killed runs as subprocesses: `make test-all` and CI
 def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path, capsys: pytest.CaptureFixture):
     variants = {"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC},
                 "broken": {"model.lr": "not-a-number"}}
@@ -209,6 +210,7 @@ def test_plots_draw_variants_that_coincide_once():
     assert curves == [("dynamic = msac", [200, 400], [[0.55, 0.56], [0.45, 0.50]]), ("fixed", [200, 400], [[0.8], [0.7]])]
 
 
+@pytest.mark.slow  # whole sweeps / killed runs as subprocesses: `make test-all` and CI
 def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_table(tmp_path: Path, capsys: pytest.CaptureFixture):
     import optuna
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
 from h2ovl.data.meta import load_mixture
+from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.sources import open_source
 from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
@@ -67,9 +68,11 @@ class H2OVLDataModule(L.LightningDataModule):
     train: a meta file, .jsonl or LLaVA .json; None: the synthetic data (`synthetic`).
     val: the same for validation; None with synthetic data: its held-out split.
     batch_size: rows per micro-batch and device (samples, or packed sequences).
-    global_batch_size: rows per optimizer step over all devices (256 in the paper); gradient accumulation
-        is derived from it, the micro-batch and the number of devices. None: Lightning's
-        `accumulate_grad_batches` as configured.
+    global_batch_size: samples per optimizer step over all devices (256 in the paper), without packing;
+        gradient accumulation is derived from it, the micro-batch and the number of devices. None:
+        Lightning's `accumulate_grad_batches` as configured.
+    global_batch_rows: with packing (a row holds a varying number of samples), packed rows per optimizer
+        step over all devices, from which accumulation is derived the same way.
     max_length: tokens kept per sample (never cutting an image span).
     pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
     pack_tiles: at most this many tiles per packed sequence.
@@ -85,6 +88,7 @@ class H2OVLDataModule(L.LightningDataModule):
         synthetic: SyntheticData | None = None,
         batch_size: int = 4,
         global_batch_size: int | None = None,
+        global_batch_rows: int | None = None,
         val_batch_size: int | None = None,
         num_workers: int = 0,
         max_length: int = 2048,
@@ -100,12 +104,20 @@ class H2OVLDataModule(L.LightningDataModule):
         super().__init__()
         if on_bad_sample not in ("skip", "raise"):
             raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
-        if pack_tokens is not None and pack_tokens < max_length:
-            max_length = pack_tokens  # a sample must fit one packed row
+        if pack_tokens is not None and global_batch_size is not None:
+            raise ValueError(
+                "data.global_batch_size counts samples, which packed rows hold a varying number of: with "
+                "data.pack_tokens set, give data.global_batch_rows (packed rows per optimizer step) instead"
+            )
+        if pack_tokens is None and global_batch_rows is not None:
+            raise ValueError("data.global_batch_rows counts packed rows: without data.pack_tokens, give data.global_batch_size")
+        if pack_tokens is not None:
+            require_packed_rows_isolated()
+            max_length = min(max_length, pack_tokens)  # a sample must fit one packed row
         self.train_path, self.val_path = train, val
         self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.global_batch_size = global_batch_size
+        self.global_batch = (global_batch_size, "global_batch_size") if pack_tokens is None else (global_batch_rows, "global_batch_rows")
         self.num_workers = num_workers
         self.max_length = max_length
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
@@ -141,9 +153,10 @@ class H2OVLDataModule(L.LightningDataModule):
         return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.global_batch_size is not None and self.trainer is not None:
+        size, name = self.global_batch
+        if stage == "fit" and size is not None and self.trainer is not None:
             self.trainer.accumulate_grad_batches = accumulation_steps(
-                self.global_batch_size, self.batch_size, self.trainer.world_size, self.trainer.accumulate_grad_batches
+                size, self.batch_size, self.trainer.world_size, self.trainer.accumulate_grad_batches, name
             )
 
     @property
@@ -239,18 +252,17 @@ class H2OVLDataModule(L.LightningDataModule):
         self.tracker.load_state_dict(per_rank[rank])
 
 
-def accumulation_steps(global_batch_size: int, batch_size: int, world_size: int, configured: int = 1) -> int:
-    """Micro-batches per optimizer step so that batch_size x devices x steps = global_batch_size."""
+def accumulation_steps(global_batch: int, batch_size: int, world_size: int, configured: int = 1, name: str = "global_batch_size") -> int:
+    """Micro-batches per optimizer step so that batch_size x devices x steps = the global batch."""
     per_step = batch_size * world_size
-    if global_batch_size % per_step:
+    if global_batch % per_step:
         raise ValueError(
-            f"data.global_batch_size={global_batch_size} is not a multiple of data.batch_size={batch_size} "
-            f"x {world_size} devices"
+            f"data.{name}={global_batch} is not a multiple of data.batch_size={batch_size} x {world_size} devices"
         )
-    steps = global_batch_size // per_step
+    steps = global_batch // per_step
     if configured not in (1, steps):
         raise ValueError(
-            f"trainer.accumulate_grad_batches={configured} contradicts data.global_batch_size={global_batch_size} "
+            f"trainer.accumulate_grad_batches={configured} contradicts data.{name}={global_batch} "
             f"(which needs {steps}); set only one of them"
         )
     return steps

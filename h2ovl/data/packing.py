@@ -2,11 +2,14 @@
 
 A packed row holds whole samples back to back; its `position_ids` restart at 0 for each sample, which
 is how transformers' attention keeps samples apart (a block-diagonal causal mask with SDPA/eager, the
-varlen kernel with FlashAttention-2) when no 2D attention mask is given.
+varlen kernel with FlashAttention-2) when no 2D attention mask is given. Older transformers releases
+did not, and packed samples would silently attend to each other: `require_packed_rows_isolated` checks
+the installed release once, by behaviour, before packing is used.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -78,3 +81,36 @@ def model_inputs(batch: dict) -> dict:
     inputs = {k: batch[k] for k in ("input_ids", "labels", "pixel_values", "position_ids")}
     inputs["attention_mask"] = None if batch["packed"] else batch["attention_mask"]
     return inputs
+
+
+@functools.cache
+def packed_rows_isolated() -> bool:
+    """Whether the installed transformers keeps samples packed into one row apart: a one-layer Llama's
+    logits for a sample packed behind another (positions restarting) equal those of the sample alone."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, attn_implementation="sdpa",
+    )
+    with torch.random.fork_rng(devices=[]):  # leaves the run's seeded RNG untouched
+        torch.manual_seed(0)
+        llm = LlamaForCausalLM(config).eval()
+    first, second = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5, 6, 7]])
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2, 3]])
+    with torch.no_grad():
+        alone = llm(input_ids=second, use_cache=False).logits
+        packed = llm(input_ids=torch.cat([first, second], 1), position_ids=positions, use_cache=False).logits[:, 3:]
+    return torch.allclose(alone, packed, atol=1e-5)
+
+
+def require_packed_rows_isolated() -> None:
+    """Refuse packing where samples of one row would attend to each other."""
+    if not packed_rows_isolated():
+        import transformers
+
+        raise RuntimeError(
+            f"data.pack_tokens: transformers {transformers.__version__} does not keep packed samples apart "
+            "(no block-diagonal attention from restarting position_ids), so they would attend to each other; "
+            "upgrade transformers (see setup.cfg) or set data.pack_tokens to null"
+        )

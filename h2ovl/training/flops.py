@@ -4,11 +4,15 @@ Written by hand because batches differ in shape (tiles per sample, packed length
 `measure_flops` trace cannot stand for every step; `tests/test_flops.py` checks this count against
 `lightning.fabric.utilities.measure_flops` on real batches.
 
-Convention (PaLM's model FLOPs): a matmul over `n` parameters costs 2n per token forward, 2n more for
-weight gradients where the part trains, and 2n for activation gradients wherever gradients flow (the part
-or anything before it trains). Attention costs 4 * layers * width * seq^2 per sequence forward and 2.5x
-that backward, over the full (padded or packed) row as the kernels compute it. Recomputation under
-gradient checkpointing is not counted (it is not model FLOPs). Agrees with the trace within 3%.
+Convention (PaLM's model FLOPs, independent of the kernels that run): a matmul over `n` parameters
+costs 2n per token forward, 2n more for weight gradients where the part trains, and 2n for activation
+gradients wherever gradients flow (the part or anything before it trains). Attention costs
+4 * layers * width * seq^2 per sequence forward (QK^T and AV) and twice that backward, over the full
+(padded or packed) row. Work a kernel adds on top is not model FLOPs and not counted: the score
+recomputation of fused (flash / memory-efficient) attention backward, which PyTorch's FLOP counter
+books as 2.5x forward, and recomputation under gradient checkpointing. So MFU is comparable across
+attention kernels and GPUs. The test traces with the math attention path, whose matmuls are exactly
+these; some torch releases count no FLOPs at all for the CPU's fused kernel.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ def _trains(module: torch.nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
+def patch_embedding_flops(model: H2OVL, n_tiles: int) -> int:
+    """The patch projection: a matmul per patch (the prefix tokens are not projected). Its input is
+    pixels, so it never computes an activation gradient. Exact for the released ViT's projection; a
+    convolutional stem (tiny reading presets) is counted as if it were one."""
+    return n_tiles * 2 * model.vision.num_patches * _matmul_params(model.vision.vit.patch_embed)
+
+
 def forward_flops(model: H2OVL, n_tiles: int, rows: int, seq_len: int) -> dict[str, tuple[int, int]]:
     """Forward FLOPs per part as (matmuls with weights, attention) for `n_tiles` tiles and `rows` token
     rows of `seq_len`."""
@@ -36,7 +47,7 @@ def forward_flops(model: H2OVL, n_tiles: int, rows: int, seq_len: int) -> dict[s
     vit_tokens = vision.num_patches + getattr(vit, "num_prefix_tokens", 1)
     block_params = _matmul_params(vision.blocks[0])
     vision_flops = (
-        n_tiles * 2 * vit_tokens * (block_params * blocks_run + _matmul_params(vit.patch_embed)),
+        n_tiles * 2 * vit_tokens * block_params * blocks_run + patch_embedding_flops(model, n_tiles),
         n_tiles * 4 * blocks_run * vision.width * vit_tokens**2,
     )
     visual_tokens = n_tiles * model.tokens_per_tile
@@ -60,9 +71,10 @@ def training_flops(model: H2OVL, n_tiles: int, rows: int, seq_len: int) -> int:
         total += matmul + attention
         if trains:  # weight gradients
             total += matmul
-        # Activation gradients: one matmul per weight matmul; attention backward as PyTorch's FLOP counter
-        # counts fused SDPA (5 matmuls against 2 forward, as the kernels recompute the scores).
+        # Activation gradients: one matmul per weight matmul (but the pixels' own), two per attention
+        # matmul (dQ, dK from the scores' gradient; dS, dV from the output's).
         if trains or upstream_trains:
-            total += matmul + 5 * attention // 2
+            no_input_gradient = patch_embedding_flops(model, n_tiles) if part == "vision" else 0
+            total += matmul - no_input_gradient + 2 * attention
         upstream_trains = upstream_trains or trains
     return total
