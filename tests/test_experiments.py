@@ -54,7 +54,8 @@ def test_every_yaml_parses(path: Path, tmp_path: Path):
 def _tiny_overrides(path: Path, synthetic: Path, root: Path, tracking_uri: str) -> list[str]:
     preset = "tiny-mistral" if "2b" in path.parts else "tiny"
     return [
-        "--model.preset", preset,
+        # The real recipes name pretrained parts on the hub; the tiny presets build from config.
+        "--model.preset", preset, "--model.vision_weights", "null", "--model.llm", "null", "--model.tokenizer", "null",
         "--data.train", "null", "--data.val", "null",
         "--data.synthetic.out", str(synthetic), "--data.synthetic.n", "30", "--data.synthetic.max_side", "256",
         "--data.batch_size", "2", "--data.global_batch_size", "4", "--data.num_workers", "0", "--data.max_length", "512",
@@ -111,6 +112,22 @@ def test_paper_stages_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             assert cli.trainer.global_step == 2
             previous = root / "checkpoints/last.ckpt"
             assert previous.is_file()
+
+
+def test_paper_recipes_name_the_parts_the_paper_starts_from_and_a_validation_slice():
+    first = {"0.8b/pretrain-1": "h2oai/h2o-danube3-500m-base", "2b/pretrain": "h2oai/h2o-danube2-1.8b-base"}
+    for path in EXPERIMENTS:
+        if "paper" not in path.parts:
+            continue
+        stage = path.relative_to(ROOT / "experiments/paper").with_suffix("").as_posix()
+        recipe = compose(path)
+        model = recipe["model"]
+        assert model["tokenizer"] == first.get(stage, model["tokenizer"]) and model["tokenizer"].startswith("h2oai/h2o-danube")
+        if stage in first:
+            assert model["llm"] == first[stage] and model["vision_weights"] == "ogvl_dist" and not model.get("init_from")
+        else:  # later stages start from their predecessor's weights, not the hub's
+            assert model.get("llm") is None and model.get("vision_weights") is None and model["init_from"]
+        assert recipe["data"]["val"], stage  # val/loss exists, so the paper sweep's table fills
 
 
 def test_compose_extends_overrides_and_interpolates(tmp_path: Path):

@@ -268,26 +268,38 @@ def test_parity_with_transformers_internvl(tmp_path: Path):
 
 
 def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
-    """The real loading code, on files this test writes: timm weights, an LLM directory, a tokenizer."""
+    """The real loading code, through the module's config keys, on files this test writes: timm
+    weights, an LLM directory, a tokenizer directory."""
+    from h2ovl.training.module import H2OVLModule
+
     source, tokenizer = H2OVL.from_preset("tiny")
     save_file({k: v.clone() for k, v in source.vision.vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
     source.llm.save_pretrained(str(tmp_path / "llm"))
     tokenizer.save_pretrained(str(tmp_path / "tokenizer"))
-    config = preset("tiny")
-    config.vision.weights = str(tmp_path / "vit.safetensors")
-    config.llm_weights = str(tmp_path / "llm")
-    config.tokenizer = str(tmp_path / "tokenizer")
-    from h2ovl.model.tokenizer import load_tokenizer
-
-    loaded = H2OVL.for_tokenizer(config, load_tokenizer(config.tokenizer))
+    module = H2OVLModule(
+        preset="tiny", vision_weights=str(tmp_path / "vit.safetensors"), llm=str(tmp_path / "llm"), tokenizer=str(tmp_path / "tokenizer")
+    )
+    loaded = module.model
     for part in ("vision", "llm"):
         for (name, a), (_, b) in zip(getattr(source, part).state_dict().items(), getattr(loaded, part).state_dict().items()):
             assert torch.equal(a, b), f"{part}.{name}"
+    assert module.tokenizer.get_vocab() == tokenizer.get_vocab()
     bad = tmp_path / "bad.safetensors"
     save_file({"not_a_vit_key": torch.zeros(1)}, str(bad))
-    config.vision.weights = str(bad)
     with pytest.raises(ValueError, match="bad.safetensors: weights do not fit the vision encoder"):
-        H2OVL.for_tokenizer(config, tokenizer)
+        H2OVLModule(preset="tiny", vision_weights=str(bad))
+
+
+def test_real_presets_refuse_the_tiny_tokenizer_and_parts_that_do_not_belong_together(tmp_path: Path):
+    from h2ovl.model.tokenizer import build_tiny_tokenizer
+
+    with pytest.raises(ValueError, match="preset 'h2ovl-0.8b' needs a real tokenizer"):
+        H2OVL.from_preset("h2ovl-0.8b")
+    source, _ = H2OVL.from_preset("tiny")  # an LLM with 522 embedding rows
+    source.llm.save_pretrained(str(tmp_path / "llm"))
+    build_tiny_tokenizer(vocab_size=700).save_pretrained(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match=r"has 542 tokens \(\+0 H2OVL tokens\) but the LLM .* has 522 embedding rows"):
+        H2OVL.from_preset("tiny", llm_weights=str(tmp_path / "llm"), tokenizer=str(tmp_path / "other"))
 
 
 def test_tiny_llm_weights_are_scaled_to_its_width():

@@ -11,7 +11,7 @@ import torch
 from h2ovl.cli import main
 from h2ovl.data.datamodule import accumulation_steps
 from h2ovl.model.h2ovl import H2OVL
-from h2ovl.training.strategies import H2OVLFSDPStrategy, layer_classes
+from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.tracking import MAX_PARAM_CHARS, TRUNCATED, MLflowTracker, flatten
 from training_runs import mlflow_runs, tiny_run_config, write_config
 
@@ -53,12 +53,15 @@ def test_global_batch_size_gives_accumulation():
         accumulation_steps(256, 4, 8, configured=2)
 
 
-def test_fsdp_wraps_vit_blocks_and_decoder_layers():
+def test_fsdp_units_are_vit_blocks_and_decoder_layers():
     model, _ = H2OVL.from_preset("tiny-mistral")
-    names = {cls.__name__ for cls in layer_classes(model)}
-    assert names == {"Block", "MistralDecoderLayer"}
-    strategy = H2OVLFSDPStrategy(activation_checkpointing=True, sharding_strategy="SHARD_GRAD_OP")
-    assert strategy.checkpoint_layers and "auto_wrap_policy" not in strategy.kwargs  # filled in at setup from the model
+    units = model.shard_units()
+    assert {type(unit).__name__ for unit in units} == {"Block", "MistralDecoderLayer"}
+    assert len(units) == len(model.vision.blocks) + len(model.llm.get_decoder().layers)
+    strategy = H2OVLFSDPStrategy(param_dtype="bfloat16")
+    assert strategy.mixed_precision.param_dtype == torch.bfloat16 and strategy.mixed_precision.reduce_dtype == torch.float32
+    with pytest.raises(ValueError, match="param_dtype must be one of"):
+        H2OVLFSDPStrategy(param_dtype="bf16")
 
 
 def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -86,3 +89,21 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "bad.yaml").write_text("extends: [nowhere.yaml]\n")
     assert main(["fit", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "nowhere.yaml does not exist" in capsys.readouterr().err
+
+
+def test_gpu_training_benchmark_runs_at_the_tiny_shape(tmp_path: Path):
+    """`benchmarks/train_gpu.py` measures on a GPU; its CPU smoke run keeps the script alive."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "rows.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks/train_gpu.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--tiny", "--stages", "2b/finetune", "--steps", "1", "--warmup", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(r["mode"], r["checkpointing"]) for r in rows] == [("single", True), ("single", False), ("fsdp", True), ("fsdp", False)]
+    assert all(r["samples_per_s"] > 0 and r["tflops_per_s"] > 0 for r in rows)

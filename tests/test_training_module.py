@@ -55,7 +55,7 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
 
     class Record(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            losses.append(float(outputs["loss"]))
+            losses.append(float(trainer.callback_metrics["train/loss"]))  # the optimizer step's mean loss
 
     data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0)
     trainer = L.Trainer(

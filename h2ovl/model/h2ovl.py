@@ -7,6 +7,7 @@ supervised tokens only, and generates with the LLM's KV cache. Lightning wraps i
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,23 @@ from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_t
 from h2ovl.model.vision import VisionEncoder
 from h2ovl.preprocessing import TileNormalizer, tokens_per_tile
 
+log = logging.getLogger(__name__)
+
 IGNORE_INDEX = -100
 PARTS = ("vision", "projector", "llm")
 
 
 def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedModel:
-    """A causal LM from a config dict (random init) or from a local weights directory.
+    """A causal LM from a config dict (random init) or pretrained weights: a transformers directory or a
+    hub id (resolved through transformers' cache; `HF_HUB_OFFLINE=1` is respected).
 
     `attn_implementation` in the dict picks the attention kernel: "sdpa" (default), "eager", or
     "flash_attention_2" on GPU, where packed rows use its varlen path."""
     fields = dict(config)
     attention = fields.pop("attn_implementation", "sdpa")
     if weights:
-        return AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, attn_implementation=attention)
+        # fp32 master weights whatever the checkpoint's dtype: precision is the trainer's business.
+        return AutoModelForCausalLM.from_pretrained(weights, attn_implementation=attention, dtype=torch.float32)
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
 
@@ -55,23 +60,45 @@ class H2OVL(nn.Module):
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> tuple[H2OVL, Any]:
-        """(model, tokenizer) for a named preset; `overrides` replace top-level config fields."""
+    def from_preset(cls, name: str, vision_weights: str | None = None, **overrides: Any) -> tuple[H2OVL, Any]:
+        """(model, tokenizer) for a named preset; `overrides` replace top-level config fields
+        (`llm_weights`, `tokenizer`, `downsample_ratio`, ...), `vision_weights` the ViT's weights."""
         config = preset(name)
         for key, value in overrides.items():
             setattr(config, key, value)
-        tokenizer = load_tokenizer(config.tokenizer) if config.tokenizer else build_tiny_tokenizer()
+        if vision_weights:
+            config.vision.weights = vision_weights
+        if config.tokenizer:
+            tokenizer = load_tokenizer(config.tokenizer)
+        elif name.startswith("tiny"):
+            tokenizer = build_tiny_tokenizer()
+        else:
+            raise ValueError(
+                f"preset {name!r} needs a real tokenizer: set model.tokenizer to a tokenizer directory or hub id "
+                "(the offline tiny tokenizer is for the tiny presets only)"
+            )
         if not config.llm_weights:
             config.llm["vocab_size"] = max(config.llm.get("vocab_size", 0), len(tokenizer))
         return cls.for_tokenizer(config, tokenizer), tokenizer
 
     @classmethod
     def for_tokenizer(cls, config: H2OVLConfig, tokenizer: Any) -> H2OVL:
+        """The model for `tokenizer`. Embeddings grow only by the H2OVL tokens that `load_tokenizer` added
+        to a base tokenizer (logged); any other difference between tokenizer and embeddings is an error."""
         vocab = tokenizer.get_vocab()
         ends = tuple(vocab[t] for t in (END, tokenizer.eos_token) if t in vocab)
         model = cls(config, image_token_id=vocab[IMG_CONTEXT], end_token_ids=ends)
-        if len(tokenizer) > model.llm.get_input_embeddings().num_embeddings:
-            model.llm.resize_token_embeddings(len(tokenizer))
+        rows, size = model.llm.get_input_embeddings().num_embeddings, len(tokenizer)
+        added = getattr(tokenizer, "h2ovl_added_tokens", 0)
+        if size > rows:
+            if config.llm_weights and rows != size - added:
+                raise ValueError(
+                    f"tokenizer {config.tokenizer or '(tiny)'} has {size - added} tokens (+{added} H2OVL tokens) but the "
+                    f"LLM {config.llm_weights} has {rows} embedding rows: they do not belong together"
+                )
+            if config.llm_weights:
+                log.info("LLM %s: %d embedding rows added for the H2OVL tokens", config.llm_weights, size - rows)
+            model.llm.resize_token_embeddings(size)
         return model
 
     @classmethod
@@ -110,13 +137,22 @@ class H2OVL(nn.Module):
         return self.projector(features.to(self.projector[0].weight.dtype)).flatten(0, 1)
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with the `<IMG_CONTEXT>` positions replaced by visual tokens, in tile order."""
+        """Token embeddings with the `<IMG_CONTEXT>` positions replaced by visual tokens, in tile order.
+
+        A batch without images still runs one blank tile through the vision encoder and projector,
+        contributing exactly zero, whenever ranks must agree on the graph (training, or any run under
+        torch.distributed): DDP expects a gradient for every trainable parameter and FSDP every rank's
+        all-gathers, and the paper's mixtures have text-only samples."""
         embeds = self.llm.get_input_embeddings()(input_ids)
         slots = input_ids == self.image_token_id
         n_slots = int(slots.sum())
         if pixel_values is None or pixel_values.shape[0] == 0:
             if n_slots:
                 raise ValueError(f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but no pixel_values were given")
+            if self.training or torch.distributed.is_initialized():
+                size = self.vision.tile_size
+                blank = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=input_ids.device)
+                embeds = embeds + 0 * self.encode_images(blank).sum().to(embeds.dtype)
             return embeds
         visual = self.encode_images(pixel_values)
         if n_slots != visual.shape[0]:
@@ -181,6 +217,10 @@ class H2OVL(nn.Module):
                 raise ValueError(f"vision_last_blocks={vision_last_blocks} but the encoder has {len(blocks)} blocks")
             for block in list(blocks)[-vision_last_blocks:]:
                 block.requires_grad_(True)
+
+    def shard_units(self) -> list[nn.Module]:
+        """The repeated layers worth one FSDP unit each: ViT blocks and LLM decoder layers."""
+        return [*self.vision.blocks, *self.llm.get_decoder().layers]
 
     def parameter_report(self) -> dict[str, dict[str, int]]:
         """Trainable and frozen parameter counts per part."""

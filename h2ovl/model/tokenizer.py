@@ -69,9 +69,10 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    """A tokenizer from a local directory only (never a hub), with the H2OVL tokens present."""
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    ensure_special_tokens(tokenizer)
+    """A tokenizer from a directory or a hub id (through transformers' cache; `HF_HUB_OFFLINE=1` is
+    respected), with the H2OVL tokens present; `h2ovl_added_tokens` records how many were added."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.h2ovl_added_tokens = ensure_special_tokens(tokenizer)
     return tokenizer
 
 

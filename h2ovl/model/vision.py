@@ -14,7 +14,8 @@ from torch import nn
 
 @dataclass
 class VisionConfig:
-    """A timm ViT by name plus architecture overrides; `weights` is a local file of timm weights."""
+    """A timm ViT by name plus architecture overrides; `weights` is a timm state dict file or a timm
+    pretrained tag of `model_name` (see `load_timm_weights`)."""
 
     model_name: str = "vit_intern300m_patch14_448"
     img_size: int = 448
@@ -47,7 +48,7 @@ class VisionEncoder(nn.Module):
         if not 0 < self.num_blocks + (config.select_layer if config.select_layer < 0 else 0) <= self.num_blocks:
             raise ValueError(f"select_layer {config.select_layer} is outside the encoder's {self.num_blocks} blocks")
         if config.weights:
-            load_timm_weights(self.vit, config.weights)
+            load_timm_weights(self.vit, config.weights, config.model_name)
 
     @property
     def tile_size(self) -> int:
@@ -117,14 +118,23 @@ def _conv_stem_kwargs(config: VisionConfig) -> dict[str, Any]:
     return {"embed_layer": partial(HybridEmbed, backbone=stem), "patch_size": 1}
 
 
-def load_timm_weights(vit: nn.Module, path: str) -> None:
-    """Strictly load a local safetensors or torch state dict into the timm model."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+#: endings that make `VisionConfig.weights` a file; anything else is a timm pretrained tag
+WEIGHT_FILE_ENDINGS = (".safetensors", ".pth", ".pt", ".bin")
 
-        state = load_file(path)
+
+def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
+    """Strictly load pretrained weights into the timm model: a local safetensors or torch state dict, or
+    a timm pretrained tag of `model_name` (e.g. `ogvl_dist`: timm fetches it through its hub cache)."""
+    if weights.endswith(WEIGHT_FILE_ENDINGS):
+        if weights.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(weights)
+        else:
+            state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        pretrained = timm.create_model(f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool="")
+        state = pretrained.state_dict()
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        raise ValueError(f"{weights}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}")

@@ -15,6 +15,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 
 from h2ovl.training.tracking import MLflowTracker
+from h2ovl.training.weights import load_checkpoint
 
 #: The checkpoint key that carries the MLflow run id across a resume.
 RUN_ID_KEY = "mlflow_run_id"
@@ -22,7 +23,7 @@ RUN_ID_KEY = "mlflow_run_id"
 
 def checkpoint_run_id(path: str | Path) -> str | None:
     """The MLflow run a checkpoint was trained in (memory-mapped: the weights are not read)."""
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=False).get(RUN_ID_KEY)
+    return load_checkpoint(path).get(RUN_ID_KEY)
 
 
 def _samples(batch: dict) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import grad_norm
+from torchmetrics import MeanMetric
 
 from h2ovl.data.packing import model_inputs
 from h2ovl.evaluation.predictions import to_scored
@@ -19,8 +19,11 @@ from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
+from h2ovl.training.loss import GlobalLossNormalizer, check_reduction, weighted_loss
 from h2ovl.training.prediction import generate_answers
 from h2ovl.training.optim import parameter_groups, warmup_cosine
+from h2ovl.training.strategies import H2OVLFSDPStrategy
+from h2ovl.training.weights import load_checkpoint_weights
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +58,31 @@ PROJECTOR_PREFIX = "model.projector."
 
 class H2OVLModule(L.LightningModule):
     """Args:
-    preset: a model preset ("tiny", "h2ovl-0.8b", ...).
+    preset: a model preset ("tiny", "h2ovl-0.8b", ...): the architecture.
+    vision_weights: pretrained vision encoder weights: a timm state dict file (.safetensors, .pth, .bin)
+        or a timm pretrained tag of the preset's ViT (e.g. `ogvl_dist` for InternViT-300M). None: random.
+    llm: a pretrained causal LM, as a transformers directory or hub id (e.g. `h2oai/h2o-danube3-500m-base`);
+        its config replaces the preset's. None: random weights of the preset's shape.
+    tokenizer: a tokenizer directory or hub id. Required by the real-size presets; the tiny presets
+        default to the offline tiny tokenizer. Hub ids resolve through the libraries' caches
+        (`HF_HUB_OFFLINE=1` is respected).
     preprocessor: replaces the preset's preprocessor (the ablation axis); in YAML a `class_path`/`init_args`
         object or the path of a fragment such as `configs/preprocessor/msac.yaml`.
     pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
     trainable: the stage's freeze spec.
     lr, weight_decay, betas, part_lr: AdamW; `part_lr` sets a part's own learning rate.
     warmup_ratio, min_lr_ratio: the warmup-cosine schedule over the run's optimizer steps.
-    gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward.
+    loss_reduction: how supervised tokens are weighed, over the whole global batch (every accumulated
+        micro-batch on every rank): "token" (every token alike), "sample" (every sample alike), "square"
+        (a sample of n supervised tokens weighs 1/sqrt(n) per token).
+    gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward (also under
+        FSDP).
     released: a released model directory (InternVL-chat layout: config.json, safetensors, tokenizer) whose
         architecture, preprocessor, weights and tokenizer replace the preset's (leave `preprocessor` and
         `pixel_shuffle` unset: the weights fix them).
     init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
-        schedule, step and data position start fresh).
+        schedule, step and data position start fresh). Read memory-mapped and without unpickling code,
+        and only its `state_dict`.
     init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised). A
         projector from a checkpoint with the other pixel-shuffle setting is carried over, its input
         layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
@@ -78,6 +93,9 @@ class H2OVLModule(L.LightningModule):
     def __init__(
         self,
         preset: str = "tiny",
+        vision_weights: str | None = None,
+        llm: str | None = None,
+        tokenizer: str | None = None,
         preprocessor: ImagePreprocessor | dict[str, Any] | None = None,
         pixel_shuffle: bool = True,
         trainable: Trainable | None = None,
@@ -87,6 +105,7 @@ class H2OVLModule(L.LightningModule):
         part_lr: dict[str, float] | None = None,
         warmup_ratio: float = 0.03,
         min_lr_ratio: float = 0.0,
+        loss_reduction: str = "token",
         gradient_checkpointing: bool = False,
         released: str | None = None,
         init_from: str | None = None,
@@ -103,12 +122,17 @@ class H2OVLModule(L.LightningModule):
             overrides["preprocessor"] = preprocessor
         if not pixel_shuffle:
             overrides["downsample_ratio"] = None
+        check_reduction(loss_reduction)
         if released:
             self.model, self.tokenizer = H2OVL.from_released(released), load_tokenizer(released)
-            if overrides:
-                raise ValueError("with `released`, the model's preprocessor and pixel shuffle come from its config.json")
+            if overrides or vision_weights or llm or tokenizer:
+                raise ValueError(
+                    "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "
+                    "leave vision_weights, llm, tokenizer, preprocessor and pixel_shuffle unset"
+                )
         else:
-            self.model, self.tokenizer = H2OVL.from_preset(preset, **overrides)
+            overrides.update({"llm_weights": llm, "tokenizer": tokenizer})
+            self.model, self.tokenizer = H2OVL.from_preset(preset, vision_weights=vision_weights, **overrides)
         self.preprocessor = self.model.build_preprocessor()
         self.trainable = trainable or Trainable()
         self.model.set_trainable(**asdict(self.trainable))
@@ -120,11 +144,12 @@ class H2OVLModule(L.LightningModule):
             raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
         self.val_scorer = TaskScorer(self.val_generation.task) if self.val_generation.samples > 0 else None
         self._validation_runs = 0
-        self._step_losses: list[torch.Tensor] = []
+        self._step_loss = GlobalLossNormalizer()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
 
     def _load_weights(self, path: str, exclude: tuple[str, ...] = ()) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint_weights(path)
         kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
         if exclude:
             log.info("init_from %s: %d tensors left at their fresh initialisation (%s)", path, len(state) - len(kept), ", ".join(exclude))
@@ -146,34 +171,50 @@ class H2OVLModule(L.LightningModule):
         if self.logger is not None:
             self.logger.log_hyperparams({f"params/{part}/{kind}": n for part, c in report.items() for kind, n in c.items()})
 
+    def configure_model(self) -> None:
+        """Shard the model when the strategy is FSDP (called by Lightning once processes exist)."""
+        if self._trainer is None:  # `load_from_checkpoint` calls this hook too
+            return
+        strategy = self._trainer.strategy
+        if isinstance(strategy, H2OVLFSDPStrategy) and not getattr(self, "_sharded", False):
+            strategy.parallelize(self.model)
+            self._sharded = True
+
+    def _weighted_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(**{**model_inputs(batch), "labels": None}).logits
+        return weighted_loss(logits, batch["labels"], batch["sample_index"], self.hparams.loss_reduction)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.model(**model_inputs(batch)).loss
+        loss_sum, weight = self._weighted_loss(batch)
+        self._step_loss.add(loss_sum, weight)
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
-        # The logged loss is the optimizer step's: the mean over its accumulated micro-batches, and over
-        # ranks (sync_dist), not the last micro-batch on rank zero.
-        self._step_losses.append(loss.detach())
-        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
-            self.log("train/loss", torch.stack(self._step_losses).mean(), prog_bar=True, batch_size=n_samples, sync_dist=True)
-            self._step_losses.clear()
         self.log("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
         self.log("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
         rows, seq_len = batch["input_ids"].shape
         self.flops_per_batch = training_flops(self.model, int(batch["tiles_per_sample"].sum()), rows, seq_len)
-        return loss
+        return loss_sum * GlobalLossNormalizer.backward_scale(self.trainer.world_size, self.trainer.accumulate_grad_batches)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Before clipping, so the logged norm shows what clipping acted on.
-        norms = grad_norm(self.model, norm_type=2)
-        if norms:
-            self.log("train/grad_norm", norms["grad_2.0_norm_total"], batch_size=1)
+        # Accumulation is complete: the gradients become those of the global batch's weighted mean,
+        # and the logged loss is that mean (over every micro-batch and rank, not rank zero's last one).
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        loss = self._step_loss.finish_step(trainable, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+        self.log("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
+        # Before clipping, so the logged norm shows what clipping acted on. `get_total_norm` reduces
+        # sharded (DTensor) gradients across ranks.
+        grads = [p.grad for p in trainable if p.grad is not None]
+        if grads:
+            norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+            self.log("train/grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, batch_size=1, rank_zero_only=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:  # every sample of the batch was bad (counted in batch["skipped"])
             return
-        loss = self.model(**model_inputs(batch)).loss
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
+        loss_sum, weight = self._weighted_loss(batch)
+        self.val_loss.update(loss_sum / weight, weight)
+        self.log("val/loss", self.val_loss, prog_bar=True)
         if self._generating():
             rows = [row for row, position in enumerate(batch["positions"]) if position < self.val_generation.samples]
             budget = self.val_generation.max_new_tokens or self.hparams.max_new_tokens
@@ -197,8 +238,9 @@ class H2OVLModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:
             return
-        loss = self.model(**model_inputs(batch)).loss
-        self.log("test/loss", loss, batch_size=len(batch["ids"]), sync_dist=True)
+        loss_sum, weight = self._weighted_loss(batch)
+        self.test_loss.update(loss_sum / weight, weight)
+        self.log("test/loss", self.test_loss)
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict[str, Any]]:
         """Greedy answers to each sample's first question, with its reference (`h2ovl predict`/`evaluate`)."""

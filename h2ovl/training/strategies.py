@@ -1,43 +1,67 @@
-"""FSDP for H2OVL: shard and (optionally) checkpoint at the ViT blocks and the LLM decoder layers.
+"""FSDP2 for H2OVL: every ViT block and LLM decoder layer its own `fully_shard` unit, then the root.
 
-The layer classes depend on the preset (timm's ViT block, Llama/Mistral/Qwen2 decoder layers), so they
-are read from the model when the strategy is set up rather than written into every config.
+Lightning's `ModelParallelStrategy` sets up the process group and the device mesh and calls the
+module's `configure_model`, which hands the model to `H2OVLFSDPStrategy.parallelize`. FSDP2 rather than
+FSDP1: its parameters stay DTensors with their names and full shapes (weight-decay groups, FLOP counts
+and parameter reports read them as on one device), clipping is plain `clip_grad_norm_`, frozen and
+trainable parameters may share a unit, and it runs on a CPU mesh over gloo, so the tests exercise the
+same path a GPU cluster takes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.strategies import FSDPStrategy
-from torch import nn
-from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from h2ovl.model.h2ovl import H2OVL
 
-
-def layer_classes(model: H2OVL) -> set[type[nn.Module]]:
-    """The repeated blocks worth one FSDP unit each: ViT blocks and LLM decoder layers."""
-    decoder_layers = model.llm.get_decoder().layers
-    return {type(model.vision.blocks[0]), type(decoder_layers[0])}
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-class H2OVLFSDPStrategy(FSDPStrategy):
-    """Lightning's `FSDPStrategy` with H2OVL's wrap policy as the default.
+class H2OVLFSDPStrategy(ModelParallelStrategy):
+    """Fully sharded data parallel over all processes (FSDP2).
 
     Args:
-        activation_checkpointing: recompute the activations of every wrapped layer in backward (use this
-            instead of the module's `gradient_checkpointing` under FSDP).
-        **kwargs: `FSDPStrategy`'s arguments (`sharding_strategy`, `state_dict_type`, `cpu_offload`, ...);
-            an explicit `auto_wrap_policy` wins over the default.
+        param_dtype: the dtype parameters are gathered and computed in ("bfloat16" on GPUs halves the
+            all-gather traffic; None: as stored, fp32). Optimizer state and master weights stay fp32.
+        reduce_dtype: the dtype gradients are reduce-scattered in.
+        reshard_after_forward: free gathered parameters after each unit's forward (ZeRO-3); False keeps
+            them until backward (ZeRO-2: less communication, more memory).
+        save_distributed_checkpoint: one file per rank instead of a full checkpoint gathered on rank zero
+            (default False: a full `last.ckpt`, which `init_from`, `evaluate` and other device counts read).
+        **kwargs: `ModelParallelStrategy`'s other arguments (`process_group_backend`, `timeout`).
     """
 
-    def __init__(self, activation_checkpointing: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkpoint_layers = activation_checkpointing
+    def __init__(
+        self,
+        param_dtype: str | None = None,
+        reduce_dtype: str | None = "float32",
+        reshard_after_forward: bool = True,
+        save_distributed_checkpoint: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # Pure data parallelism: the whole world shards one replica (no tensor parallel dimension).
+        super().__init__(tensor_parallel_size=1, save_distributed_checkpoint=save_distributed_checkpoint, **kwargs)
+        for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
+            if value is not None and value not in _DTYPES:
+                raise ValueError(f"strategy {name} must be one of {sorted(_DTYPES)} or null, got {value!r}")
+        self.mixed_precision = MixedPrecisionPolicy(
+            param_dtype=_DTYPES.get(param_dtype or ""), reduce_dtype=_DTYPES.get(reduce_dtype or "")
+        )
+        self.reshard_after_forward = reshard_after_forward
 
-    def setup(self, trainer: Any) -> None:
-        layers = layer_classes(trainer.lightning_module.model)
-        self.kwargs.setdefault("auto_wrap_policy", ModuleWrapPolicy(layers))
-        if self.checkpoint_layers:
-            self._activation_checkpointing_kwargs = {"auto_wrap_policy": ModuleWrapPolicy(layers)}
-        super().setup(trainer)
+    def setup_environment(self) -> None:
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        super().setup_environment()
+
+    def parallelize(self, model: H2OVL) -> None:
+        """Shard `model` in place: its repeated layers one unit each, the rest (embeddings, projector,
+        head, norms) in the root unit."""
+        mesh = self.device_mesh["data_parallel"]
+        options = {"mesh": mesh, "mp_policy": self.mixed_precision, "reshard_after_forward": self.reshard_after_forward}
+        for layer in model.shard_units():
+            fully_shard(layer, **options)
+        fully_shard(model, **options)
