@@ -45,8 +45,9 @@ STAGES: dict[str, tuple[str, Trainable]] = {
 PAPER_SAMPLES_PER_S = {"0.8b/pretrain-1": 15.4, "0.8b/pretrain-2": 36.1, "0.8b/finetune": 8.1, "2b/pretrain": 20.3, "2b/finetune": 7.9}
 
 
-def stand_in_tokenizer(folder: Path, pieces: int = 32000) -> str:
-    """A tokenizer directory with `pieces` word-level pieces (Danube's vocabulary size) and H2OVL's tokens."""
+def stand_in_tokenizer(folder: Path, pieces: int = 32000, with_h2ovl_tokens: bool = True) -> str:
+    """A tokenizer directory with `pieces` word-level pieces (Danube's vocabulary size) and, unless told
+    otherwise, H2OVL's tokens (without them it is a base tokenizer, as Danube's own)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -55,7 +56,8 @@ def stand_in_tokenizer(folder: Path, pieces: int = 32000) -> str:
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    tokenizer.add_special_tokens({"additional_special_tokens": [*ADDED_TOKENS, PROMPT, ANSWER]})
+    if with_h2ovl_tokens:
+        tokenizer.add_special_tokens({"additional_special_tokens": [*ADDED_TOKENS, PROMPT, ANSWER]})
     tokenizer.save_pretrained(str(folder))
     return str(folder)
 

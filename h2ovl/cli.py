@@ -279,8 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_our_log() -> None:
+    """The package's own INFO lines (parameters per part, embedding growth, resumed runs, ...) on stderr,
+    without turning on every library's INFO chatter."""
+    import logging
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # no-op where a handler exists
+    logging.getLogger("h2ovl").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _show_our_log()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
         from h2ovl.training.cli import run_lightning
         from h2ovl.training.compose import ConfigError

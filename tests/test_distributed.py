@@ -86,13 +86,20 @@ def test_fsdp2_trains_saves_and_resumes_as_one_process(tmp_path: Path):
     a text-only micro-batch, and a full-state checkpoint that another run resumes from."""
     data = _uneven_dataset(tmp_path)
     _fit(tmp_path, "single", data, "--trainer.devices", "1", weight_decay=0.5)
-    _fit(tmp_path, "fsdp", data, "--checkpoint.save_top_k", "-1", trainer="fsdp-cpu.yaml", weight_decay=0.5)
+    # With generation-based validation of one sample: rank one has none to answer, and still must take
+    # part in every forward of rank zero's generation.
+    validation = ("--data.val", str(data), "--data.val_limit", "4", "--trainer.limit_val_batches", "1",
+                  "--trainer.val_check_interval", "2", "--trainer.num_sanity_val_steps", "0")
+    _fit(tmp_path, "fsdp", data, "--checkpoint.save_top_k", "-1", *validation, trainer="fsdp-cpu.yaml", weight_decay=0.5,
+         val_generation={"samples": 1, "task": "cer", "max_new_tokens": 5})
     single, fsdp = last_checkpoint(tmp_path, "single"), last_checkpoint(tmp_path, "fsdp")
     assert fsdp["global_step"] == STEPS
     # Equal weights after decay (0.5, so decay groups by name matter) and clipping; the checkpoint holds
     # every tensor whole, under the same names as on one device.
     _assert_same_weights(single["state_dict"], fsdp["state_dict"])
     _assert_same_losses(tmp_path, "single", "fsdp")
+    metrics = mlflow_runs(tmp_path, "fsdp")[0].data.metrics
+    assert "val/loss" in metrics and "val/cer/cer" in metrics
 
     (halfway,) = (tmp_path / "runs/fsdp/checkpoints").glob(f"*step={STEPS // 2}.ckpt")
     _fit(tmp_path, "fsdp-resumed", data, "--ckpt_path", str(halfway), trainer="fsdp-cpu.yaml", weight_decay=0.5)

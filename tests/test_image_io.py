@@ -15,7 +15,11 @@ from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, ImageLoadE
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr", "RGB"])
 def test_every_mode_becomes_rgb(mode):
-    image = load_image(noise_image(20, 10).convert(mode))
+    # 16-bit greyscale from its own pixels: older Pillow releases cannot convert RGB to it.
+    pixels16 = (np.arange(200, dtype="<u2") * 300).tobytes()
+    source = Image.frombytes("I;16", (20, 10), pixels16) if mode == "I;16" else noise_image(20, 10).convert(mode)
+    assert source.mode == mode
+    image = load_image(source)
     assert image.mode == "RGB" and image.size == (20, 10)
 
 

@@ -82,6 +82,15 @@ def test_normalizer_passes_float_tiles_through_and_casts():
         TileNormalizer()(torch.zeros(1, 3, 2, 2, dtype=torch.int32))
 
 
+def test_normalizer_computes_in_fp32_even_when_cast_to_bf16():
+    """bf16 mixed or true precision may cast the module's buffers; the mean and std must not be rounded."""
+    tiles = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    reference = TileNormalizer()(tiles)
+    cast = TileNormalizer().to(torch.bfloat16)
+    assert cast.mean.dtype == torch.float32
+    assert torch.equal(cast(tiles), reference)
+
+
 def test_fast_path_stays_within_one_grey_level_of_the_reference(tmp_path: Path):
     # A large JPEG where reduced-scale decoding applies (4000x3000 -> 3x2 grid of 448 tiles).
     from h2ovl.demo.sample_images import render_document

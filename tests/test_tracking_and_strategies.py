@@ -38,6 +38,7 @@ def test_resumed_run_keeps_params_and_tags_changed_values(tmp_path: Path):
 
 
 def test_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)  # the default store is ./mlflow.db: never the one of the folder the suite runs in
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
     assert MLflowTracker().tracking_uri == f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

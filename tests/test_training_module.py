@@ -23,6 +23,9 @@ def test_freeze_spec_and_parameter_groups():
     assert by_name["vision/decay"]["lr"] == 1e-5 and by_name["projector/decay"]["lr"] == 1e-3
     assert by_name["projector/no_decay"]["weight_decay"] == 0.0 and by_name["projector/decay"]["weight_decay"] == 0.05
     assert all(p.ndim < 2 for p in by_name["projector/no_decay"]["params"])
+    everything = parameter_groups(H2OVLModule(trainable=Trainable(vision=True)).model, 1e-3, 0.05)
+    vision_no_decay = next(g for g in everything if g["name"] == "vision/no_decay")["params"]
+    assert {p.shape for p in vision_no_decay} >= {(1, 1, 64), (1, 65, 64)}  # cls_token, pos_embed (3-D, still exempt)
     with pytest.raises(ValueError, match="unknown parts"):
         parameter_groups(module.model, 1e-3, 0.0, {"decoder": 1e-4})
 

@@ -139,6 +139,12 @@ class H2OVLDataModule(L.LightningDataModule):
         if self.train_path is not None:
             return self.train_path, self.val_path
         metas = self.synthetic.ensure()
+        if "train" not in metas:
+            raise ValueError(
+                f"data.synthetic.n={self.synthetic.n} leaves no training sample after the held-out "
+                f"test_fraction={self.synthetic.test_fraction} is taken from each task: raise data.synthetic.n "
+                f"(and remove {self.synthetic.out})"
+            )
         return str(metas["train"]), self.val_path or (str(metas["test"]) if "test" in metas else None)
 
     def builder(self, path: str, seed: int | None = None) -> SampleBuilder:

@@ -18,9 +18,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class TileNormalizer(nn.Module):
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
+        self._values = (tuple(mean), tuple(std))
         # Non-persistent: they come from the encoder's config, not from a checkpoint.
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", self._constant(mean, None), persistent=False)
+        self.register_buffer("std", self._constant(std, None), persistent=False)
+
+    @staticmethod
+    def _constant(values: Sequence[float], device: torch.device | None) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def _apply(self, fn, recurse: bool = True):
+        # Device moves apply to the constants; dtype casts (bf16 precision plugins, `.to(bfloat16)`) do
+        # not: rounded to bf16, the mean and std would shift every normalised pixel.
+        super()._apply(fn, recurse)
+        mean, std = self._values
+        self.mean, self.std = self._constant(mean, self.mean.device), self._constant(std, self.std.device)
+        return self
 
     def forward(self, tiles: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """`tiles`: uint8 [n, 3, T, T] in 0..255, or float already normalised. Returns `dtype` floats."""

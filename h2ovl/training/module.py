@@ -218,8 +218,13 @@ class H2OVLModule(L.LightningModule):
         if self._generating():
             rows = [row for row, position in enumerate(batch["positions"]) if position < self.val_generation.samples]
             budget = self.val_generation.max_new_tokens or self.hparams.max_new_tokens
-            records = generate_answers(self.model, self.tokenizer, batch, budget, rows)
-            self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
+            # Under FSDP every forward is collective: every rank generates (a rank without a chosen
+            # sample answers its first one and drops it), for as many steps as the slowest rank.
+            sharded = isinstance(self.trainer.strategy, H2OVLFSDPStrategy)
+            if rows or sharded:
+                records = generate_answers(self.model, self.tokenizer, batch, budget, rows or [0], synced=sharded)
+                if rows:
+                    self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
 
     def _generating(self) -> bool:
         if self.val_scorer is None or self.trainer.sanity_checking:

@@ -11,18 +11,23 @@ from h2ovl.model.h2ovl import PARTS
 
 
 def parameter_groups(model: nn.Module, lr: float, weight_decay: float, part_lr: dict[str, float] | None = None) -> list[dict]:
-    """One group per (part, decay): biases, norms, gains and embeddings-like 1-D tensors get no decay
-    (the usual transformer recipe); `part_lr` overrides the learning rate of "vision", "projector" or "llm"."""
+    """One group per (part, decay): biases, norms, gains and other 1-D tensors get no decay (the usual
+    transformer recipe), nor do the ViT's position embedding and prefix tokens (timm's `no_weight_decay`);
+    `part_lr` overrides the learning rate of "vision", "projector" or "llm". Decided by parameter names
+    and full shapes, which FSDP2 keeps."""
     part_lr = dict(part_lr or {})
     unknown = set(part_lr) - set(PARTS)
     if unknown:
         raise ValueError(f"part_lr names unknown parts {sorted(unknown)}; parts are {list(PARTS)}")
     groups = []
+    vit = model.vision.vit
+    vit_no_decay = {f"vit.{name}" for name in (vit.no_weight_decay() if hasattr(vit, "no_weight_decay") else ())}
     for part in PARTS:
         decay, no_decay = [], []
         for name, param in getattr(model, part).named_parameters():
             if param.requires_grad:
-                (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
+                exempt = param.ndim < 2 or name.endswith(".bias") or (part == "vision" and name in vit_no_decay)
+                (no_decay if exempt else decay).append(param)
         part_rate = part_lr.get(part, lr)
         for params, wd, kind in ((decay, weight_decay, "decay"), (no_decay, 0.0, "no_decay")):
             if params:

@@ -48,16 +48,18 @@ def prompt_batch(batch: dict, model: H2OVL, pad_token_id: int, rows: Sequence[in
 
 
 @torch.no_grad()
-def generate_answers(model: H2OVL, tokenizer: Any, batch: dict, max_new_tokens: int, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def generate_answers(model: H2OVL, tokenizer: Any, batch: dict, max_new_tokens: int, rows: Sequence[int] | None = None,
+                     synced: bool = False) -> list[dict[str, Any]]:
     """Greedy answers to the first question of each of the batch's `rows`, as records
-    `{"id", "dataset", "prediction", "answer", ...evaluation fields}` that `h2ovl score` reads."""
+    `{"id", "dataset", "prediction", "answer", ...evaluation fields}` that `h2ovl score` reads.
+    `synced`: every rank keeps stepping until all ranks are done (sharded models)."""
     rows = list(range(len(batch["ids"])) if rows is None else rows)
     if not rows:
         return []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     prompts = {k: v.to(device) if v is not None else None for k, v in prompt_batch(batch, model, pad, rows).items()}
-    generated = model.generate(**prompts, max_new_tokens=max_new_tokens)
+    generated = model.generate(**prompts, max_new_tokens=max_new_tokens, **({"synced_gpus": True} if synced else {}))
     return [
         {"id": batch["ids"][row], "dataset": batch["datasets"][row],
          "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(), **batch["references"][row]}

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
 from h2ovl.model.h2ovl import H2OVL
 
@@ -65,3 +65,6 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         for layer in model.shard_units():
             fully_shard(layer, **options)
         fully_shard(model, **options)
+        # Generation enters the model through `generate`, not `forward`: it must gather the root unit's
+        # parameters (embeddings, projector, head) too.
+        register_fsdp_forward_method(model, "generate")
