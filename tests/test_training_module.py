@@ -85,3 +85,33 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
         torch.testing.assert_close(unshuffled.model.projector(patch), module.model.projector(patch.repeat(1, 4)), rtol=1e-5, atol=1e-5)
     fresh = H2OVLModule(pixel_shuffle=False, init_from=checkpoint, init_exclude=["model.projector"])
     assert not torch.equal(fresh.model.projector[1].weight, unshuffled.model.projector[1].weight)
+
+
+class _Planted:
+    """Stands for any class a crafted checkpoint could name to run code while it is unpickled."""
+
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_init_from_reads_weights_as_data_and_refuses_anything_else(tmp_path, capsys):
+    from h2ovl.training.weights import load_checkpoint_weights
+
+    planted = tmp_path / "planted.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _Planted()}, planted)
+    with pytest.raises(ValueError, match="refusing to load a checkpoint that holds more than weights"):
+        H2OVLModule(init_from=str(planted))
+    assert "unpickled code ran" not in capsys.readouterr().out
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"trainable": Trainable()}}, plain)
+    assert torch.equal(load_checkpoint_weights(plain)["w"], torch.ones(2))
+
+
+def test_global_batch_counts_samples_padded_and_rows_packed():
+    from h2ovl.data.datamodule import H2OVLDataModule
+
+    with pytest.raises(ValueError, match="give data.global_batch_rows"):
+        H2OVLDataModule(pack_tokens=512, global_batch_size=256)
+    with pytest.raises(ValueError, match="without data.pack_tokens, give data.global_batch_size"):
+        H2OVLDataModule(global_batch_rows=64)
+    assert H2OVLDataModule(pack_tokens=512, global_batch_rows=64).global_batch == (64, "global_batch_rows")
