@@ -12,6 +12,8 @@ ranks, nor on how many tokens each sample supervises (which per-micro-batch mean
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +21,8 @@ from h2ovl.model.h2ovl import IGNORE_INDEX
 
 #: reduction -> the power p of the per-sample weight n_s^-p
 REDUCTIONS = {"token": 0.0, "sample": 1.0, "square": 0.5}
+#: the type configs name a reduction with (the CLI refuses other values before anything is built)
+LossReduction = Literal["token", "sample", "square"]
 
 
 def check_reduction(reduction: str) -> None:

@@ -19,7 +19,7 @@ from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
-from h2ovl.training.loss import GlobalLossNormalizer, check_reduction, weighted_loss
+from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduction, weighted_loss
 from h2ovl.training.prediction import generate_answers
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 from h2ovl.training.strategies import H2OVLFSDPStrategy
@@ -105,7 +105,7 @@ class H2OVLModule(L.LightningModule):
         part_lr: dict[str, float] | None = None,
         warmup_ratio: float = 0.03,
         min_lr_ratio: float = 0.0,
-        loss_reduction: str = "token",
+        loss_reduction: LossReduction = "token",
         gradient_checkpointing: bool = False,
         released: str | None = None,
         init_from: str | None = None,
