@@ -1,4 +1,4 @@
-"""The tiling rules of SPEC §2.2/§2.3, pinned: the test-vector table, tie-break, filters, budgets."""
+"""The tiling rules, pinned: the test-vector table, tie-break, filters, budgets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, Grid, candidate_grids, closest_grid, tokens_per_tile
 
-# SPEC §2.3 table: (W, H) -> dynamic grid, dynamic tiles, MSAC coarse g1, MSAC fine g2, MSAC tiles.
+# The reference test vectors (T=448, max 6, thumbnail on): (W, H) -> dynamic grid, dynamic tiles, MSAC coarse g1, MSAC fine g2, MSAC tiles.
 SPEC_VECTORS = [
     ((448, 448), (1, 1), 1, (1, 1), (2, 2), 5),
     ((500, 500), (1, 1), 1, (1, 1), (2, 2), 5),

@@ -1,4 +1,4 @@
-"""The h2ogpt2 template and label masking (SPEC §3): exact layout, piecewise = whole, safe truncation."""
+"""The h2ogpt2 template and label masking: exact layout, piecewise = whole, safe truncation."""
 
 from __future__ import annotations
 

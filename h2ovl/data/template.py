@@ -1,4 +1,4 @@
-"""The h2ogpt2 prompt template, image-token expansion, label masking and safe truncation (SPEC §3).
+"""The h2ogpt2 prompt template, image-token expansion, label masking and safe truncation.
 
 `<|prompt|>{question}<|end|><|answer|>{answer}<|end|>` per turn, no system prompt and no BOS.
 Every `<image>` becomes `<img>` + `<IMG_CONTEXT>` x n + `</img>`, n being that image's tile count times

@@ -1,4 +1,4 @@
-"""The model's configuration and its presets: the released shapes (SPEC §1) and tiny CPU variants.
+"""The model's configuration and its presets: the released shapes and tiny CPU variants.
 
 The preprocessor is part of the model's config (as `class_path`/`init_args`) because training and
 inference must use the same one.

@@ -1,7 +1,7 @@
 """Pixel shuffle, InternVL's "v2" order: every p x p block of patches becomes one token of width p^2 * d.
 
 Token k = R * (side/p) + C for block row R, block column C; its channels are the block's patches in
-row-major order, i.e. einops `n (h p1) (w p2) d -> n (h w) (p1 p2 d)` (SPEC §1). Written out because
+row-major order, i.e. einops `n (h p1) (w p2) d -> n (h w) (p1 p2 d)`. Written out because
 this exact order is what the released projector weights expect.
 """
 

@@ -1,4 +1,4 @@
-"""Reading and writing the released InternVL-chat checkpoint layout (SPEC §4).
+"""Reading and writing the released InternVL-chat checkpoint layout.
 
 A directory with config.json (`vision_config`, `llm_config`, pixel-shuffle and tiling fields),
 safetensors weights (one file or shards with an index) and optional tokenizer files. Loading is strict:

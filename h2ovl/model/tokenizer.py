@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 PROMPT, ANSWER, END = "<|prompt|>", "<|answer|>", "<|end|>"
-#: Added by H2OVL on top of the Danube vocabulary (SPEC §3).
+#: Added by H2OVL on top of the Danube vocabulary.
 ADDED_TOKENS = [IMG_START, IMG_END, IMG_CONTEXT, "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>", END]
 _BASE_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", PROMPT, ANSWER]
 

@@ -1,4 +1,4 @@
-"""DynamicResolution: InternVL's tiling (SPEC §2.2), the 0.8B model's preprocessor.
+"""DynamicResolution: InternVL's tiling, the 0.8B model's preprocessor.
 
 The image is squashed to the grid whose aspect ratio is closest to its own, among grids of
 min_tiles..max_tiles tiles, cut row-major, and followed by a global thumbnail when it has > 1 tile.

@@ -1,4 +1,4 @@
-"""FixedResize: the whole image squashed to one T x T tile (SPEC §2.1), the no-tiling baseline."""
+"""FixedResize: the whole image squashed to one T x T tile, the no-tiling baseline."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tiling geometry as pure functions: which grids are candidates and which one an image gets.
 
-These are the rules of SPEC §2.2 and §2.3, written once and shared by every preprocessor. Nothing
+These are InternVL's dynamic-resolution rule and H2OVL's MSAC rule, written once and shared by every preprocessor. Nothing
 here touches pixels, so plans (and visual-token counts) can be computed from an image header alone.
 """
 
@@ -28,7 +28,7 @@ SINGLE = Grid(1, 1)
 
 
 def candidate_grids(min_tiles: int, max_tiles: int, prior: Grid | None = None) -> list[Grid]:
-    """All grids with min_tiles <= cols*rows <= max_tiles, by tile count then cols (SPEC decision).
+    """All grids with min_tiles <= cols*rows <= max_tiles, by tile count then cols (a decision: public implementations leave the order open).
 
     With `prior` (the coarse grid of MSAC), keep only grids whose cols does not divide prior.cols
     and whose rows does not divide prior.rows, so the fine pass cuts across the coarse seams.

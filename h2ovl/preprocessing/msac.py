@@ -1,4 +1,4 @@
-"""MSAC: multi-scale adaptive cropping as H2OVL uses it (SPEC §2.3, after Mini-Monkey); the 2B model's.
+"""MSAC: multi-scale adaptive cropping as H2OVL uses it (after Mini-Monkey); the 2B model's.
 
 A coarse dynamic-resolution pass picks g1; a fine pass picks g2 among grids of >= 3 tiles whose cols
 does not divide g1.cols and whose rows does not divide g1.rows, so its tile seams fall inside the

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Trainable:
-    """Which parts a stage trains (SPEC §5); `vision_last_blocks` unfreezes only the last k ViT blocks."""
+    """Which parts a stage trains; `vision_last_blocks` unfreezes only the last k ViT blocks."""
 
     vision: bool = False
     projector: bool = True
