@@ -27,7 +27,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest -n $(WORKERS) -m "not slow"
 
-# Only the tests marked `slow` (whole sweeps, killed and resumed runs, every loss reduction).
+# Only the tests marked `slow` (whole sweeps, killed and resumed runs, every loss reduction, the paper
+# recipes at real shape).
 test-slow: $(STAMP)
 	$(PYTHON) -m pytest -n $(WORKERS) -m slow
 
