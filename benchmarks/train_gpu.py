@@ -11,7 +11,7 @@ over one synthetic batch repeated: a sample is `--tiles` 448-px tiles (6 + thumb
 tokens) and `--text` text tokens, the last `--answer` of them supervised. Weights are random (no hub
 here): throughput does not depend on them. The tokenizer is a stand-in with Danube's 32,000 pieces
 plus H2OVL's tokens. MFU uses the model-FLOP count of `h2ovl.training.flops` (attention backward 2x
-forward, recomputation not counted) against the GPU's dense bf16 peak.
+forward, recomputation not counted) against the GPU's dense bf16 peak (`dense_peak_flops`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.throughput import get_available_flops
 from torch.utils.data import DataLoader, IterableDataset
 
 from h2ovl.model.tokenizer import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
+from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.module import H2OVLModule, Trainable
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 
@@ -139,7 +139,7 @@ def run(stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argp
     )
     trainer.fit(module, DataLoader(Repeat(batch, args.warmup + args.steps), batch_size=None))
     device = trainer.strategy.root_device
-    peak = get_available_flops(device, torch.bfloat16) if device.type == "cuda" else None
+    peak = dense_peak_flops(device, torch.bfloat16) if device.type == "cuda" else None
     seconds = max(timer.seconds, 1e-9)
     tokens = int(batch["attention_mask"].sum()) * timer.steps
     return {

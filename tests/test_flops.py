@@ -70,3 +70,17 @@ def test_forward_flops_match_the_traced_count(batches):
     for batch in examples:
         counted = sum(sum(part) for part in forward_flops(model, *_shape(batch)).values())
         assert counted == pytest.approx(traced_flops(model, batch, backward=False), rel=ROTARY_TOLERANCE)
+
+
+def test_mfu_uses_the_dense_peak(monkeypatch):
+    """The H200 (named plainly "NVIDIA H200") gets the H100 SXM's dense rates, not Lightning's sparse
+    figures or nothing; other devices keep Lightning's table."""
+    from h2ovl.training.flops import dense_peak_flops
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert dense_peak_flops(cuda, torch.bfloat16) == 989.4e12
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    assert dense_peak_flops(cuda, torch.float32) == 66.9e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert dense_peak_flops(cuda, torch.bfloat16) == 989.4e12

@@ -10,10 +10,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 
+from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import load_checkpoint
 
@@ -44,6 +46,15 @@ class Throughput(ThroughputMonitor):
         if window_size < 2:  # rates are differences between the window's first and last batch
             raise ValueError(f"throughput.window_size must be at least 2, got {window_size}")
         super().__init__(batch_size_fn=_samples, length_fn=_real_tokens, window_size=window_size)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # MFU against the dense peak, which Lightning's table lacks for the H200 (`dense_peak_flops`).
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            self.available_flops = dense_peak_flops(device, _plugin_to_compute_dtype(trainer.precision_plugin))
+            for throughput in self._throughputs.values():
+                throughput.available_flops = self.available_flops
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:

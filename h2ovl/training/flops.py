@@ -18,8 +18,14 @@ these; some torch releases count no FLOPs at all for the CPU's fused kernel.
 from __future__ import annotations
 
 import torch
+from lightning.fabric.utilities.throughput import get_available_flops
 
 from h2ovl.model.h2ovl import H2OVL
+
+#: Dense peak FLOP/s of the H200, which is the H100 SXM's die with more memory (NVIDIA's H100/H200
+#: datasheets). Lightning's table knows it only under names `nvidia-smi` does not print ("NVIDIA H200"
+#: is not found) and lists its with-sparsity tensor-core figures, which would halve MFU.
+_H200_DENSE = {torch.bfloat16: 989.4e12, torch.float16: 989.4e12, "tfloat32": 494.7e12, torch.float32: 66.9e12, torch.int8: 1978.9e12}
 
 
 def _matmul_params(module: torch.nn.Module, skip: tuple[torch.nn.Module, ...] = ()) -> int:
@@ -78,3 +84,13 @@ def training_flops(model: H2OVL, n_tiles: int, rows: int, seq_len: int) -> int:
             total += matmul - no_input_gradient + 2 * attention
         upstream_trains = upstream_trains or trains
     return total
+
+
+def dense_peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The device's dense peak FLOP/s for `dtype`, the denominator of MFU: Lightning's table, but for the
+    H200 (see `_H200_DENSE`). None where the device is not known."""
+    if device.type == "cuda" and "h200" in torch.cuda.get_device_name(device).lower():
+        # fp32 matmuls run as TF32 unless the precision is "highest" (as Lightning reads it).
+        tf32 = dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest"
+        return _H200_DENSE.get("tfloat32" if tf32 else dtype)
+    return get_available_flops(device, dtype)
