@@ -284,20 +284,25 @@ def _show_our_log() -> None:
     without turning on every library's INFO chatter."""
     import logging
 
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # no-op where a handler exists
-    logging.getLogger("h2ovl").setLevel(logging.INFO)
+    logger = logging.getLogger("h2ovl")
+    if not logger.handlers:  # records still propagate (to pytest's capture, say); root has no handler here
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _show_our_log()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
+        from h2ovl.model.config import PretrainedPartError
         from h2ovl.training.cli import run_lightning
         from h2ovl.training.compose import ConfigError
 
         try:
             run_lightning(argv)
-        except ConfigError as err:
+        except (ConfigError, PretrainedPartError) as err:
             print(f"h2ovl {argv[0]}: error: {err}", file=sys.stderr)
             return 2
         return 0

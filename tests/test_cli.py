@@ -58,3 +58,23 @@ def test_preprocessing_demo_writes_previews_and_a_summary(tmp_path: Path, capsys
     assert (receipt["fixed"]["n_tiles"], receipt["dynamic"]["n_tiles"], receipt["msac"]["n_tiles"]) == (1, 7, 13)
     assert all(Path(row[name]["preview"]).is_file() for row in rows for name in ("fixed", "dynamic", "msac"))
     assert "previews:" in capsys.readouterr().out
+
+
+def test_a_pretrained_part_that_cannot_be_had_is_one_line_and_exit_2(tmp_path: Path):
+    """The paper recipes name hub ids: offline and with an empty cache, a user gets one line naming the
+    key and value, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(root / "experiments/paper/0.8b/pretrain-1.yaml"),
+         "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("h2ovl fit: error: model.tokenizer 'h2oai/h2o-danube3-500m-base': neither a local path")

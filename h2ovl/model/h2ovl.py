@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from h2ovl.model.config import H2OVLConfig, preset
+from h2ovl.model.config import H2OVLConfig, preset, resolve_part
 from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
 from h2ovl.model.projector import build_projector
 from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_tokenizer
@@ -39,7 +39,8 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
     attention = fields.pop("attn_implementation", "sdpa")
     if weights:
         # fp32 master weights whatever the checkpoint's dtype: precision is the trainer's business.
-        return AutoModelForCausalLM.from_pretrained(weights, attn_implementation=attention, dtype=torch.float32)
+        return resolve_part("model.llm", weights, lambda: AutoModelForCausalLM.from_pretrained(
+            weights, attn_implementation=attention, dtype=torch.float32))
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
 

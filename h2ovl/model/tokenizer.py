@@ -71,7 +71,9 @@ def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """A tokenizer from a directory or a hub id (through transformers' cache; `HF_HUB_OFFLINE=1` is
     respected), with the H2OVL tokens present; `h2ovl_added_tokens` records how many were added."""
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    from h2ovl.model.config import resolve_part
+
+    tokenizer = resolve_part("model.tokenizer", str(path), lambda: AutoTokenizer.from_pretrained(str(path)))
     tokenizer.h2ovl_added_tokens = ensure_special_tokens(tokenizer)
     return tokenizer
 

@@ -133,7 +133,10 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
         else:
             state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     else:
-        pretrained = timm.create_model(f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool="")
+        from h2ovl.model.config import resolve_part
+
+        pretrained = resolve_part("model.vision_weights", weights, lambda: timm.create_model(
+            f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""))
         state = pretrained.state_dict()
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:
