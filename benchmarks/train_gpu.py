@@ -29,7 +29,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from h2ovl.model.tokenizer import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
+from h2ovl.constants import ADDED_TOKENS, END, IMG_CONTEXT, IMG_END, IMG_START
 from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.module import H2OVLModule, Trainable
 from h2ovl.training.strategies import H2OVLFSDPStrategy
@@ -57,7 +57,7 @@ def stand_in_tokenizer(folder: Path, pieces: int = 32000, with_h2ovl_tokens: boo
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     if with_h2ovl_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": [*ADDED_TOKENS, PROMPT, ANSWER]})
+        tokenizer.add_special_tokens({"additional_special_tokens": list(ADDED_TOKENS)})  # the markers stay text, as released
     tokenizer.save_pretrained(str(folder))
     return str(folder)
 
@@ -67,10 +67,12 @@ def synthetic_batch(tokenizer: Any, micro_batch: int, tiles: int, tile_size: int
     ids = tokenizer.convert_tokens_to_ids
     image = [ids(IMG_START)] + [ids(IMG_CONTEXT)] * (tiles * tokens_per_tile) + [ids(IMG_END)]
     generator = torch.Generator().manual_seed(0)
-    special = set(tokenizer.all_special_ids) | set(ids([IMG_START, IMG_END, IMG_CONTEXT, PROMPT, ANSWER, END]))
+    special = set(tokenizer.all_special_ids) | set(ids([IMG_START, IMG_END, IMG_CONTEXT, END]))
     plain = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
-    words = plain[torch.randint(0, len(plain), (text,), generator=generator)].tolist()
-    row = [ids(PROMPT)] + image + words[: text - answer] + [ids(END), ids(ANSWER)] + words[text - answer :] + [ids(END)]
+    words = plain[torch.randint(0, len(plain), (text + 2,), generator=generator)].tolist()
+    # one plain word stands for each text marker (<|prompt|>, <|answer|>), as in the released tokenizers
+    prompt_marker, answer_marker, words = words[0], words[1], words[2:]
+    row = [prompt_marker] + image + words[: text - answer] + [ids(END), answer_marker] + words[text - answer :] + [ids(END)]
     length = len(row)
     input_ids = torch.tensor([row] * micro_batch)
     labels = torch.full_like(input_ids, -100)

@@ -9,6 +9,7 @@
     h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
     h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer} PREDICTIONS.jsonl|OCRBENCH.json
     h2ovl evaluate (--ckpt CKPT | --released DIR) --data META_OR_JSONL [--task T] [--limit N] [--batch-size B]
+    h2ovl export (--ckpt CKPT | --released DIR) --out DIR [--format transformers|released]
     h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
     h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
     h2ovl table (--sweep ID | --experiment NAME --metric M ...) [--baseline VARIANT] [--out DIR]
@@ -161,11 +162,39 @@ def _data_inspect(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from h2ovl.evaluation import read_predictions, score_samples
 
-    scores = score_samples(read_predictions(args.predictions), args.task)
+    scores = score_samples(read_predictions(args.predictions), args.task, _scorer_options(args))
     if args.out:
         args.out.write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from h2ovl.evaluation.evaluate import load_module
+    from h2ovl.model.hf_internvl import export_hf_internvl
+
+    module, _ = load_module(args.ckpt, args.released, max_new_tokens=64)
+    if args.format == "released":
+        module.model.save_released(args.out, module.tokenizer)
+    else:
+        export_hf_internvl(module.model, args.out, module.tokenizer)
+    print(json.dumps({"out": str(args.out), "format": args.format}))
+    return 0
+
+
+def _scorer_options(args: argparse.Namespace) -> dict[str, dict]:
+    """The scorer flags, as `TaskScorer` options (defaults: the reference evaluators' readings)."""
+    return {"vqa": {"processing": args.vqa_processing},
+            "kie": {"extract_json": args.kie_extract_json, "accept_lists": args.kie_accept_lists}}
+
+
+def _add_scorer_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--vqa-processing", choices=("m4c", "vlmevalkit"), default="m4c",
+                         help="TextVQA answer processing: mmf's m4c evaluator (InternVL's; default) or VLMEvalKit's")
+    command.add_argument("--kie-extract-json", action="store_true",
+                         help="KIE: also read JSON out of code fences or surrounding prose (default: Donut's whole-text JSON)")
+    command.add_argument("--kie-accept-lists", action="store_true",
+                         help="KIE: score top-level JSON lists too (default: a JSON object, as Donut's references are)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -175,6 +204,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         data=str(args.data), ckpt=args.ckpt, released=args.released, task=args.task, limit=args.limit,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, max_length=args.max_length,
         precision=args.precision, out=args.out, experiment=args.experiment, tracking_uri=args.tracking_uri,
+        scorer_options=_scorer_options(args),
     )
     print(json.dumps(evaluate(request)))
     return 0
@@ -236,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("predictions", type=Path, help="jsonl records, or OCRBench's .json list")
     score.add_argument("--task", choices=tasks, required=True, help="auto: each record's 'scorer' field")
     score.add_argument("--out", type=Path, help="also write the scores here")
+    _add_scorer_options(score)
     score.set_defaults(handler=_score)
 
     evaluate = commands.add_parser("evaluate", help="generate answers for a dataset, score them, log them to MLflow")
@@ -252,7 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for predictions.jsonl and scores.json (default outputs/eval/<model>-<data>)")
     evaluate.add_argument("--experiment", default="evaluate", help="MLflow experiment of a run made for a released model")
     evaluate.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    _add_scorer_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="write a model in the released InternVL-chat layout or transformers' native InternVL")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a Lightning checkpoint of a run")
+    source.add_argument("--released", help="a released model directory")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write")
+    export.add_argument("--format", choices=("transformers", "released"), default="transformers",
+                        help="transformers: InternVLForConditionalGeneration + processor, no remote code; released: InternVL-chat layout")
+    export.set_defaults(handler=_export)
 
     for name, handler, description in (("sweep", _sweep, "run a sweep spec: every trial its own `h2ovl fit`"),
                                        ("ablate", _ablate, "run an ablation spec, then write its table and plots")):

@@ -80,6 +80,33 @@ def test_evaluate_a_released_model_on_benchmark_style_records(tmp_path: Path, ti
     assert run.info.run_id == scores["run_id"] and run.data.metrics["eval/bench/skipped"] == 1
 
 
+def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: Path, tiny, monkeypatch):
+    """Two images in one record: a released model gives each the whole budget, a checkpoint of ours splits it."""
+    from h2ovl.data.datamodule import H2OVLDataModule
+    from h2ovl.preprocessing import DynamicResolution
+
+    model, tokenizer, _ = tiny
+    noise_image(2000, 500).save(tmp_path / "wide.png")
+    data = write_jsonl(tmp_path / "two.jsonl", [
+        {"id": "q", "image": ["wide.png", "wide.png"], "question": "Same?", "answers": ["yes", "y"], "scorer": "anls"},
+    ])
+    preprocessor = DynamicResolution(tile_size=model.vision.tile_size, max_tiles=6, use_thumbnail=False)
+    tiles = {}
+    for split_budget in (True, False):
+        module = H2OVLDataModule(val_batch_size=1).bind(tokenizer, preprocessor, model.tokens_per_tile)
+        (batch,) = list(module.eval_dataloader(str(data), split_budget=split_budget))
+        tiles[split_budget] = batch["pixel_values"].shape[0]
+    assert tiles == {True: 2 * 3, False: 2 * 4}  # 6 // 2 = 3 -> (3, 1) each; whole budget -> (4, 1) each
+
+    seen = []
+    original = H2OVLDataModule.eval_dataloader
+    monkeypatch.setattr(H2OVLDataModule, "eval_dataloader", lambda self, *a, **k: seen.append(k["split_budget"]) or original(self, *a, **k))
+    model.save_released(tmp_path / "released", tokenizer)
+    assert main(["evaluate", "--released", str(tmp_path / "released"), "--data", str(data), "--max-new-tokens", "2",
+                 "--out", str(tmp_path / "eval"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert seen == [False]
+
+
 def test_evaluate_needs_exactly_one_model(tmp_path: Path, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit):
         main(["evaluate", "--data", "x.jsonl"])

@@ -96,6 +96,14 @@ def test_multi_image_samples_split_the_budget_and_switch_msac_off():
     assert FixedResize().plan_in_sample(2000, 500, n_images=3).n_tiles == 1
 
 
+def test_released_inference_gives_each_image_the_whole_budget():
+    # The released models' chat code: MSAC off for several images, each with max_tiles (not 6 // n).
+    assert DynamicResolution(max_tiles=6).plan_in_sample(2000, 500, n_images=2, split_budget=False).grids["grid"] == (4, 1)
+    msac = MSAC(max_tiles=6).plan_in_sample(2000, 500, n_images=3, split_budget=False)
+    assert set(msac.grids) == {"grid"} and msac.views == ((4, 1), (1, 1))
+    assert MSAC(max_tiles=6).plan_in_sample(2000, 500, n_images=1, split_budget=False) == MSAC(max_tiles=6).plan(2000, 500)
+
+
 def test_tokens_per_tile_with_and_without_pixel_shuffle():
     assert tokens_per_tile(448, 14, 0.5) == 256
     assert tokens_per_tile(448, 14, None) == 1024

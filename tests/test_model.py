@@ -239,9 +239,8 @@ def test_released_loading_is_strict(tmp_path: Path):
     assert "unexpected tensor 'vision_model.extra'" in message
 
 
-def test_parity_with_transformers_internvl(tmp_path: Path):
-    torch.manual_seed(0)
-    image_token_id, vocab = 99, 100
+def _tiny_hf_internvl(vocab: int, image_token_id: int) -> InternVLForConditionalGeneration:
+    """transformers' own InternVL at a tiny shape: 32-px tiles of 8-px patches, 4 tokens per tile."""
     vision = InternVLVisionConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
         image_size=[32, 32], patch_size=[8, 8], attention_bias=True, layer_norm_eps=1e-6,
@@ -253,6 +252,13 @@ def test_parity_with_transformers_internvl(tmp_path: Path):
         for name, param in hf.named_parameters():
             if "lambda" in name or "layernorm" in name or "layer_norm" in name or "norm.weight" in name:
                 param.uniform_(0.5, 1.5)
+    return hf
+
+
+def test_parity_with_transformers_internvl(tmp_path: Path):
+    torch.manual_seed(0)
+    image_token_id, vocab = 99, 100
+    hf = _tiny_hf_internvl(vocab, image_token_id)
     save_hf_internvl_as_released(hf, tmp_path)
     ours = H2OVL.from_released(tmp_path, image_token_id=image_token_id).eval()
 
@@ -265,6 +271,95 @@ def test_parity_with_transformers_internvl(tmp_path: Path):
         expected = hf(input_ids=ids, pixel_values=pixel_values).logits
         actual = ours(ids, pixel_values=pixel_values).logits
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_a_released_checkpoint_whose_tokenizer_keeps_the_markers_as_text(tmp_path: Path):
+    """The released layout as shipped: the ten H2OVL tokens in the tokenizer, `<|prompt|>`/`<|answer|>`
+    plain text, embeddings exactly the vocabulary. It loads without adding or resizing anything, its logits
+    equal transformers' InternVL on a templated sample, and generation stops at `<|end|>`."""
+    from h2ovl.data.template import ConversationEncoder
+    from support.released_tokenizer import write_released_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = write_released_tokenizer(tmp_path)
+    vocab, image_token_id, end_id = len(tokenizer), tokenizer.convert_tokens_to_ids(IMG_CONTEXT), tokenizer.convert_tokens_to_ids("<|end|>")
+    hf = _tiny_hf_internvl(vocab, image_token_id)
+    save_hf_internvl_as_released(hf, tmp_path)
+    ours = H2OVL.from_released(tmp_path).eval()
+    assert ours.llm.get_input_embeddings().num_embeddings == vocab and ours.image_token_id == image_token_id
+    assert end_id in ours.end_token_ids
+
+    tiles = 3
+    encoded = ConversationEncoder(tokenizer).encode([("<image>\nread the total", "12.50")], image_tokens=[tiles * 4])
+    ids = torch.tensor([encoded.input_ids])
+    pixel_values = torch.randn(tiles, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids, pixel_values=pixel_values).logits, hf(input_ids=ids, pixel_values=pixel_values).logits, atol=1e-4, rtol=0)
+
+    # Steer greedy decoding (both models alike): the final norm keeps one channel, which the embeddings set
+    # to +100 except at the prompt's last token (-100); lm_head maps -1 on it to the answer's first token
+    # and +1 to <|end|>. So the answer is that token, then <|end|>, where generation must stop.
+    first = next(i for i, label in enumerate(encoded.labels) if label != IGNORE_INDEX)
+    prompt, answer_token = ids[:, :first], encoded.input_ids[first]
+    with torch.no_grad():
+        hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.clone())  # transformers ties them; the released layout does not
+        lm = hf.model.language_model
+        lm.norm.weight.zero_()
+        lm.norm.weight[0] = 1.0
+        lm.embed_tokens.weight[:, 0] = 100.0
+        lm.embed_tokens.weight[prompt[0, -1], 0] = -100.0
+        hf.lm_head.weight.zero_()
+        hf.lm_head.weight[answer_token, 0], hf.lm_head.weight[end_id, 0] = -1.0, 1.0
+    steered = tmp_path / "steered"
+    save_hf_internvl_as_released(hf, steered)
+    tokenizer.save_pretrained(str(steered))
+    ours = H2OVL.from_released(steered).eval()
+    with torch.no_grad():
+        expected = hf.generate(input_ids=prompt, pixel_values=pixel_values, max_new_tokens=6, do_sample=False, eos_token_id=end_id)[0, first:]
+        generated = ours.generate(prompt, pixel_values=pixel_values, max_new_tokens=6)[0]
+    assert generated.tolist() == expected.tolist() == [answer_token, end_id]
+    assert tokenizer.decode(generated[:-1]) == tokenizer.decode([answer_token])
+
+
+def test_export_to_transformers_internvl_loads_without_remote_code(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`h2ovl export`: a checkpoint's model as transformers' own InternVL + processor. The exported model's
+    logits equal ours on the processor's own inputs (its tiling of an image is ours: dynamic resolution
+    with a thumbnail) and on tiles from h2ovl's preprocessor (the way to serve MSAC)."""
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from h2ovl.cli import main
+
+    torch.manual_seed(0)
+    model, tokenizer = H2OVL.from_preset("tiny")
+    model.eval()
+    model.save_released(tmp_path / "released", tokenizer)
+    out = tmp_path / "hf"
+    assert main(["export", "--released", str(tmp_path / "released"), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"out": str(out), "format": "transformers"}
+    hf = InternVLForConditionalGeneration.from_pretrained(str(out)).eval()
+    processor = AutoProcessor.from_pretrained(str(out))
+    assert len(processor.tokenizer) == len(tokenizer)  # nothing added: the vocabulary is the embeddings'
+
+    image = Image.fromarray((np.random.default_rng(0).random((60, 130, 3)) * 255).astype("uint8"))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "read"}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt == f"<|prompt|>{IMG_CONTEXT}\nread<|end|><|answer|>"
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    tiles = model.build_preprocessor()(image).tiles
+    assert inputs["pixel_values"].shape[0] == tiles.shape[0] == 3  # 2x1 grid + thumbnail, as ours
+    assert int((inputs["input_ids"] == model.image_token_id).sum()) == 3 * model.tokens_per_tile
+    with torch.no_grad():
+        torch.testing.assert_close(hf(**inputs).logits, model(inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits, atol=1e-5, rtol=0)
+        ours_tiles = model.normalizer(tiles)
+        torch.testing.assert_close(hf(input_ids=inputs["input_ids"], pixel_values=ours_tiles).logits,
+                                   model(inputs["input_ids"], pixel_values=ours_tiles).logits, atol=1e-5, rtol=0)
+    reader, _ = H2OVL.from_preset("tiny-reader")  # a conv stem: no place for it in transformers' InternVL
+    with pytest.raises(ValueError, match="no place for a conv stem"):
+        from h2ovl.model.hf_internvl import export_hf_internvl
+
+        export_hf_internvl(reader, tmp_path / "no", tokenizer)
 
 
 def test_pretrained_parts_load_from_local_paths(tmp_path: Path):

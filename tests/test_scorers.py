@@ -18,7 +18,7 @@ from h2ovl.evaluation.anls import anls
 from h2ovl.evaluation.kie import field_counts, parse_prediction, ted_accuracy
 from h2ovl.evaluation.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
 from h2ovl.evaluation.vqa import normalize_vqa_answer, vqa_accuracy
-from support import donut_reference
+from support import donut_reference, reference_scorers
 
 
 def scored(prediction: str, *answers: str, category: str | None = None, scorer: str | None = None) -> Scored:
@@ -75,7 +75,8 @@ def test_anls_hand_worked():
     assert anls("ab", ["ax"]) == 0.5  # exactly at the threshold: kept
     assert anls("abc", ["xyc"]) == 0.0  # 1/3 < 0.5
     assert anls("total", ["x", "totals"]) == pytest.approx(1 - 1 / 6)  # best over answers
-    assert anls("", ["answer"]) == 0.0  # an empty prediction scores 0
+    assert anls("", ["answer"]) == 0.0  # an empty prediction scores 0 ...
+    assert anls("", ["   "]) == 1.0  # ... except against an answer that normalises to nothing
     assert score_samples([scored("hello wrld", "hello world"), scored("abc", "xyc")], "anls")["anls/anls"] == pytest.approx((1 - 1 / 11) / 2)
 
 
@@ -117,10 +118,15 @@ def test_kie_hand_worked():
 
 
 def test_kie_unparseable_prediction_counts_as_empty():
-    assert parse_prediction('```json\n{"a": "1"}\n```') == ({"a": "1"}, True)
-    assert parse_prediction('Sure! {"a": "1"} hope it helps') == ({"a": "1"}, True)
+    assert parse_prediction(' {"a": "1"}\n') == ({"a": "1"}, True)
+    # Donut's reading by default: the whole text is the JSON; fences and prose are ours, as options.
+    for wrapped in ('```json\n{"a": "1"}\n```', 'Sure! {"a": "1"} hope it helps'):
+        assert parse_prediction(wrapped) == ({}, False)
+        assert parse_prediction(wrapped, extract_json=True) == ({"a": "1"}, True)
     assert parse_prediction('{"a": ') == ({}, False)
     assert parse_prediction("[1, 2]") == ({}, False)
+    assert parse_prediction('[{"a": "1"}]', accept_lists=True) == ([{"a": "1"}], True)
+    assert parse_prediction('{"a": NaN}') == ({}, False)  # NaN is not JSON
     scores = score_samples([scored('{"store": ', '{"store": "ACME"}'), scored("", '{"store": "ACME"}')], "kie")
     assert scores["kie/json_parse_rate"] == 0.0
     assert scores["kie/ted_accuracy"] == 0.0 and scores["kie/field_f1"] == 0.0 and scores["kie/score"] == 0.0
@@ -177,6 +183,100 @@ def test_kie_matches_donuts_evaluator_on_random_json_trees():
     assert 0.05 < scores["kie/ted_accuracy"] < 0.95  # the trees differ in varied amounts
 
 
+def test_kie_options_through_the_score_command(tmp_path: Path, capsys: pytest.CaptureFixture):
+    records = [{"id": "0", "prediction": '```json\n{"a": "1"}\n```', "answers": ['{"a": "1"}']}]
+    path = _write(tmp_path / "kie.jsonl", records)
+    assert main(["score", str(path), "--task", "kie"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kie/perfect_match"] == 0.0
+    assert main(["score", str(path), "--task", "kie", "--kie-extract-json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kie/perfect_match"] == 1.0
+
+
+def test_kie_reference_with_nan_or_a_list_is_refused():
+    with pytest.raises(ValueError, match="not valid JSON"):
+        score_samples([scored('{"a": 1}', '{"a": NaN}')], "kie")
+    with pytest.raises(ValueError, match="a list needs accept_lists"):
+        score_samples([scored('{"a": 1}', '[{"a": 1}]')], "kie")
+    scores = score_samples([scored('[{"a": "1"}]', '[{"a": "1"}]')], "kie", {"kie": {"accept_lists": True}})
+    assert scores["kie/perfect_match"] == 1.0
+
+
+def test_kie_leaf_rule_is_donuts_contains_and_strip_all():
+    # Donut treats any label containing "<leaf>" as a leaf and removes every occurrence; keys and values
+    # holding the marker (mid-string, twice) and long leaves with long shared prefixes are scored alike.
+    rng = random.Random(1)
+    long_a = "x" * 300 + "".join(rng.choice("ab") for _ in range(60))
+    long_b = "".join(rng.choice("ab") for _ in range(60)) + "x" * 300
+    cases = [
+        ({"k<leaf>ey": "v"}, {"k<leaf>ey": "w"}),
+        ({"a": "x<leaf>y<leaf>z"}, {"a": "xyz"}),
+        ({"a<leaf>": {"b": "1"}}, {"a<leaf>": {"b": "2"}}),
+        ({"a": long_a}, {"a": long_b}),
+        ({"a": [long_a, "q"], "b": long_b}, {"a": [long_b], "b": long_a}),
+    ]
+    for pred, answer in cases:
+        assert ted_accuracy(pred, answer) == pytest.approx(donut_reference.cal_acc(pred, answer), abs=1e-12), (pred, answer)
+
+
+# -- exact edit distances (ANLS, CER) ------------------------------------------------------------------
+def _long_pair(rng: random.Random) -> tuple[str, str]:
+    """Long strings sharing a long prefix or suffix: where a banded edit distance overestimates."""
+    common = "".join(rng.choice("ab ") for _ in range(rng.randint(100, 300)))
+    tail = lambda: "".join(rng.choice("abcxyz ") for _ in range(rng.randint(0, 80)))  # noqa: E731
+    return (common + tail(), tail() + common) if rng.random() < 0.5 else (tail() + common + tail(), common)
+
+
+def test_anls_equals_the_docvqa_scorer_on_long_and_unicode_strings():
+    rng = random.Random(0)
+    pairs = [_long_pair(rng) for _ in range(60)]
+    pairs += [("Straße", "STRASSE"), ("İstanbul", "istanbul"), ("  ", ""), ("ﬁle", "file"), ("日本 語", "日本語")]
+    differing = 0
+    for prediction, answer in pairs:
+        ours = anls(prediction, [answer, answer[::-1]])
+        assert ours == pytest.approx(reference_scorers.docvqa_anls(prediction, [answer, answer[::-1]]), abs=1e-12), (prediction, answer)
+        differing += ours != 0.0
+    assert differing > 10  # the pairs exercise both sides of the threshold
+
+
+def test_cer_uses_exact_distances_and_integer_counts():
+    rng = random.Random(2)
+    pairs = [_long_pair(rng) for _ in range(30)]
+    expected = sum(reference_scorers.levenshtein(p, t) for p, t in pairs) / sum(len(t) for _, t in pairs)
+    assert score_samples([scored(p, t) for p, t in pairs], "cer")["cer/cer"] == pytest.approx(expected, rel=1e-12)
+    # 2**24 + 1 edits against one reference character: exactly representable in float64, not float32.
+    huge = score_samples([scored("x" * (2**24 + 1), "y")], "cer")["cer/cer"]
+    assert huge == 2**24 + 1
+
+
+# -- TextVQA processing ---------------------------------------------------------------------------------
+def test_textvqa_processing_equals_m4c_and_vlmevalkit_verbatim():
+    rng = random.Random(3)
+    alphabet = ["a", "the", "two", "dont", "Cat", "1,000", "3.5", ".", "..", "?", "!", "-", "'s", " ", "\n", "(x)", "a.b", "Its"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(400)]
+    texts += ["." * 40 + "end", "a." * 35, "What's the 1,000th?", "Two dogs."]
+    for text in texts:
+        assert normalize_vqa_answer(text) == reference_scorers.m4c_process(text), text
+        assert normalize_vqa_answer(text, "vlmevalkit") == reference_scorers.vlmevalkit_process(text), text
+    # the count quirk: only the first 32 periods (those not before a digit) are stripped
+    assert normalize_vqa_answer("." * 40 + "end") == "." * 8 + "end"
+    assert normalize_vqa_answer("What's up?") != normalize_vqa_answer("What's up?", "vlmevalkit")
+    for _ in range(100):
+        answers = [rng.choice(["two", "2", "Two.", "three", "the cat"]) for _ in range(10)]
+        prediction = rng.choice(["2", "two", "cat", "3"])
+        for processing, process in (("m4c", reference_scorers.m4c_process), ("vlmevalkit", reference_scorers.vlmevalkit_process)):
+            assert vqa_accuracy(prediction, answers, processing) == pytest.approx(reference_scorers.textvqa_accuracy(prediction, answers, process))
+
+
+def test_vqa_processing_option_through_the_scorer():
+    sample = scored("What's it?", *(["what 's it"] * 10))
+    assert score_samples([sample], "vqa")["vqa/accuracy"] == 1.0
+    assert score_samples([sample], "vqa", {"vqa": {"processing": "vlmevalkit"}})["vqa/accuracy"] == 0.0
+    with pytest.raises(ValueError, match="'m4c' or 'vlmevalkit'"):
+        score_samples([sample], "vqa", {"vqa": {"processing": "evalai"}})
+    with pytest.raises(ValueError, match="unknown task"):
+        score_samples([sample], "vqa", {"textvqa": {}})
+
+
 # -- transcription --------------------------------------------------------------------------------------
 def test_transcription_is_torchmetrics_cer_wer_plus_exact_match():
     preds, targets = ["hello wrld", "total 12.50 ", "x"], ["hello world", "total 12.50", "abc def"]
@@ -191,6 +291,15 @@ def test_transcription_is_torchmetrics_cer_wer_plus_exact_match():
 def _write(path: Path, records: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     return path
+
+
+def test_jsonl_records_may_hold_unicode_line_separators(tmp_path: Path):
+    # json.dumps(ensure_ascii=False) writes U+2028, U+2029 and U+0085 raw; only "\n" ends a JSON Lines record.
+    texts = ["a\u2028b", "c\u2029d", "e\u0085f"]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\r\n".join(json.dumps({"id": str(i), "prediction": t, "answers": [t]}, ensure_ascii=False) for i, t in enumerate(texts)) + "\n", encoding="utf-8")
+    records = read_predictions(path)
+    assert [r.prediction for r in records] == texts and [r.where for r in records] == [f"{path}:{i}" for i in (1, 2, 3)]
 
 
 @pytest.mark.parametrize(("bad", "message"), [

@@ -147,7 +147,7 @@ class H2OVLDataModule(L.LightningDataModule):
             )
         return str(metas["train"]), self.val_path or (str(metas["test"]) if "test" in metas else None)
 
-    def builder(self, path: str, seed: int | None = None) -> SampleBuilder:
+    def builder(self, path: str, seed: int | None = None, split_budget: bool = True) -> SampleBuilder:
         if self._bound is None:
             module = self.trainer.lightning_module if self.trainer is not None else None
             if module is None or not hasattr(module, "model"):
@@ -156,7 +156,7 @@ class H2OVLDataModule(L.LightningDataModule):
         tokenizer, preprocessor, tokens_per_tile = self._bound
         sources = [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
         encoder = ConversationEncoder(tokenizer, self.max_length)
-        return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed)
+        return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed, split_budget)
 
     def setup(self, stage: str) -> None:
         size, name = self.global_batch
@@ -219,9 +219,10 @@ class H2OVLDataModule(L.LightningDataModule):
             return []
         return self.eval_dataloader(val, self.val_limit)
 
-    def eval_dataloader(self, path: str, limit: int | None = None) -> DataLoader:
-        """Every record of a meta file or jsonl once, in order (the first `limit`), bad ones counted."""
-        dataset = EvalSamples(self.builder(path), self.on_bad_sample, limit=limit)
+    def eval_dataloader(self, path: str, limit: int | None = None, split_budget: bool = True) -> DataLoader:
+        """Every record of a meta file or jsonl once, in order (the first `limit`), bad ones counted.
+        `split_budget`: the multi-image tile rule (`SampleBuilder`); False for released models."""
+        dataset = EvalSamples(self.builder(path, split_budget=split_budget), self.on_bad_sample, limit=limit)
         return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
 
     def test_dataloader(self) -> DataLoader | list:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from h2ovl.data.samples import Sample
-from h2ovl.model.h2ovl import IGNORE_INDEX
+from h2ovl.constants import IGNORE_INDEX
 
 
 def best_fit_row(lengths: Sequence[int], tiles: Sequence[int], max_tokens: int, max_tiles: int) -> list[int]:

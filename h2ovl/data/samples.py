@@ -64,6 +64,8 @@ class SampleBuilder:
         encoder: template, labels and truncation.
         tokens_per_tile: the model's visual tokens per tile (pixel shuffle on or off).
         seed: seeds augmentation, so a sample rebuilt after a resume is the same sample.
+        split_budget: multi-image samples share the tile budget (InternVL's training rule); False gives
+            each image the whole budget, as the released models' inference code does.
     """
 
     def __init__(
@@ -73,12 +75,14 @@ class SampleBuilder:
         encoder: ConversationEncoder,
         tokens_per_tile: int,
         seed: int = 0,
+        split_budget: bool = True,
     ) -> None:
         self.sources = sources
         self.preprocessor = preprocessor
         self.encoder = encoder
         self.tokens_per_tile = tokens_per_tile
         self.seed = seed
+        self.split_budget = split_budget
 
     def build(self, dataset_index: int, record_index: int, epoch: int = 0) -> Sample:
         """Raises `BadSample` for anything wrong with the record or its images."""
@@ -86,7 +90,7 @@ class SampleBuilder:
         spec = source.spec
         record, images = source.load(record_index)
         try:
-            tiled = self.preprocessor.process_sample(images, max_tiles=spec.max_dynamic_patch)
+            tiled = self.preprocessor.process_sample(images, max_tiles=spec.max_dynamic_patch, split_budget=self.split_budget)
         except (ImageLoadError, OSError) as error:
             raise BadSample("image_error", record.where, str(error)) from None
         encoded = self.encoder.encode(record.turns, [t.n_tokens(self.tokens_per_tile) for t in tiled], record.where)

@@ -3,6 +3,9 @@
 Writes `<out>/predictions.jsonl` (one scored record per sample, readable by `h2ovl score`) and
 `<out>/scores.json`, and logs the scores as `eval/<data>/<task>/<metric>` plus both files as artifacts to
 MLflow: into the training run of a `--ckpt` (its run id rides in the checkpoint), else a new run.
+Multi-image samples follow the model's own rule: a checkpoint trained here splits the tile budget across
+a sample's images as it was trained; a released model gives each image the whole budget (MSAC off), as
+the released inference code does.
 Generation runs under Lightning's `Trainer.predict` (device placement, precision) on one device.
 """
 
@@ -44,6 +47,8 @@ class EvaluationRequest:
     out: str | None = None
     experiment: str = "evaluate"
     tracking_uri: str | None = None
+    scorer_options: dict[str, dict] | None = None
+    """Per task, its metric's options (`TaskScorer`); None: the reference evaluators' readings."""
 
 
 def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> tuple[H2OVLModule, str | None]:
@@ -71,7 +76,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = H2OVLDataModule(val_batch_size=request.batch_size, max_length=request.max_length)
     data.bind(module.tokenizer, module.preprocessor, module.model.tokens_per_tile)
-    loader = data.eval_dataloader(request.data, request.limit)
+    loader = data.eval_dataloader(request.data, request.limit, split_budget=request.released is None)
 
     writer = PredictionWriter(str(out / "predictions.jsonl"))
     precision = request.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
@@ -80,7 +85,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     trainer.predict(module, dataloaders=loader, return_predictions=False)
 
     samples = read_predictions(out / "predictions.jsonl")
-    scores: dict[str, Any] = score_samples(samples, request.task)
+    scores: dict[str, Any] = score_samples(samples, request.task, request.scorer_options)
     scores["skipped"] = sum(writer.skipped.values())
     if writer.skipped:
         scores["skipped_by_reason"] = dict(writer.skipped)
@@ -99,7 +104,8 @@ def track(request: EvaluationRequest, scores: dict[str, Any], out: Path, run_id:
         tracker.continue_run(run_id)
     numeric = {f"eval/{name}/{key}": float(value) for key, value in scores.items() if isinstance(value, (int, float))}
     tracker.log_metrics(numeric, step=0)
-    tracker.log_hyperparams({f"eval/{name}/task": request.task, f"eval/{name}/data": request.data})
+    tracker.log_hyperparams({f"eval/{name}/task": request.task, f"eval/{name}/data": request.data,
+                             f"eval/{name}/scorer_options": json.dumps(request.scorer_options or {}, sort_keys=True)})
     for file in ("predictions.jsonl", "scores.json"):
         tracker.experiment.log_artifact(tracker.run_id, str(out / file), artifact_path=f"eval/{name}")
     tracker.finalize("success")

@@ -8,19 +8,26 @@
 - **JSON parse rate**; a prediction that does not parse as a JSON object is scored as `{}`;
 - **score**: the paper's average of perfect match, TED accuracy and F1.
 
-The tree edit distance is `zss` (Zhang-Shasha), the library Donut itself uses.
+The tree edit distance is `zss` (Zhang-Shasha), the library Donut itself uses; leaf texts are compared
+with an exact Levenshtein distance (rapidfuzz), as Donut's nltk one is. Donut's quirks are kept: a label
+that *contains* "<leaf>" is a leaf, and every "<leaf>" in it is removed before comparing.
+
+By default a prediction must be, as a whole, one JSON object (Donut's reading). Two readings of ours are
+options, off by default so a reported number means what the paper's does: `extract_json` also takes the
+JSON out of a code fence or out of the prose around the outermost `{...}`; `accept_lists` scores a
+top-level JSON list (prediction or reference) as Donut's trees do. NaN and Infinity are not JSON: a
+prediction holding them does not parse, a reference holding them is an error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any
 
 import torch
 import zss
-from torchmetrics.functional.text import edit_distance
+from rapidfuzz.distance import Levenshtein
 
 from h2ovl.evaluation.base import AnswerMetric
 
@@ -28,33 +35,48 @@ _LEAF = "<leaf>"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-def parse_prediction(text: str) -> tuple[dict | list, bool]:
-    """(the JSON a model wrote, whether it parsed): code fences are allowed, and the outermost `{...}`
-    is tried when the whole text is not JSON; anything else is `{}`."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: Python's reader would take NaN and Infinity, which no JSON writer emits."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def parse_prediction(text: str, extract_json: bool = False, accept_lists: bool = False) -> tuple[dict | list, bool]:
+    """(the JSON a model wrote, whether it parsed); anything that does not parse is `{}`.
+
+    The whole text must be one JSON object (a list too with `accept_lists`); `extract_json` also tries
+    the inside of a code fence and the outermost `{...}` of the text."""
     text = text.strip()
-    fenced = _FENCE.match(text)
-    candidates = [fenced.group(1) if fenced else text]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])
+    candidates = [text]
+    if extract_json:
+        fenced = _FENCE.match(text)
+        if fenced:
+            candidates.append(fenced.group(1))
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
-        except json.JSONDecodeError:
+            value = _loads(candidate)
+        except ValueError:  # JSONDecodeError is a ValueError, as is a refused constant
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) or (accept_lists and isinstance(value, list)):
             return value, True
     return {}, False
 
 
-def parse_reference(text: str) -> dict | list:
+def parse_reference(text: str, accept_lists: bool = False) -> dict | list:
     """A reference answer's JSON; a reference that is not a JSON object is an error, not a zero."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
+        value = _loads(text)
+    except ValueError as error:
         raise ValueError(f"KIE reference is not valid JSON ({error}): {text[:80]!r}") from None
-    if not isinstance(value, (dict, list)):
-        raise ValueError(f"KIE reference must be a JSON object, got {type(value).__name__}: {text[:80]!r}")
+    if not (isinstance(value, dict) or (accept_lists and isinstance(value, list))):
+        allowed = "a JSON object" + (" or list" if accept_lists else " (a list needs accept_lists)")
+        raise ValueError(f"KIE reference must be {allowed}, got {type(value).__name__}: {text[:80]!r}")
     return value
 
 
@@ -103,23 +125,25 @@ def tree(data: Any, label: str = "<root>") -> zss.Node:
     return node
 
 
-@lru_cache(maxsize=65536)
-def _levenshtein(a: str, b: str) -> int:
-    return int(edit_distance(a, b, reduction="none")[0]) if a or b else 0
+def _is_leaf(node: zss.Node) -> bool:
+    return _LEAF in node.label  # Donut's test: a key containing "<leaf>" counts as a leaf too
+
+
+def _text(node: zss.Node) -> str:
+    return node.label.replace(_LEAF, "")
 
 
 def _update_cost(a: zss.Node, b: zss.Node) -> int:
-    a_leaf, b_leaf = a.label.startswith(_LEAF), b.label.startswith(_LEAF)
+    a_leaf, b_leaf = _is_leaf(a), _is_leaf(b)
     if a_leaf and b_leaf:
-        return _levenshtein(a.label[len(_LEAF):], b.label[len(_LEAF):])
+        return Levenshtein.distance(_text(a), _text(b))
     if a_leaf != b_leaf:
-        leaf = a if a_leaf else b
-        return 1 + len(leaf.label[len(_LEAF):])
+        return 1 + len(_text(a if a_leaf else b))
     return int(a.label != b.label)
 
 
 def _insert_remove_cost(node: zss.Node) -> int:
-    return len(node.label[len(_LEAF):]) if node.label.startswith(_LEAF) else 1
+    return len(_text(node)) if _is_leaf(node) else 1
 
 
 def tree_edit_distance(pred: Any, answer: Any) -> int:
@@ -153,20 +177,26 @@ def field_counts(pred: Any, answer: Any) -> tuple[int, int]:
 
 class KIEScore(AnswerMetric):
     """`perfect_match`, `ted_accuracy`, `field_f1`, `json_parse_rate` and `score` (the mean of the first
-    three). The first reference answer is the ground-truth JSON (an object, or its text)."""
+    three). The first reference answer is the ground-truth JSON (an object, or its text).
+
+    Args:
+        extract_json: also read JSON out of a code fence or the prose around it (ours; off: Donut's reading).
+        accept_lists: score top-level JSON lists (ours; off: a prediction must be an object).
+    """
 
     higher_is_better = True
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, extract_json: bool = False, accept_lists: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.extract_json, self.accept_lists = extract_json, accept_lists
         for name, dtype in (("perfect", torch.long), ("ted", torch.float64), ("parsed", torch.long),
                             ("true_positives", torch.long), ("wrong_fields", torch.long)):
             self.add_state(name, default=torch.tensor(0, dtype=dtype), dist_reduce_fx="sum")
 
     def score_batch(self, preds: list[str], answers: list[list[str]], categories: list[str | None]) -> None:
-        references = [parse_reference(refs[0]) for refs in answers]  # all checked before any state changes
+        references = [parse_reference(refs[0], self.accept_lists) for refs in answers]  # checked before any state changes
         for text, answer in zip(preds, references):
-            pred, parsed = parse_prediction(text)
+            pred, parsed = parse_prediction(text, self.extract_json, self.accept_lists)
             self.parsed += int(parsed)
             self.perfect += int(normalize(pred) == normalize(answer))
             self.ted += ted_accuracy(pred, answer)

@@ -71,7 +71,9 @@ def read_predictions(path: str | Path) -> list[Scored]:
         records = [to_scored(item, f"{path}[{i}]") for i, item in enumerate(items)]
     else:
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # JSON Lines end records at "\n" only: str.splitlines() would also break inside strings holding
+        # U+2028, U+2029 or U+0085, which json.dumps(ensure_ascii=False) writes as they are.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"

@@ -8,8 +8,9 @@ number means the same thing wherever it was computed. Metric names are `<task>/<
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -47,15 +48,23 @@ class Scored:
 
 class TaskScorer(nn.Module):
     """One metric per task in use; `update` takes `Scored` samples, `compute` returns `<task>/<metric>`
-    floats (plus `<task>/n`) for every task that saw a sample on any rank."""
+    floats (plus `<task>/n`) for every task that saw a sample on any rank.
 
-    def __init__(self, task: str = AUTO) -> None:
+    Args:
+        task: one of `TASKS`, or "auto" (each sample's own `scorer`).
+        options: per task, its metric's keyword arguments (`{"vqa": {"processing": "vlmevalkit"}}`).
+    """
+
+    def __init__(self, task: str = AUTO, options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__()
         if task != AUTO and task not in TASKS:
             raise ValueError(f"unknown task {task!r}: choose from {[AUTO, *TASKS]}")
+        options = dict(options or {})
+        if unknown := set(options) - set(TASKS):
+            raise ValueError(f"scorer options for unknown task(s) {sorted(unknown)}: choose from {list(TASKS)}")
         self.task = task
         names = list(TASKS) if task == AUTO else [task]
-        self.metrics = nn.ModuleDict({name: TASKS[name]() for name in names})
+        self.metrics = nn.ModuleDict({name: TASKS[name](**options.get(name, {})) for name in names})
 
     def task_of(self, sample: Scored) -> str:
         if self.task != AUTO:
@@ -89,7 +98,7 @@ class TaskScorer(nn.Module):
             metric.reset()
 
 
-def score_samples(samples: Sequence[Scored], task: str = AUTO) -> dict[str, float]:
-    scorer = TaskScorer(task)
+def score_samples(samples: Sequence[Scored], task: str = AUTO, options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
+    scorer = TaskScorer(task, options)
     scorer.update(samples)
     return scorer.compute()

@@ -1,14 +1,21 @@
 """VQA accuracy as TextVQA reports it.
 
-Variant: the TextVQA/m4c evaluator (`TextVQAAccuracyEvaluator`, also what InternVL and VLMEvalKit use):
-the EvalAI answer processor is applied to the prediction and to every reference answer (the original VQA
-evaluator applies punctuation/article processing only when annotators disagree), and the score is the
-mean over the leave-one-out subsets of the references of min(1, matches / 3).
+Two answer processings are offered, because the evaluators people report with differ:
+- `m4c` (default): mmf's TextVQA evaluator (`EvalAIAnswerProcessor` + `TextVQAAccuracyEvaluator`), which
+  InternVL's TextVQA script follows: lower-case, drop "," and "?", split "'s", then punctuation, number
+  words, articles and contractions;
+- `vlmevalkit`: VLMEvalKit's `process_answer`, which skips that first step (commas and question marks go
+  through the punctuation rule instead, "'s" is not split).
+Both keep the reference's quirks verbatim, since a reported number means what the reference computed:
+`re.UNICODE` is passed as the *count* of the period strip (so only the first 32 periods are removed), and
+"(?!<=\\d)" is a lookahead, so every period not followed by a digit is dropped. The score is the mean over
+the leave-one-out subsets of the references of min(1, matches / 3).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import torch
 
@@ -46,20 +53,23 @@ _NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "fou
             "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
 _ARTICLES = {"a", "an", "the"}
 _PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
-# Kept verbatim from the reference, typo included: "(?!<=\d)" is a lookahead, so every period not followed
+# Kept verbatim from the references, typo included: "(?!<=\d)" is a lookahead, so every period not followed
 # by a digit is dropped.
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+# Both references call `_PERIOD_STRIP.sub("", text, re.UNICODE)`: the flag lands in `count`.
+_PERIOD_STRIP_COUNT = int(re.UNICODE)
+_COMMA_STRIP = {"m4c": re.compile(r"(?<=\d)(\,)+(?=\d)"), "vlmevalkit": re.compile(r"(\d)(,)(\d)")}
+Processing = Literal["m4c", "vlmevalkit"]
 
 
-def _punctuation(text: str) -> str:
+def _punctuation(text: str, processing: Processing) -> str:
     out = text
     for mark in _PUNCTUATION:
-        if (mark + " " in text or " " + mark in text) or _COMMA_STRIP.search(text) is not None:
+        if (mark + " " in text or " " + mark in text) or _COMMA_STRIP[processing].search(text) is not None:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD_STRIP.sub("", out)
+    return _PERIOD_STRIP.sub("", out, count=_PERIOD_STRIP_COUNT)
 
 
 def _digits_and_articles(text: str) -> str:
@@ -68,29 +78,39 @@ def _digits_and_articles(text: str) -> str:
     return " ".join(_CONTRACTIONS.get(word, word) for word in words)
 
 
-def normalize_vqa_answer(answer: str) -> str:
-    """The EvalAI answer processor: lower case, punctuation, number words, articles, contractions."""
-    text = answer.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+def normalize_vqa_answer(answer: str, processing: Processing = "m4c") -> str:
+    """The answer processing of `processing`'s evaluator: punctuation, number words, articles, contractions."""
+    text = answer
+    if processing == "m4c":  # mmf's word_tokenize
+        text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+    elif processing != "vlmevalkit":
+        raise ValueError(f"VQA answer processing must be 'm4c' or 'vlmevalkit', got {processing!r}")
     text = text.replace("\n", " ").replace("\t", " ").strip()
-    return _digits_and_articles(_punctuation(text))
+    return _digits_and_articles(_punctuation(text, processing))
 
 
-def vqa_accuracy(prediction: str, answers: list[str]) -> float:
+def vqa_accuracy(prediction: str, answers: list[str], processing: Processing = "m4c") -> float:
     """Mean over the len(answers) leave-one-out subsets of min(1, matches in the subset / 3)."""
-    predicted = normalize_vqa_answer(prediction)
-    matches = [normalize_vqa_answer(answer) == predicted for answer in answers]
+    predicted = normalize_vqa_answer(prediction, processing)
+    matches = [normalize_vqa_answer(answer, processing) == predicted for answer in answers]
     total = sum(matches)
     return sum(min(1.0, (total - hit) / 3) for hit in matches) / len(matches)
 
 
 class VQAAccuracy(AnswerMetric):
     """Mean VQA accuracy (`accuracy`, in [0, 1]). Needs the annotators' answers (TextVQA has ten per
-    question): with one answer every leave-one-out subset is empty, so single answers are refused."""
+    question): with one answer every leave-one-out subset is empty, so single answers are refused.
+
+    Args:
+        processing: whose answer processing to apply, "m4c" (mmf / InternVL) or "vlmevalkit".
+    """
 
     higher_is_better = True
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, processing: Processing = "m4c", **kwargs) -> None:
         super().__init__(**kwargs)
+        normalize_vqa_answer("", processing)  # validates the name before any state exists
+        self.processing = processing
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def score_batch(self, preds: list[str], answers: list[list[str]], categories: list[str | None]) -> None:
@@ -98,7 +118,7 @@ class VQAAccuracy(AnswerMetric):
             if len(refs) < 2:
                 raise ValueError(f"sample {i}: VQA accuracy needs the annotators' answers (TextVQA has 10), got {len(refs)}; "
                                  "score single answers with --task anls or --task cer (exact match)")
-        self.total += sum(vqa_accuracy(p, a) for p, a in zip(preds, answers))
+        self.total += sum(vqa_accuracy(p, a, self.processing) for p, a in zip(preds, answers))
 
     def scores(self) -> dict[str, float]:
         return {"accuracy": float(self.total / self.n)}

@@ -18,6 +18,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from h2ovl.model.config import H2OVLConfig, preset, resolve_part
 from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
+from h2ovl.constants import IGNORE_INDEX
 from h2ovl.model.projector import build_projector
 from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_tokenizer
 from h2ovl.model.vision import VisionEncoder
@@ -25,7 +26,6 @@ from h2ovl.preprocessing import TileNormalizer, tokens_per_tile
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 PARTS = ("vision", "projector", "llm")
 
 

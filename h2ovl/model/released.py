@@ -163,7 +163,7 @@ def load_released(cls: type[H2OVL], path: Path, image_token_id: int | None) -> H
     config = config_from_released(json.loads(config_file.read_text()), path)
     tokenizer = None
     if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, add_missing=False)
         config.tokenizer = str(path)
     if tokenizer is not None and image_token_id is None:
         model = cls.for_tokenizer(config, tokenizer)

@@ -1,8 +1,10 @@
-"""Tokenizers: the special tokens of the h2ogpt2 template, and an offline tokenizer for tiny presets.
+"""Tokenizers: loading a pretrained or released one, and an offline tokenizer for tiny presets.
 
-The released models use the Danube tokenizer from a local directory. Tiny presets need one that exists
-without a hub: a byte-level BPE trained deterministically on the project's own text, saved in the
-standard Hugging Face format and loaded back through `transformers`.
+A released H2OVL tokenizer is used exactly as shipped: it already holds the ten H2OVL tokens, and its
+`<|prompt|>`/`<|answer|>` are plain text. A base LLM's tokenizer (Danube, for a first training stage)
+gets the ten H2OVL tokens added, as H2OVL added them, and nothing else. Tiny presets need a tokenizer
+that exists without a hub: a byte-level BPE trained deterministically on the project's own text (it
+keeps the two markers as tokens), saved in the standard Hugging Face format.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
-PROMPT, ANSWER, END = "<|prompt|>", "<|answer|>", "<|end|>"
-#: Added by H2OVL on top of the Danube vocabulary.
-ADDED_TOKENS = [IMG_START, IMG_END, IMG_CONTEXT, "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>", END]
+from h2ovl.constants import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
+
+__all__ = ["ADDED_TOKENS", "ANSWER", "END", "IMG_CONTEXT", "IMG_END", "IMG_START", "PROMPT",
+           "build_tiny_tokenizer", "ensure_h2ovl_tokens", "load_tokenizer"]
+
 _BASE_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", PROMPT, ANSWER]
 
 
@@ -60,25 +63,28 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     return wrapped
 
 
-def ensure_special_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
-    """Add whatever of the template and image tokens is missing; returns how many were added."""
-    missing = [t for t in (PROMPT, ANSWER, *ADDED_TOKENS) if t not in tokenizer.get_vocab()]
+def ensure_h2ovl_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
+    """Add whichever of the ten H2OVL tokens is missing (never the prompt/answer markers, which the
+    released tokenizers keep as text); returns how many were added."""
+    missing = [t for t in ADDED_TOKENS if t not in tokenizer.get_added_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return len(missing)
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedTokenizerFast:
     """A tokenizer from a directory or a hub id (through transformers' cache; `HF_HUB_OFFLINE=1` is
-    respected), with the H2OVL tokens present; `h2ovl_added_tokens` records how many were added."""
+    respected). With `add_missing` (a base LLM's tokenizer) the H2OVL tokens it lacks are added and
+    `h2ovl_added_tokens` says how many; without (a released checkpoint's), one that lacks them is refused."""
     from h2ovl.model.config import resolve_part
 
     tokenizer = resolve_part("model.tokenizer", str(path), lambda: AutoTokenizer.from_pretrained(str(path)))
-    tokenizer.h2ovl_added_tokens = ensure_special_tokens(tokenizer)
+    if add_missing:
+        tokenizer.h2ovl_added_tokens = ensure_h2ovl_tokens(tokenizer)
+    else:
+        missing = [t for t in ADDED_TOKENS if t not in tokenizer.get_added_vocab()]
+        if missing:
+            raise ValueError(f"{path}: the tokenizer lacks the H2OVL tokens {missing}: not a released H2OVL tokenizer "
+                             "(a base LLM's tokenizer belongs in model.tokenizer, where they are added)")
+        tokenizer.h2ovl_added_tokens = 0
     return tokenizer
-
-
-def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
-    """Ids looked up from the tokenizer (never hard-coded)."""
-    vocab = tokenizer.get_vocab()
-    return {token: vocab[token] for token in (IMG_START, IMG_END, IMG_CONTEXT, PROMPT, ANSWER, END)}

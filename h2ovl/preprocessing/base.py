@@ -95,27 +95,30 @@ class ImagePreprocessor(ABC):
     def plan(self, width: int, height: int, max_tiles: int | None = None) -> TilingPlan:
         """The tiling of a `width` x `height` image; `max_tiles` overrides the configured budget."""
 
-    def plan_in_sample(self, width: int, height: int, n_images: int, max_tiles: int | None = None) -> TilingPlan:
-        """The plan for one of `n_images` images in a sample: the tile budget (`max_tiles`, else the
-        configured one; a dataset may lower it) is split across them."""
+    def plan_in_sample(
+        self, width: int, height: int, n_images: int, max_tiles: int | None = None, split_budget: bool = True
+    ) -> TilingPlan:
+        """The plan for one of `n_images` images in a sample. The tile budget (`max_tiles`, else the
+        configured one; a dataset may lower it) is split across them as InternVL trains
+        (`split_budget`), or given whole to each image, as the released models' inference code does."""
         budget = self.max_tiles if max_tiles is None else max_tiles
-        if n_images <= 1:
+        if n_images <= 1 or not split_budget:
             return self.plan(width, height, max_tiles=max_tiles)
         return self.plan(width, height, max_tiles=tile_budget_per_image(budget, n_images))
 
-    def __call__(self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None) -> TiledImage:
+    def __call__(self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None, split_budget: bool = True) -> TiledImage:
         image = open_image(source, self.max_pixels)
         width, height = oriented_size(image)
-        plan = self.plan_in_sample(width, height, n_images, max_tiles)
+        plan = self.plan_in_sample(width, height, n_images, max_tiles, split_budget)
         if self.fast_path:
             largest = max(plan.views, key=lambda g: g.n_tiles)
             request_reduced_decode(image, (largest.cols * self.tile_size, largest.rows * self.tile_size))
         rgb = decode_rgb(image, describe_source(source))
         return TiledImage(tiles=self.render(rgb, plan), plan=plan)
 
-    def process_sample(self, sources: Sequence[ImageSource], max_tiles: int | None = None) -> list[TiledImage]:
-        """All images of one sample, applying the multi-image tile-budget rule."""
-        return [self(source, n_images=len(sources), max_tiles=max_tiles) for source in sources]
+    def process_sample(self, sources: Sequence[ImageSource], max_tiles: int | None = None, split_budget: bool = True) -> list[TiledImage]:
+        """All images of one sample, applying the multi-image tile-budget rule (`plan_in_sample`)."""
+        return [self(source, n_images=len(sources), max_tiles=max_tiles, split_budget=split_budget) for source in sources]
 
     def render(self, image: Image.Image, plan: TilingPlan) -> torch.Tensor:
         """The tiles of `plan` cut from a decoded RGB image."""

@@ -4,7 +4,8 @@ A coarse dynamic-resolution pass picks g1; a fine pass picks g2 among grids of >
 does not divide g1.cols and whose rows does not divide g1.rows, so its tile seams fall inside the
 coarse tiles (the "sawtooth" fix). Model order: fine tiles, coarse tiles, one global thumbnail.
 A 1x1 pass contributes no tiles of its own. Multi-image samples fall back to dynamic resolution
-per image, as the released inference code does.
+per image, as the released inference code does (which also gives each image the whole tile budget,
+`split_budget=False`; training splits it).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ class MSAC(ImagePreprocessor):
             has_thumbnail=self.use_thumbnail,
         )
 
-    def plan_in_sample(self, width: int, height: int, n_images: int, max_tiles: int | None = None) -> TilingPlan:
+    def plan_in_sample(
+        self, width: int, height: int, n_images: int, max_tiles: int | None = None, split_budget: bool = True
+    ) -> TilingPlan:
         if n_images <= 1:
             return self.plan(width, height, max_tiles=max_tiles)
-        budget = tile_budget_per_image(self._max_tiles if max_tiles is None else max_tiles, n_images)
+        budget = self._max_tiles if max_tiles is None else max_tiles
+        if split_budget:
+            budget = tile_budget_per_image(budget, n_images)
         grid, views = dynamic_views(width, height, self.tile_size, 1, budget, self.use_thumbnail)
         return TilingPlan(image_size=(width, height), views=views, grids={"grid": grid}, has_thumbnail=len(views) > 1)

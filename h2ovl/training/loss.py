@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from h2ovl.model.h2ovl import IGNORE_INDEX
+from h2ovl.constants import IGNORE_INDEX
 
 #: reduction -> the power p of the per-sample weight n_s^-p
 REDUCTIONS = {"token": 0.0, "sample": 1.0, "square": 0.5}

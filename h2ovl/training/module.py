@@ -124,7 +124,7 @@ class H2OVLModule(L.LightningModule):
             overrides["downsample_ratio"] = None
         check_reduction(loss_reduction)
         if released:
-            self.model, self.tokenizer = H2OVL.from_released(released), load_tokenizer(released)
+            self.model, self.tokenizer = H2OVL.from_released(released), load_tokenizer(released, add_missing=False)
             if overrides or vision_weights or llm or tokenizer:
                 raise ValueError(
                     "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "

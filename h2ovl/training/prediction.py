@@ -16,7 +16,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from h2ovl.model.h2ovl import IGNORE_INDEX, H2OVL
+from h2ovl.constants import IGNORE_INDEX
+from h2ovl.model.h2ovl import H2OVL
 
 log = logging.getLogger(__name__)
 
