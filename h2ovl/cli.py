@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from h2ovl.data.records import BadSample
+from h2ovl.errors import UserError
 from h2ovl.preprocessing import (
     MSAC,
     DynamicResolution,
     FixedResize,
-    ImageLoadError,
     ImagePreprocessor,
     tokens_per_tile,
 )
@@ -325,34 +325,60 @@ def _show_our_log() -> None:
     without turning on every library's INFO chatter."""
     import logging
 
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever `sys.stderr` is when a record comes (callers that swap it, as test captures
+        do, would otherwise leave the handler writing to a closed stream)."""
+
+        @property
+        def stream(self):  # type: ignore[override]
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
     logger = logging.getLogger("h2ovl")
     if not logger.handlers:  # records still propagate (to pytest's capture, say); root has no handler here
-        handler = logging.StreamHandler()
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command. A user's mistake (`UserError`, and the plain commands' bad files and values) ends in
+    one line on stderr and exit code 2; `--debug` (anywhere on the line) or `H2OVL_DEBUG=1` re-raises it
+    with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("H2OVL_DEBUG") == "1"
+    argv = [arg for arg in argv if arg != "--debug"]
     _show_our_log()
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
-        from h2ovl.model.config import PretrainedPartError
-        from h2ovl.training.cli import run_lightning
-        from h2ovl.training.compose import ConfigError
-
-        try:
-            run_lightning(argv)
-        except (ConfigError, PretrainedPartError) as err:
-            print(f"h2ovl {argv[0]}: error: {err}", file=sys.stderr)
-            return 2
-        return 0
-    args = build_parser().parse_args(argv)
+    command = argv[0] if argv else "h2ovl"
+    # The plain commands read files and values the user named: their OS and value errors are the user's.
+    user_errors: tuple[type[BaseException], ...] = (UserError,)
     try:
+        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
+            from h2ovl.training.cli import run_lightning
+
+            run_lightning(argv)
+            return 0
+        args = build_parser().parse_args(argv)
+        command = args.command
+        user_errors = (UserError, ValueError, OSError, RuntimeError)
         return args.handler(args)
-    except (ImageLoadError, ValueError, BadSample, FileNotFoundError, RuntimeError) as err:
-        print(f"h2ovl {args.command}: error: {err}", file=sys.stderr)
+    except user_errors as err:
+        if debug:
+            raise
+        print(f"h2ovl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one line: multi-line messages (lists of problems) are joined with "; "."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from h2ovl.training.cli import H2OVLCLI
+from h2ovl.training.cli import H2OVLCLI, ParseOnlyCLI
 from h2ovl.training.compose import ConfigError, compose, compose_to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +19,6 @@ ALL_YAML = sorted(p for top in ("configs", "experiments") for p in (ROOT / top).
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name != "base.yaml")
 # Where a fragment belongs in a full config, by its folder under configs/.
 SECTIONS = {"model": "model", "data": "data", "trainer": "trainer", "logger": "trainer.logger", "preprocessor": "model.preprocessor"}
-
-
-class ParseOnly(H2OVLCLI):
-    """The real parser and validation, without building models or trainers."""
-
-    def instantiate_classes(self) -> None:
-        pass
 
 
 def _composed(path: Path, tmp_path: Path) -> str:
@@ -47,7 +40,7 @@ def test_there_is_something_to_check():
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_yaml_parses(path: Path, tmp_path: Path):
-    cli = ParseOnly(args=["--config", _composed(path, tmp_path)], run=False)  # run=False: no subcommand
+    cli = ParseOnlyCLI(args=["--config", _composed(path, tmp_path)], run=False)  # run=False: no subcommand
     assert cli.config.model.preset
 
 

@@ -20,7 +20,7 @@ from h2ovl.sweeps.plots import cost_points, validation_curves
 from h2ovl.sweeps.results import Row, Table
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
-from test_experiments import ParseOnly
+from h2ovl.training.cli import ParseOnlyCLI
 from training_runs import ROOT
 
 FIXED = {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}}
@@ -113,7 +113,7 @@ def test_shipped_specs_load_and_their_trials_parse_against_the_cli(spec: Path, t
         config = trial_config(loaded, "x", trial, tmp_path, {}, None, None)
         assert config["seed_everything"] == trial.seed
         if trial.seed == loaded.seeds[0]:  # every variant's config, once, through the real parser
-            cli = ParseOnly(args=["--config", yaml.safe_dump(config)], run=False)
+            cli = ParseOnlyCLI(args=["--config", yaml.safe_dump(config)], run=False)
             assert cli.config.model.preset
 
 
@@ -124,9 +124,12 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
                 "broken": {"model.lr": "not-a-number"}}
     path = write_spec(tmp_path, variants=variants, seeds=[0, 1], baseline="dynamic", report=["val/cer/cer"],
                       init_stage={"overrides": {"trainer.max_steps": 2}})
-    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 0
+    # A dry run parses every trial's config with the real parser: the broken variant is named there.
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 2
+    assert "trial broken/seed=0" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--dry-run", "--only", "fixed", "dynamic", "--out", str(tmp_path / "sweeps")]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [t["trial"] for t in plan["trials"]][:2] == ["init-stage", "fixed/seed=0"] and len(plan["trials"]) == 7
+    assert [t["trial"] for t in plan["trials"]][:2] == ["init-stage", "fixed/seed=0"] and len(plan["trials"]) == 5
     assert not (tmp_path / "mlflow.db").exists()  # a dry run touches nothing
 
     summary = Sweep(load_spec(path), options(tmp_path, progress_every=0.5)).run()

@@ -102,6 +102,14 @@ class H2OVLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("global_batch_size", global_batch_size),
+                            ("global_batch_rows", global_batch_rows), ("max_length", max_length), ("pack_tokens", pack_tokens),
+                            ("pack_tiles", pack_tiles), ("pack_buffer", pack_buffer), ("steps_per_epoch", steps_per_epoch),
+                            ("val_limit", val_limit)):
+            if value is not None and value < 1:
+                raise ValueError(f"data.{name} must be at least 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}")
         if on_bad_sample not in ("skip", "raise"):
             raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
         if pack_tokens is not None and global_batch_size is not None:

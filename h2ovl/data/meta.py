@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import UserError, read_text_file
 
-class MetaError(ValueError):
+
+class MetaError(UserError, ValueError):
     """A meta file (or data path) that cannot describe a mixture."""
 
 
@@ -36,13 +38,17 @@ class DatasetSpec:
     """JPEG re-compression of tiles at a random quality, as InternVL's training augmentation."""
     optimized: str | None = None
     """A LitData folder or URL written by `h2ovl data optimize`."""
+    allow_outside_root: bool = False
+    """Follow image paths that are absolute or climb out of `root` with "..". Off: such a record is a
+    counted `image_outside_root` skip, so a dataset's records reach only the files under its root."""
 
 
-_KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized"}
+_KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized",
+         "allow_outside_root"}
 
 
 def _read_structured(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, MetaError, "the meta file")
     try:
         if path.suffix in (".yaml", ".yml"):
             from omegaconf import OmegaConf
@@ -72,8 +78,12 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
     max_patch = entry.get("max_dynamic_patch")
     if max_patch is not None and (isinstance(max_patch, bool) or not isinstance(max_patch, int) or max_patch < 1):
         raise MetaError(f"{where}: dataset {name!r}: max_dynamic_patch must be a positive integer, got {max_patch!r}")
+    outside = entry.get("allow_outside_root", False)
+    if not isinstance(outside, bool):
+        raise MetaError(f"{where}: dataset {name!r}: allow_outside_root must be true or false, got {outside!r}")
     common = dict(
-        name=name, repeat_time=float(repeat_time), max_dynamic_patch=max_patch, data_augment=bool(entry.get("data_augment", False))
+        name=name, repeat_time=float(repeat_time), max_dynamic_patch=max_patch, data_augment=bool(entry.get("data_augment", False)),
+        allow_outside_root=outside,
     )
     if "optimized" in entry:
         return DatasetSpec(annotation=None, root=None, optimized=_resolve(base, str(entry["optimized"])), **common)

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from h2ovl.errors import UserError
+
 IMAGE_PLACEHOLDER = "<image>"
 #: Fields kept for scoring (see `h2ovl.evaluation`), next to the first answer's text.
 REFERENCE_FIELDS = ("answers", "category", "scorer", "task")
@@ -20,8 +22,9 @@ USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant"})
 
 
-class BadSample(Exception):
-    """A record (or its images) that cannot become a training sample.
+class BadSample(UserError):
+    """A record (or its images) that cannot become a training sample: a counted skip, or with
+    `on_bad_sample: raise` a one-line error naming it.
 
     `reason` is one of `REASONS`; `where` names the file and line (or list index).
     """
@@ -42,6 +45,7 @@ REASONS = {
     "empty_answer": "an assistant answer is empty",
     "image_mismatch": "<image> placeholders do not match the record's images",
     "image_error": "an image could not be read",
+    "image_outside_root": "an image path leaves the dataset's root (absolute, or through ..)",
     "truncated": "truncation to max_length left no supervised token",
     "tokenization": "turn-by-turn tokenization differs from the whole-string tokenization",
 }

@@ -7,12 +7,14 @@ stays cheap on millions of lines and a malformed line only costs its own sample.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Protocol
 
-from h2ovl.data.meta import DatasetSpec
+from h2ovl.data.meta import DatasetSpec, MetaError
 from h2ovl.data.records import BadSample, Record, parse_line, to_record
+from h2ovl.errors import read_text_file
 from h2ovl.preprocessing.image_io import ImageSource
 
 
@@ -37,12 +39,16 @@ class AnnotationSource:
             self._offsets, self._lines = self._index_lines(self.path)
             self._items = None
         else:
-            items = json.loads(self.path.read_text(encoding="utf-8"))
+            text = read_text_file(self.path, MetaError, "the annotation file")
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise MetaError(f"{self.path}: the annotation file is not valid JSON: {error}") from None
             if not isinstance(items, list):
-                from h2ovl.data.meta import MetaError
-
                 raise MetaError(f"{self.path}: a .json annotation file must hold a list of records")
             self._items = items
+        if len(self) == 0:
+            raise MetaError(f"{self.path}: dataset {spec.name!r} holds no records (an empty or blank annotation file)")
 
     @staticmethod
     def _index_lines(path: Path) -> tuple[list[int], list[int]]:
@@ -82,7 +88,17 @@ class AnnotationSource:
                 file.seek(self._offsets[index])
                 raw = parse_line(file.readline(), where)
         record = to_record(raw, where)
-        return record, [self.root / image for image in record.images]
+        return record, [self._image_path(image, where) for image in record.images]
+
+    def _image_path(self, image: str, where: str) -> Path:
+        """`root / image`; unless the dataset allows it, a path that is absolute or climbs out of the root
+        (judged on the text, so a root whose folders are symlinks still works) is refused."""
+        if not self.spec.allow_outside_root:
+            normal = os.path.normpath(image)
+            if os.path.isabs(image) or normal == ".." or normal.startswith(".." + os.sep):
+                raise BadSample("image_outside_root", where, f"{image!r} is outside {self.root}; set allow_outside_root: true "
+                                "on this dataset in the meta file to follow it")
+        return self.root / image
 
 
 class OptimizedSource:

@@ -27,6 +27,7 @@ from h2ovl.training.callbacks import checkpoint_run_id
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.tracking import MLflowTracker
+from h2ovl.training.weights import allowed_globals
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,11 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
     if released is not None:
         return H2OVLModule(released=released, max_new_tokens=max_new_tokens), None
     path = Path(ckpt)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
+    run_id = checkpoint_run_id(path)  # checks the file first: it exists, reads, and holds only data
     # init_from is cleared: the checkpoint's own weights are loaded right after construction.
-    module = H2OVLModule.load_from_checkpoint(path, map_location="cpu", init_from=None, max_new_tokens=max_new_tokens)
-    return module, checkpoint_run_id(path)
+    with torch.serialization.safe_globals(allowed_globals()):
+        module = H2OVLModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens)
+    return module, run_id
 
 
 def default_out(request: EvaluationRequest) -> Path:

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import UserError
 from h2ovl.evaluation.tasks import Scored
 
 
-class PredictionsError(ValueError):
+class PredictionsError(UserError, ValueError):
     """A prediction file that cannot be scored; the message names the file and line."""
 
 

@@ -10,10 +10,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from h2ovl.errors import UserError
 from h2ovl.model.vision import VisionConfig
 
 
-class PretrainedPartError(ValueError):
+class PretrainedPartError(UserError, ValueError):
     """A named pretrained part (weights, LLM, tokenizer) is neither a readable file or directory nor
     obtainable from its hub (offline, or no such id): a user's config error, not a crash."""
 

@@ -17,6 +17,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from h2ovl.errors import UserError
+
 ImageSource = Union[str, os.PathLike, bytes, Image.Image]
 
 #: Default decoded-size limit: 16k x 16k pixels. Far above any document page at 600 dpi, and far
@@ -28,7 +30,7 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UserError, ValueError):
     """An image could not be used; the message names the file and the cause."""
 
     def __init__(self, source: str, cause: str) -> None:

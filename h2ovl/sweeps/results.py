@@ -68,6 +68,16 @@ def _all_experiments(client: Any) -> list[str]:
     return [e.experiment_id for e in client.search_experiments()]
 
 
+def filter_value(value: str) -> str:
+    """`value` as a string literal of an MLflow search filter. The filter grammar has no escape character:
+    a value is quoted with whichever quote it does not hold; one holding both cannot be searched for."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both quote characters and cannot be used in an MLflow search")
+
+
 def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
     """(the parent run, the trial runs) of a sweep, from the tracking store.
 
@@ -76,14 +86,14 @@ def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
     trials, so two runs' results never pool into one table.
     """
     experiments = _all_experiments(client)
-    parents = client.search_runs(experiments, f"tags.sweep_id = '{sweep_id}' and tags.role = 'sweep'",
+    parents = client.search_runs(experiments, f"tags.sweep_id = {filter_value(sweep_id)} and tags.role = 'sweep'",
                                  order_by=["attributes.start_time DESC"])
     if not parents:
         raise ValueError(f"no sweep {sweep_id!r} in the tracking store {client.tracking_uri}")
     parent = parents[0]
     trials = client.search_runs(
         [parent.info.experiment_id],
-        f"tags.role = 'trial' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        f"tags.role = 'trial' and tags.`mlflow.parentRunId` = {filter_value(parent.info.run_id)}",
         max_results=5000,
     )
     return parent, trials

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.sweeps.trials import log_tail, run_command, trial_config, trial_tags, write_trial
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root
@@ -115,7 +116,7 @@ class Sweep:
     def trial_run(self, trial: Trial) -> Any | None:
         """The trial's MLflow run (the latest, if an earlier attempt left one)."""
         runs = self.client.search_runs(
-            [self.experiment_id()], filter_string=f"tags.sweep_id = '{self.sweep_id}' and tags.trial = '{trial.name}'",
+            [self.experiment_id()], filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
             order_by=["attributes.start_time DESC"], max_results=1,
         )
         return runs[0] if runs else None
@@ -131,8 +132,15 @@ class Sweep:
         return chosen
 
     def plan(self) -> list[dict[str, Any]]:
-        """What `--dry-run` prints: each trial with its overrides and its status so far."""
+        """What `--dry-run` prints: each trial with its overrides and its status so far. Every trial's
+        resolved config is parsed by `h2ovl fit`'s own parser first, so a typo'd key fails here."""
+        from h2ovl.training.cli import check_fit_config
+
         trials = self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []
+        for trial in trials:
+            root = self.folder / "trials" / trial.folder
+            check_fit_config(trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, None),
+                                          self.options.tracking_uri, None), f"{self.spec.path}: trial {trial.name}")
         rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
                  "status": self.state.trial(t.name).get("status", "pending")} for t in trials]
         if self.spec.init_stage is not None:

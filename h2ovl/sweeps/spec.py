@@ -22,14 +22,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from h2ovl.errors import UserError, read_text_file
 
-class SpecError(ValueError):
+
+class SpecError(UserError, ValueError):
     """A sweep spec that cannot be run; the message names the file and key."""
 
 
@@ -139,12 +142,22 @@ def _check_space(path: Path, key: str, space: Any) -> None:
         raise SpecError(f"{path}: search.{key}: a log range needs low > 0")
 
 
+_UNSAFE_NAME = re.compile(r"['\"`\\\x00-\x1f\x7f]")
+
+
+def _check_name(path: Path, what: str, name: str) -> None:
+    """Names become folder names, MLflow run names, tags and search-filter values: no quotes, backslashes
+    or control characters."""
+    if not name or _UNSAFE_NAME.search(name):
+        raise SpecError(f"{path}: {what} {name!r} may not be empty or hold quotes, backticks, backslashes or control characters")
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path).resolve()
     if not path.is_file():
         raise SpecError(f"sweep spec {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text_file(path, SpecError, "the sweep spec"))
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -194,6 +207,12 @@ def load_spec(path: str | Path) -> SweepSpec:
         init_stage=raw.get("init_stage"), variants=variants, grid=grid, strategy=strategy, search=search,
         trials=int(trials or 0), optuna=dict(raw.get("optuna") or {}), slurm=dict(raw.get("slurm") or {}),
     )
+    _check_name(path, "name", spec.name)
+    if strategy != "optuna":  # optuna's names are made of the search keys and numbers, checked with the keys
+        for variant, _, _ in spec.configurations():
+            _check_name(path, "variant", variant)
+    for key in search:
+        _check_name(path, "search key", key)
     if baseline is not None and strategy != "optuna" and baseline not in {c[0] for c in spec.configurations()}:
         raise SpecError(f"{path}: baseline {baseline!r} is not one of the variants {[c[0] for c in spec.configurations()]}")
     if spec.init_stage is not None and not isinstance(spec.init_stage, dict):

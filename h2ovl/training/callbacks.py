@@ -3,6 +3,7 @@ id bookkeeping that ties a run, its checkpoints and its MLflow record together."
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 
+from h2ovl.training.checkpoint_io import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import load_checkpoint
+
+log = logging.getLogger(__name__)
 
 #: The checkpoint key that carries the MLflow run id across a resume.
 RUN_ID_KEY = "mlflow_run_id"
@@ -66,9 +70,15 @@ class Throughput(ThroughputMonitor):
 
 
 class Checkpoint(ModelCheckpoint):
-    """Lightning's `ModelCheckpoint`, plus: `last.ckpt` is also written when training ends between periodic
-    saves (a run stopping at `max_steps` = 900 with saves every 240 steps would otherwise leave step 720 as
+    """Lightning's `ModelCheckpoint`, plus: partial files of a killed writer are removed at start-up, and
+    `last.ckpt` is also written when training ends between periodic saves (a run stopping at `max_steps` = 900 with saves every 240 steps would otherwise leave step 720 as
     "last", and a next stage's `init_from` would silently lose 180 steps)."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            for partial in remove_stale_partials(self.dirpath):
+                log.info("removed %s, left by a process killed while writing a checkpoint", partial)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

@@ -5,11 +5,18 @@ fsspec write it via a temporary file in the *system* temp directory, which is a 
 that lies on another filesystem (the usual case on clusters). Here the bytes stream into a hidden partial
 file next to the target, are fsynced, and `os.replace` renames it: atomic on POSIX filesystems.
 Remote URLs (s3://, gs://, ...) keep Lightning's path, where object stores publish whole objects anyway.
+
+A disk that fills up mid-write ends the run with a one-line `CheckpointError` saying so (torch reports it
+as "unexpected pos" from its zip writer); the partial file is removed and the previous checkpoint under
+the name is untouched. Partial files left by a killed process (SIGKILL gives no chance to clean up) are
+removed when a run starts (`remove_stale_partials`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,40 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fsspec.implementations.local import LocalFileSystem
 
+from h2ovl.errors import CheckpointError
+
+PARTIAL_PREFIX = ".partial-"
+
 
 def partial_path(path: Path) -> Path:
     """Where `path` is written before it is renamed into place (never matches `*.ckpt`)."""
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+    return path.with_name(f".{path.name}{PARTIAL_PREFIX}{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_partials(directory: str | Path) -> list[Path]:
+    """Delete partial checkpoint files whose writer is gone; returns what was removed."""
+    removed = []
+    for partial in Path(directory).glob(f".*.ckpt{PARTIAL_PREFIX}*"):
+        pid = partial.name.rsplit(PARTIAL_PREFIX, 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def _out_of_space(error: BaseException) -> bool:
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
+        sign in str(error) for sign in ("unexpected pos", "No space left", "file write failed"))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -38,5 +75,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(partial, path)
+        except (OSError, RuntimeError) as error:
+            if not _out_of_space(error):
+                raise
+            free = shutil.disk_usage(path.parent).free / 2**20
+            kept = "the previous one under that name is intact" if path.exists() else "no earlier file had that name"
+            raise CheckpointError(f"{path}: the disk filled up while writing this checkpoint ({free:.0f} MiB free in "
+                                  f"{path.parent}); {kept}. Free space and resume with --ckpt_path last") from None
         finally:
             partial.unlink(missing_ok=True)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -23,10 +25,12 @@ from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
 from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
-from h2ovl.training.compose import expand_config_args
+from h2ovl.errors import CheckpointError, UserError
+from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.tracking import MLflowTracker
+from h2ovl.training.weights import allowed_globals, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,30 @@ class H2OVLCLI(LightningCLI):
             "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},
         })
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads hyperparameters out of `--ckpt_path` while parsing, before any hook: the file
+        is checked first (exists, reads, holds only data), so a bad one is a named error, not a traceback."""
+        if self.config.get("subcommand"):
+            ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+            if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+                if not Path(ckpt_path).is_file():
+                    raise CheckpointError(f"--ckpt_path {ckpt_path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)")
+                load_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def instantiate_classes(self) -> None:
+        """A value our classes or Lightning's refuse while being built from the config is the user's to fix."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, MisconfigurationException) as err:
+            if isinstance(err, UserError):  # already names what is wrong
+                raise
+            raise ConfigError(f"the configuration is refused: {err}") from err
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if "weights_only" in config and config.weights_only is None:
+            config.weights_only = True  # a checkpoint is data: never unpickle code from one
         root = Path(config.trainer.default_root_dir or ".")
         for callback in (config.checkpoint, config.best):
             if callback.dirpath is None:
@@ -90,20 +116,24 @@ class H2OVLCLI(LightningCLI):
         self._continue_tracked_run()
 
     def _continue_tracked_run(self) -> None:
-        """Log into the MLflow run the checkpoint came from."""
+        """Check the checkpoint `--ckpt_path` names (it exists, reads, holds only data) before Lightning
+        loads it, and log into the MLflow run it came from."""
         tracker = self.trainer.logger
         ckpt = resolve_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.trainer)
-        if ckpt is None or not isinstance(tracker, MLflowTracker):
+        if ckpt is None:
             return
-        run_id = checkpoint_run_id(ckpt)
+        run_id = checkpoint_run_id(ckpt)  # raises CheckpointError for a bad file
+        if not isinstance(tracker, MLflowTracker):
+            return
         if run_id:
             log.info("resuming MLflow run %s from %s", run_id, ckpt)
             tracker.continue_run(run_id)
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:
-    """The checkpoint file `--ckpt_path` names: a path, or `last` (`last.ckpt` in the checkpoint dir)."""
-    if not ckpt_path:
+    """The checkpoint file `--ckpt_path` names: a path, or `last` (`last.ckpt` in the checkpoint dir; None
+    when there is none yet, and Lightning starts afresh). Lightning's other keywords are left to it."""
+    if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
         return None
     if ckpt_path == "last":
         for callback in trainer.checkpoint_callbacks:
@@ -111,8 +141,45 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:
                 return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt"
         return None
     path = Path(ckpt_path)
-    return path if path.is_file() else None
+    if not path.is_file():
+        raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)")
+    return path
+
+
+class ParseOnlyCLI(H2OVLCLI):
+    """The fit parser, every check it makes, and nothing instantiated."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def check_fit_config(config: dict[str, Any], name: str) -> None:
+    """Parse a composed fit config (the keys of a `--config` file) exactly as `h2ovl fit` would: unknown
+    keys, wrong types and bad class paths raise `ConfigError` naming `name`."""
+    import contextlib
+    import io
+    import tempfile
+
+    import yaml
+
+    errors = io.StringIO()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        yaml.safe_dump(config, file)
+        file.flush()
+        try:
+            with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+                ParseOnlyCLI(args=["--config", file.name], run=False)
+        except SystemExit:
+            lines = [line for line in errors.getvalue().splitlines() if line.strip() and not line.startswith("usage:")]
+            reason = lines[-1].strip().removeprefix("error:").strip() if lines else "the config does not parse"
+            raise ConfigError(f"{name}: {reason}") from None
 
 
 def run_lightning(argv: Sequence[str]) -> None:
+    # Lightning unpickles checkpoints with weights_only=True (set above): our hyperparameter classes are the
+    # only globals they may name.
+    torch.serialization.add_safe_globals(allowed_globals())
     H2OVLCLI(args=expand_config_args(list(argv)))

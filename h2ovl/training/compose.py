@@ -22,8 +22,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from h2ovl.errors import UserError, read_text_file
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     pass
 
 
@@ -33,7 +35,12 @@ def _load(path: Path, chain: tuple[Path, ...]) -> DictConfig:
     if not path.is_file():
         where = f" (named in {chain[-1]})" if chain else ""
         raise ConfigError(f"config file {path} does not exist{where}")
-    raw = OmegaConf.load(path)
+    try:
+        raw = OmegaConf.create(read_text_file(path, ConfigError, "the config"))
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a YAML or OmegaConf parse failure is the file's
+        raise ConfigError(f"{path}: not a valid YAML config: {str(error).strip().splitlines()[0]}") from None
     if not isinstance(raw, DictConfig):
         raise ConfigError(f"{path}: a config must be a mapping, got {type(raw).__name__}")
     extends = raw.pop("extends", None)

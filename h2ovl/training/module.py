@@ -27,6 +27,9 @@ from h2ovl.training.weights import load_checkpoint_weights
 
 log = logging.getLogger(__name__)
 
+#: The checkpoint key holding the metrics of the step the checkpoint was saved at (see `_log_step`).
+STEP_METRICS_KEY = "h2ovl_step_metrics"
+
 
 @dataclass
 class Trainable:
@@ -147,6 +150,8 @@ class H2OVLModule(L.LightningModule):
         self._step_loss = GlobalLossNormalizer()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
+        self._step_metrics: dict[str, torch.Tensor] = {}  # this step's train/ values (see on_save_checkpoint)
+        self._unlogged_step: dict[str, Any] | None = None
 
     def _load_weights(self, path: str, exclude: tuple[str, ...] = ()) -> None:
         state = load_checkpoint_weights(path)
@@ -189,9 +194,9 @@ class H2OVLModule(L.LightningModule):
         self._step_loss.add(loss_sum, weight)
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
-        self.log("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
-        self.log("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        self._log_step("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
+        self._log_step("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
+        self._log_step("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
         rows, seq_len = batch["input_ids"].shape
         self.flops_per_batch = training_flops(self.model, int(batch["tiles_per_sample"].sum()), rows, seq_len)
         return loss_sum * GlobalLossNormalizer.backward_scale(self.trainer.world_size, self.trainer.accumulate_grad_batches)
@@ -201,13 +206,36 @@ class H2OVLModule(L.LightningModule):
         # and the logged loss is that mean (over every micro-batch and rank, not rank zero's last one).
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         loss = self._step_loss.finish_step(trainable, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
-        self.log("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
+        self._log_step("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
         # Before clipping, so the logged norm shows what clipping acted on. `get_total_norm` reduces
         # sharded (DTensor) gradients across ranks.
         grads = [p.grad for p in trainable if p.grad is not None]
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-            self.log("train/grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, batch_size=1, rank_zero_only=True)
+            self._log_step("train/grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, batch_size=1, rank_zero_only=True)
+
+    # -- every step logged exactly once, across a kill and a resume ----------------------------------------
+    # Lightning saves a step's checkpoint (callbacks' on_train_batch_end) before it sends that step's metrics
+    # to the logger: a kill in between would lose them, since the resumed run starts after the checkpoint.
+    # So the checkpoint carries them, and a resumed run logs them (the tracker drops steps already logged).
+    def _log_step(self, name: str, value: Any, **kwargs: Any) -> None:
+        self.log(name, value, **kwargs)
+        self._step_metrics[name] = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and self.trainer.training and self._step_metrics:
+            # The step Lightning logs this batch's metrics at (its count of batches that stepped, not yet
+            # advanced for this batch when callbacks save).
+            checkpoint[STEP_METRICS_KEY] = {"step": self.trainer.global_step - 1,
+                                            "metrics": {k: float(v) for k, v in self._step_metrics.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._unlogged_step = checkpoint.get(STEP_METRICS_KEY)
+
+    def on_train_start(self) -> None:
+        if self._unlogged_step is not None and self.logger is not None and self.trainer.is_global_zero:
+            self.logger.log_metrics(self._unlogged_step["metrics"], step=self._unlogged_step["step"])
+        self._unlogged_step = None
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:  # every sample of the batch was bad (counted in batch["skipped"])

@@ -101,6 +101,10 @@ class MLflowTracker(MLFlowLogger):
         self.fallback_dir = Path(fallback_dir)
         self.fell_back = False
         self.unsent = 0
+        # In a continued run: per metric, the highest step the store held when this process first logged it.
+        # Steps up to it were logged by the attempt that was killed, and are not logged twice.
+        self._continued = False
+        self._steps_in_store: dict[str, int] = {}
 
     @property
     def tracking_uri(self) -> str:
@@ -121,7 +125,18 @@ class MLflowTracker(MLFlowLogger):
         saved = {k: os.environ.get(k) for k in _FIRST_CONTACT_ENV}
         os.environ.update({k: v for k, v in _FIRST_CONTACT_ENV.items() if saved[k] is None})
         try:
-            return super().experiment
+            try:
+                return super().experiment
+            except Exception as err:  # noqa: BLE001 - sorted out just below
+                if self._run_id is None or getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                # A checkpoint from another store (another machine, a deleted mlflow.db): its run is not
+                # here, so a new run takes the logging, tagged with the run it continues.
+                log.warning("MLflow run %s (named by the checkpoint) is not in the store %s: logging into a new run",
+                            self._run_id, self._tracking_uri)
+                self.tags = {**(self.tags or {}), "h2ovl.resumed_run_id": self._run_id}
+                self._run_id, self._continued = None, False
+                return super().experiment
         except Exception as err:  # noqa: BLE001 - any failure to reach the store means: fall back
             return self._fall_back(err)
         finally:
@@ -142,7 +157,7 @@ class MLflowTracker(MLFlowLogger):
         self.tags = {**(self.tags or {}), "h2ovl.fallback_from": self.requested_uri}
         if self._run_id is not None:  # a resumed run that lives on the unreachable server
             self.tags["h2ovl.resumed_run_id"] = self._run_id
-            self._run_id = None
+            self._run_id, self._continued = None, False
         self._tracking_uri = fallback
         self._mlflow_client = MlflowClient(fallback)
         self._experiment_id = None
@@ -150,10 +165,22 @@ class MLflowTracker(MLFlowLogger):
         return MLFlowLogger.experiment.fget(self)
 
     def continue_run(self, run_id: str) -> None:
-        """Log into an existing run (a resumed training run) instead of creating one."""
+        """Log into an existing run (a resumed training run) instead of creating one. A step the run
+        already holds a metric at is not logged again: a resume re-runs the steps after its checkpoint,
+        which the killed attempt may have logged."""
         if self._initialized:
             raise RuntimeError("continue_run must come before the run is first used")
         self._run_id = run_id
+        self._continued = True
+
+    def _not_yet_logged(self, metrics: Mapping[str, float], step: int | None) -> dict[str, float]:
+        if not self._continued or step is None or self._run_id is None:
+            return dict(metrics)
+        for key in metrics:
+            if key not in self._steps_in_store:
+                history = self.experiment.get_metric_history(self.run_id, key)
+                self._steps_in_store[key] = max((m.step for m in history), default=-1)
+        return {k: v for k, v in metrics.items() if step > self._steps_in_store[k]}
 
     # -- logging that a failing server cannot break ----------------------------------------------------
     @rank_zero_only
@@ -178,7 +205,9 @@ class MLflowTracker(MLFlowLogger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         try:
-            super().log_metrics(metrics, step)
+            metrics = self._not_yet_logged(metrics, step)
+            if metrics:
+                super().log_metrics(metrics, step)
         except Exception as err:  # noqa: BLE001
             self._keep_unsent({"step": step, "metrics": {k: float(v) for k, v in metrics.items()}}, err)
 

@@ -9,32 +9,51 @@ and containers are the plain dataclasses our own hyperparameters hold.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
 
+from h2ovl.errors import CheckpointError
 
-def _allowed_globals() -> list[type]:
+
+def allowed_globals() -> list[type]:
+    """The classes beyond tensors and containers that our checkpoints may hold (`weights_only` loads)."""
     from h2ovl.training.module import Trainable, ValGeneration
 
     return [Trainable, ValGeneration]
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A whole Lightning checkpoint, memory-mapped, unpickled as data only."""
+    """A whole Lightning checkpoint, memory-mapped, unpickled as data only. Raises `CheckpointError` for a
+    missing, truncated or foreign file, and for one that would need code to unpickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with torch.serialization.safe_globals(_allowed_globals()):
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        with torch.serialization.safe_globals(allowed_globals()):
+            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise ValueError(f"{path}: refusing to load a checkpoint that holds more than weights and plain data ({reason})") from None
-    except (RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from None
+        named = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
+        if named:
+            raise CheckpointError(f"{path}: refusing to load a checkpoint that holds more than weights and plain data "
+                                  f"(it names {named.group(1)}, which unpickling would run or build)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 - the file is data: whatever torch.load trips on, the file is bad
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not written by torch.save ({_first_line(error)})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (holds a {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def load_checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The `state_dict` of a Lightning checkpoint."""
     checkpoint = load_checkpoint(path)
     if "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint["state_dict"]

@@ -1,0 +1,29 @@
+"""`UserError`: a mistake the user can fix — a config value, a file, a record, a command-line flag.
+
+The command line reports one as a single line naming what is wrong and exits with code 2; every other
+exception is a bug and keeps its traceback. `--debug` (or `H2OVL_DEBUG=1`) shows tracebacks for user
+errors too. Imports only the standard library, so every layer can raise it.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class UserError(Exception):
+    """Something the user gave is wrong; the message names it and says what to do."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, unreadable, or holds more than weights and plain data."""
+
+
+def read_text_file(path: str | os.PathLike, error: type[UserError], what: str) -> str:
+    """The UTF-8 text of a file the user named; an unreadable or non-UTF-8 file raises `error` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    except OSError as err:
+        raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
