@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from h2ovl.errors import UserError
+from h2ovl.errors import Stopped, UserError
 from h2ovl.preprocessing import (
     MSAC,
     DynamicResolution,
@@ -358,14 +359,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     user_errors: tuple[type[BaseException], ...] = (UserError,)
     try:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
             from h2ovl.training.cli import run_lightning
 
-            run_lightning(argv)
+            try:
+                run_lightning(argv)
+            except SIGTERMException:  # a SystemExit without a code: it would exit 0
+                print(f"h2ovl {command}: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr)
+                return 128 + signal.SIGTERM
             return 0
         args = build_parser().parse_args(argv)
         command = args.command
         user_errors = (UserError, ValueError, OSError, RuntimeError)
         return args.handler(args)
+    except Stopped as stopped:
+        print(f"h2ovl {command}: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
     except user_errors as err:
         if debug:
             raise

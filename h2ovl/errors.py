@@ -27,3 +27,11 @@ def read_text_file(path: str | os.PathLike, error: type[UserError], what: str) -
         raise error(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except OSError as err:
         raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
+class Stopped(Exception):
+    """The command was told to stop (a signal) and stopped cleanly; it exits with 128 + the signal number."""
+
+    def __init__(self, signum: int, detail: str) -> None:
+        super().__init__(detail)
+        self.signum = signum

@@ -274,3 +274,77 @@ def test_parallel_local_trials_never_share_a_gpu_set(tmp_path: Path, monkeypatch
     monkeypatch.setattr(runner, "run_command", fake_run)
     sweep.run_local(sweep.spec.expand(), None)
     assert clashes == []
+
+
+def _trial_processes(tmp: Path) -> list[int]:
+    """Live `h2ovl fit` processes started for trials under `tmp`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if "h2ovl.cli fit" in cmdline and str(tmp) in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_sweep_owns_its_trials_through_kills_and_resumes_into_one_run_per_trial(tmp_path: Path):
+    """SIGTERM to the sweep alone stops its running trial and closes its runs (exit 143); SIGKILL to the
+    sweep leaves no trial behind (the trial stops itself); each resume ends with exactly one finished MLflow
+    run per trial, the ones state.json names."""
+    import signal
+    import subprocess
+    import sys
+
+    overrides = {"trainer.max_steps": 30, "checkpoint": {"every_n_train_steps": 10}, "trainer.val_check_interval": 30}
+    path = write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC}})
+    spec = yaml.safe_load(path.read_text())
+    spec["overrides"].update(overrides)
+    path.write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "h2ovl.cli", "sweep", str(path), "--out", str(tmp_path / "sweeps"),
+               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    trial_log = tmp_path / "sweeps/t/trials/fixed__seed=0/fit.log"
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    sweep = start()
+    _wait_for(lambda: bool(_trial_processes(tmp_path)) and trial_log.is_file() and "train" in trial_log.read_text())
+    sweep.send_signal(signal.SIGTERM)  # the sweep's pid only
+    _, err = sweep.communicate(timeout=180)
+    assert sweep.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "stopped by SIGTERM" in err.strip().splitlines()[-1]
+    assert _trial_processes(tmp_path) == []
+    state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
+    assert state["trials"]["fixed/seed=0"]["status"] == "interrupted"
+    assert client(tmp_path).get_run(state["parent_run_id"]).info.status == "KILLED"
+
+    sweep = start()
+    _wait_for(lambda: bool(_trial_processes(tmp_path)))
+    sweep.kill()  # SIGKILL: the sweep cannot forward anything
+    sweep.communicate(timeout=60)
+    _wait_for(lambda: _trial_processes(tmp_path) == [], timeout=90)
+
+    assert main(command[3:]) == 0
+    state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
+    runs = client(tmp_path).search_runs(
+        [client(tmp_path).get_experiment_by_name("t").experiment_id],
+        f"tags.role = 'trial' and tags.`mlflow.parentRunId` = '{state['parent_run_id']}'")
+    assert sorted(r.data.tags["trial"] for r in runs) == ["dynamic/seed=0", "fixed/seed=0"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.info.run_id for r in runs} == {t["run_id"] for t in state["trials"].values()}
+    assert all(t["status"] == "finished" for t in state["trials"].values())

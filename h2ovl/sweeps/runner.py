@@ -4,7 +4,12 @@ each its own `h2ovl fit` process, under one MLflow parent run, resumably.
 The sweep's folder `outputs/sweeps/<id>/` holds `state.json` (each trial's status, run id, metric value
 and, for failures, the error), one folder per trial (config, log, checkpoints) and the results. Running
 the same command again resumes: finished trials are skipped, failed and unfinished ones run again (from
-their `last.ckpt` when they left one).
+their `last.ckpt` when they left one, in the same MLflow run; runs an earlier attempt left that will not be
+continued are deleted, so each trial ends with exactly one run).
+
+The sweep owns its trials: SIGTERM or Ctrl-C to the sweep is forwarded to every running trial (each in
+its own process group), the sweep waits for them, records them as interrupted and marks its MLflow run
+KILLED; a trial whose sweep died outright (SIGKILL) stops itself.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -22,15 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import Stopped
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.spec import SweepSpec, Trial
-from h2ovl.sweeps.trials import log_tail, run_command, trial_config, trial_tags, write_trial
+from h2ovl.sweeps.trials import log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root
 
 log = logging.getLogger(__name__)
 
-FINISHED, FAILED = "finished", "failed"
+FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 INIT_STAGE = "init-stage"
+
+
+class SweepInterrupted(Stopped):
+    """The sweep was told to stop (SIGTERM, SIGINT): its trials were stopped and recorded."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum, f"stopped by {signal.Signals(signum).name}: running trials were stopped and recorded "
+                                 "as interrupted; run the same command to resume")
 
 
 def tracking_uri(explicit: str | None) -> str:
@@ -83,6 +98,7 @@ class Sweep:
         self.uri = tracking_uri(options.tracking_uri)
         self.state = SweepState(self.folder / "state.json")
         self._client = None
+        self._stopping = threading.Event()
 
     # -- MLflow -----------------------------------------------------------------------------------------
     @property
@@ -148,8 +164,25 @@ class Sweep:
                             "status": self.state.trial(INIT_STAGE).get("status", "pending")})
         return rows
 
+    def drop_stale_runs(self, trial: Trial, root: Path) -> None:
+        """Delete the runs earlier attempts of `trial` left that this attempt will not continue: all of
+        them when there is no checkpoint to resume, else all but the checkpoint's own run."""
+        from h2ovl.training.callbacks import checkpoint_run_id
+
+        checkpoint = root / "checkpoints" / "last.ckpt"
+        keep = checkpoint_run_id(checkpoint) if checkpoint.is_file() else None
+        runs = self.client.search_runs(
+            [self.experiment_id()], filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
+            max_results=1000,
+        )
+        for run in runs:
+            if run.info.run_id != keep:
+                log.info("trial %s: deleting run %s of an earlier attempt (not resumed)", trial.name, run.info.run_id)
+                self.client.delete_run(run.info.run_id)
+
     def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str]]:
         root = self.folder / "trials" / trial.folder
+        self.drop_stale_runs(trial, root)
         init_from = None if role == INIT_STAGE else self.state.data.get("init_checkpoint")
         config = trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, parent, role),
                               self.options.tracking_uri, init_from)
@@ -164,6 +197,8 @@ class Sweep:
                                   "attempts": self.state.trial(trial.name).get("attempts", 0) + 1, "log": str(log_file)}
         if returncode == 0:
             fields.update(status=FINISHED, error=None)
+        elif self._stopping.is_set():
+            fields.update(status=INTERRUPTED, error=f"stopped with the sweep (exit code {returncode})")
         else:
             error = log_tail(log_file)
             fields.update(status=FAILED, error=f"exit code {returncode}: {error}")
@@ -181,6 +216,8 @@ class Sweep:
             free.put(slot)
 
         def one(trial: Trial) -> None:
+            if self._stopping.is_set():
+                return
             command, log_file, env = self.prepare(trial, parent)
             slot = free.get()
             if slot is not None:
@@ -196,8 +233,13 @@ class Sweep:
                 free.put(slot)
             self._progress(trial, fields)
 
-        with ThreadPoolExecutor(self.options.parallel) as pool:
+        pool = ThreadPoolExecutor(self.options.parallel)
+        try:
             list(pool.map(one, trials))
+        finally:
+            if self._stopping.is_set():
+                stop_trials()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _device_slots(self) -> list[str]:
         """With N trials at a time on a GPU machine: N disjoint sets of GPUs."""
@@ -281,11 +323,7 @@ class Sweep:
             raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
         self.state.update(init_checkpoint=str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt"))
 
-    def run(self) -> dict[str, Any]:
-        if self.options.dry_run:
-            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "parallel": self.options.parallel,
-                    "trials": self.plan()}
-        parent = self.parent_run()
+    def _run_trials(self, parent: str) -> None:
         self.run_init_stage(parent)
         if self.spec.strategy == "optuna":
             from h2ovl.sweeps.search import run_optuna
@@ -297,6 +335,44 @@ class Sweep:
             if skipped:
                 print(f"[{self.sweep_id}] resuming: {skipped} finished trials skipped", flush=True)
             self.launch(pending, parent)
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the sweep: no new trial starts, running ones are stopped and recorded
+        as interrupted (`run_local`), and `SweepInterrupted` ends `run`."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            if not self._stopping.is_set():
+                self._stopping.set()
+                raise SweepInterrupted(signum)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> dict[str, Any]:
+        if self.options.dry_run:
+            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "parallel": self.options.parallel,
+                    "trials": self.plan()}
+        parent = self.parent_run()
+        # Every way out closes the parent run with what happened: KILLED when stopped, FAILED on an error.
+        try:
+            with self._stop_on_signals():
+                self._run_trials(parent)
+        except SweepInterrupted:
+            stop_trials()
+            self.client.log_artifact(parent, str(self.state.path))
+            self.client.set_terminated(parent, "KILLED")
+            raise
+        except BaseException:
+            self.client.set_terminated(parent, "FAILED")
+            raise
         trials = self.state.data["trials"]
         failed = sorted(n for n, t in trials.items() if t.get("status") == FAILED)
         finished = sum(t.get("status") == FINISHED for t in trials.values())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +75,54 @@ def write_trial(config: dict[str, Any], root: Path) -> tuple[Path, list[str]]:
     return path, command
 
 
+#: Environment variable naming the sweep process to a trial: a trial whose sweep is gone stops itself.
+SWEEP_PID_ENV = "H2OVL_SWEEP_PID"
+_running: dict[int, subprocess.Popen] = {}
+_running_lock = threading.Lock()
+
+
 def run_command(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     """Runs a trial's process with its output in `log`; returns the exit code. Module-level so that
-    submitit can pickle it for a cluster job."""
+    submitit can pickle it for a cluster job.
+
+    The trial gets its own process group, so `stop_trials` reaches it and everything it started (data
+    loader workers) with one signal, and it learns the sweep's pid, so it stops itself should the sweep
+    die without a word (SIGKILL; see `h2ovl.training.cli.watch_parent`)."""
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}).returncode
+        environment = {**os.environ, **(env or {}), SWEEP_PID_ENV: str(os.getpid())}
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+        with _running_lock:
+            _running[process.pid] = process
+        try:
+            return process.wait()
+        finally:
+            with _running_lock:
+                _running.pop(process.pid, None)
+
+
+def stop_trials(sig: int = signal.SIGTERM, grace: float = 60.0) -> list[int]:
+    """Send `sig` to every running trial's process group, wait up to `grace` seconds for them to end
+    (a trial stopped by SIGTERM exits after its current step), then SIGKILL what is left. Returns the pids."""
+    with _running_lock:
+        processes = list(_running.values())
+    for process in processes:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+    return [process.pid for process in processes]
 
 
 def log_tail(log: Path, lines: int = 15) -> str:

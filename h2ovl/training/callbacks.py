@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dt
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from h2ovl.training.checkpoint_io import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
@@ -147,6 +148,10 @@ class TrackedConfig(SaveConfigCallback):
         config = self.parser.dump(self.config, skip_none=False, format="yaml")
         plain = self.config.as_dict()
         tracker.log_config(config, plain, run_tags(plain, tracker._experiment_name))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and isinstance(trainer.logger, MLflowTracker):
+            trainer.logger.mark_killed()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if isinstance(trainer.logger, MLflowTracker) and trainer.is_global_zero:

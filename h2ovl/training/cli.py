@@ -12,6 +12,10 @@ What this adds to LightningCLI:
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,7 +182,27 @@ def check_fit_config(config: dict[str, Any], name: str) -> None:
             raise ConfigError(f"{name}: {reason}") from None
 
 
+def watch_parent() -> None:
+    """In a sweep trial: stop with SIGTERM (the run ends after its step, as any SIGTERM'd fit) once the
+    sweep that started this process is gone, so a sweep killed outright leaves no trial behind. Only the
+    sweep's direct child watches: DDP ranks it spawns have that child as their parent."""
+    from h2ovl.sweeps.trials import SWEEP_PID_ENV
+
+    sweep_pid = os.environ.get(SWEEP_PID_ENV)
+    if not sweep_pid or os.getppid() != int(sweep_pid):
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(sweep_pid):
+            time.sleep(2.0)
+        log.warning("the sweep (pid %s) is gone: stopping this trial", sweep_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="h2ovl-sweep-watch", daemon=True).start()
+
+
 def run_lightning(argv: Sequence[str]) -> None:
+    watch_parent()
     # Lightning unpickles checkpoints with weights_only=True (set above): our hyperparameter classes are the
     # only globals they may name.
     torch.serialization.add_safe_globals(allowed_globals())

@@ -232,7 +232,13 @@ class MLflowTracker(MLFlowLogger):
         self.unsent += 1
 
     @rank_zero_only
+    def mark_killed(self) -> None:
+        """The run was stopped by a signal: it ends KILLED, not FAILED (nothing in it went wrong)."""
+        self._killed = True
+
     def finalize(self, status: str = "success") -> None:
+        if getattr(self, "_killed", False) and status != "success":
+            status = "KILLED"
         try:
             super().finalize(status)
         except Exception as err:  # noqa: BLE001
