@@ -35,3 +35,7 @@ class Stopped(Exception):
     def __init__(self, signum: int, detail: str) -> None:
         super().__init__(detail)
         self.signum = signum
+
+
+class SettingError(UserError, ValueError):
+    """A setting (config key, flag) whose value cannot work with the others or with the run it resumes."""

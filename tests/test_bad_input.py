@@ -239,3 +239,18 @@ def test_a_checkpoints_run_missing_from_the_store_gets_a_new_run(tmp_path):
     (run,) = mlflow_runs(tmp_path, "moved")
     assert run.info.run_id != "0123456789abcdef0123456789abcdef"
     assert run.data.tags["h2ovl.resumed_run_id"] == "0123456789abcdef0123456789abcdef" and run.data.metrics["eval/x"] == 1.0
+
+
+def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
+    image = tmp_path / "locked.png"
+    noise_image(20, 20).save(image)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self == image:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # root reads through chmod 000: simulate the refusal
+    assert main(["preview", str(image), "--preprocessor", "dynamic"]) == 2
+    assert "locked.png: cannot be read: Permission denied" in _one_line_error(capsys, "preview")

@@ -26,6 +26,7 @@ from h2ovl.data.sources import open_source
 from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
+from h2ovl.errors import SettingError
 from h2ovl.preprocessing import ImagePreprocessor
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class H2OVLDataModule(L.LightningDataModule):
             return self.train_path, self.val_path
         metas = self.synthetic.ensure()
         if "train" not in metas:
-            raise ValueError(
+            raise SettingError(
                 f"data.synthetic.n={self.synthetic.n} leaves no training sample after the held-out "
                 f"test_fraction={self.synthetic.test_fraction} is taken from each task: raise data.synthetic.n "
                 f"(and remove {self.synthetic.out})"
@@ -260,7 +261,7 @@ class H2OVLDataModule(L.LightningDataModule):
         per_rank = state_dict.get("per_rank", [state_dict])
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if len(per_rank) != world:
-            raise ValueError(
+            raise SettingError(
                 f"the checkpoint's data position was saved by {len(per_rank)} processes, this run has {world}; "
                 "resume with the same number of devices (or start a new stage with init_from)"
             )
@@ -271,12 +272,12 @@ def accumulation_steps(global_batch: int, batch_size: int, world_size: int, conf
     """Micro-batches per optimizer step so that batch_size x devices x steps = the global batch."""
     per_step = batch_size * world_size
     if global_batch % per_step:
-        raise ValueError(
+        raise SettingError(
             f"data.{name}={global_batch} is not a multiple of data.batch_size={batch_size} x {world_size} devices"
         )
     steps = global_batch // per_step
     if configured not in (1, steps):
-        raise ValueError(
+        raise SettingError(
             f"trainer.accumulate_grad_batches={configured} contradicts data.{name}={global_batch} "
             f"(which needs {steps}); set only one of them"
         )

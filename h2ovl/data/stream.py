@@ -28,6 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from h2ovl.data.packing import best_fit_row, collate_rows
 from h2ovl.data.records import BadSample
 from h2ovl.data.samples import Sample, SampleBuilder
+from h2ovl.errors import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class SampleStream(IterableDataset):
         self.names = [source.spec.name for source in builder.sources]
         self.epoch_size = epoch_length(self.sizes, self.repeat_times)
         if self.epoch_size == 0:
-            raise ValueError(f"the mixture {self.names} holds no records")
+            raise SettingError(f"the mixture {self.names} holds no records")
         self.rank_size = math.ceil(self.epoch_size / world_size)
         self._order_epoch, self._order = -1, None
 
@@ -150,7 +151,7 @@ class SampleStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
         state = self.state or StreamState(num_workers, self.world_size)
         if (state.num_workers, state.world_size) != (num_workers, self.world_size):
-            raise ValueError(
+            raise SettingError(
                 f"cannot resume a data position saved with {state.num_workers} loader workers x {state.world_size} ranks "
                 f"on {num_workers} x {self.world_size}; resume with the same num_workers and devices"
             )

@@ -57,10 +57,13 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if not path.is_file():
-                raise ImageLoadError(name, "no such file")
+                raise ImageLoadError(name, "a folder, not an image file" if path.is_dir() else "no such file")
             if path.stat().st_size == 0:
                 raise ImageLoadError(name, "the file is empty (0 bytes)")
-            stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(path.read_bytes())
+            try:
+                stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(path.read_bytes())
+            except OSError as error:  # permission denied, an I/O error
+                raise ImageLoadError(name, f"cannot be read: {error.strerror or error}") from None
         else:
             if not source:
                 raise ImageLoadError(name, "the image data is empty (0 bytes)")

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from h2ovl.errors import SettingError
 from h2ovl.model.h2ovl import PARTS
 
 
@@ -18,7 +19,7 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, part_lr: 
     part_lr = dict(part_lr or {})
     unknown = set(part_lr) - set(PARTS)
     if unknown:
-        raise ValueError(f"part_lr names unknown parts {sorted(unknown)}; parts are {list(PARTS)}")
+        raise SettingError(f"part_lr names unknown parts {sorted(unknown)}; parts are {list(PARTS)}")
     groups = []
     vit = model.vision.vit
     vit_no_decay = {f"vit.{name}" for name in (vit.no_weight_decay() if hasattr(vit, "no_weight_decay") else ())}
@@ -33,7 +34,7 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, part_lr: 
             if params:
                 groups.append({"params": params, "lr": part_rate, "weight_decay": wd, "name": f"{part}/{kind}"})
     if not groups:
-        raise ValueError("no trainable parameter: the freeze spec freezes every part")
+        raise SettingError("no trainable parameter: the freeze spec freezes every part")
     return groups
 
 
