@@ -96,7 +96,7 @@ def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOpt
     return SweepOptions(sweep_id=getattr(args, "sweep_id", None), launcher=getattr(args, "launcher", "local"),
                         parallel=getattr(args, "parallel", 1), only=getattr(args, "only", None),
                         dry_run=getattr(args, "dry_run", False), out=out or args.out,
-                        tracking_uri=getattr(args, "tracking_uri", None))
+                        tracking_uri=getattr(args, "tracking_uri", None), force=getattr(args, "force", False))
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=description)
         command.add_argument("spec", type=Path)
         command.add_argument("--dry-run", action="store_true", help="print the trials and their overrides; run nothing")
+        command.add_argument("--force", action="store_true",
+                             help="rerun from scratch the trials whose resolved config changed since they ran (else an error)")
         command.add_argument("--launcher", choices=("local", "slurm"), default="local")
         command.add_argument("--parallel", type=int, default=1, help="trials at a time (local: on disjoint GPUs)")
         command.add_argument("--only", nargs="+", help="trial or variant names to run")

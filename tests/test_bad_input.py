@@ -254,3 +254,21 @@ def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Path, "read_bytes", denied)  # root reads through chmod 000: simulate the refusal
     assert main(["preview", str(image), "--preprocessor", "dynamic"]) == 2
     assert "locked.png: cannot be read: Permission denied" in _one_line_error(capsys, "preview")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--model.preprocessor", "h2ovl.preprocessing.MSAC"], "makes 448-px tiles but the 'tiny' ViT takes 64-px tiles: set model.preprocessor.init_args.tile_size: 64"),
+    (["--best.monitor", "val/cer/cer", "--model.val_generation.samples", "0"], "validation generates nothing"),
+    (["--trainer.accelerator", "gpu"], "on a CPU machine add --trainer.accelerator cpu"),
+], ids=["tile-size", "monitor-without-generation", "gpu-on-cpu"])
+def test_settings_that_cannot_work_together_are_caught_at_start(args, expected, fit_config, capsys):
+    assert main(["fit", "--config", str(fit_config), *args]) == 2
+    assert expected in _one_line_error(capsys, "fit")
+
+
+def test_min_dynamic_patch_is_refused_rather_than_ignored(tmp_path):
+    (tmp_path / "images").mkdir()
+    annotation = write_jsonl(tmp_path / "a.jsonl", [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}])
+    assert load_mixture(_meta(tmp_path, annotation, min_dynamic_patch=1))  # InternVL's usual value: no effect
+    with pytest.raises(MetaError, match="min_dynamic_patch=2 is not applied per dataset"):
+        load_mixture(_meta(tmp_path, annotation, min_dynamic_patch=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from conftest import noise_image
@@ -76,5 +77,24 @@ def test_a_pretrained_part_that_cannot_be_had_is_one_line_and_exit_2(tmp_path: P
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert "args parameter is intended" not in result.stderr and "extends" not in result.stderr  # no YAML dump
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("h2ovl fit: error: model.tokenizer 'h2oai/h2o-danube3-500m-base': neither a local path")
+
+
+def test_every_model_and_data_option_of_fit_has_its_help(capsys):
+    """jsonargparse reads each option's help from the class docstrings (a summary line, then `Args:`)."""
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    blocks = re.split(r"\n(?=  --)", text)
+    undocumented = []
+    for block in blocks:
+        match = re.match(r"  --((model|data)\.[a-z_]+) ", block)
+        rest = re.sub(r"^  --\S+(?: [A-Z_][A-Z0-9_]*)?", "", block)  # the option and its metavar
+        if match and not re.sub(r"\(type: .*?\)|\s+", "", rest, flags=re.S) and "CONFIG" not in block:
+            undocumented.append(match.group(1))
+    assert not undocumented, undocumented
+    assert "rows per micro-batch and device" in text and "AdamW's learning rate" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import pytest
 import torch
 from torch import nn
 
@@ -77,6 +78,32 @@ def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=12, seed=0, tasks=["text", "text_only"])
     dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
     batch = next(iter(dm.train_dataloader()))
-    assert (tmp_path / "synthetic" / "meta.json").is_file() and len(batch["ids"]) == 2
+    assert (synthetic.folder / "meta.json").is_file() and len(batch["ids"]) == 2
+    assert synthetic.folder.name == "n12-seed0-text+text_only-test0.1-side768-v2"
     val = next(iter(dm.val_dataloader()))
-    assert all("-test-" in i for i in val["ids"]) and val["skipped"] == {}
+    assert all("-val-" in i for i in val["ids"]) and val["skipped"] == {}
+
+
+def test_each_stage_reads_its_own_split_and_all_of_it(tmp_path, tiny):
+    synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=60, seed=0, tasks=["text", "text_only"])
+    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    ids = {stage: [i for batch in getattr(dm, f"{stage}_dataloader")() for i in batch["ids"]] for stage in ("val", "test", "predict")}
+    assert len(ids["val"]) == 3 and all("-val-" in i for i in ids["val"])  # limited on purpose
+    assert len(ids["test"]) == 6 and all("-test-" in i for i in ids["test"])  # 3 per task, all of them
+    assert ids["predict"] == ids["test"]
+    explicit = H2OVLDataModule(train="x", test=None).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    with pytest.raises(ValueError, match="set data.test"):
+        explicit.test_dataloader()
+
+
+def test_changed_synthetic_settings_make_new_data_never_reuse_old(tmp_path, tiny):
+    def ids(**fields):
+        synthetic = SyntheticData(out=str(tmp_path / "synthetic"), seed=0, tasks=["text"], **fields)
+        metas = synthetic.ensure()
+        return synthetic.folder, sum(1 for _ in open(str(metas["train"]).replace("meta.json", "text_train.jsonl")))
+
+    small, n_small = ids(n=10)
+    large, n_large = ids(n=20)
+    other_side, _ = ids(n=10, max_side=256)
+    assert len({small, large, other_side}) == 3 and n_large > n_small
+    assert ids(n=10) == (small, n_small)  # the same settings reuse their folder

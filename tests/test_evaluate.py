@@ -38,7 +38,8 @@ def test_validation_generates_scores_and_keeps_the_best_checkpoint_then_evaluate
 
     capsys.readouterr()
     out = tmp_path / "eval"
-    assert main(["evaluate", "--ckpt", str(best[0]), "--data", str(tmp_path / "synthetic/meta_test.json"), "--limit", "5",
+    (test_meta,) = (tmp_path / "synthetic").glob("*/meta_test.json")
+    assert main(["evaluate", "--ckpt", str(best[0]), "--data", str(test_meta), "--limit", "5",
                  "--batch-size", "2", "--max-new-tokens", "6", "--out", str(out),
                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -145,3 +146,11 @@ def test_generation_subset_is_fixed_whatever_the_batching(tmp_path: Path, tiny):
         dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(tokenizer, preprocessor, model.tokens_per_tile)
         seen.append([(p, i) for batch in dm.eval_dataloader(str(metas["test"])) for p, i in zip(batch["positions"], batch["ids"])])
     assert seen[0] == seen[1] and [p for p, _ in seen[0]] == list(range(len(seen[0])))
+
+
+def test_default_evaluation_folders_are_named_after_the_run():
+    from h2ovl.evaluation.evaluate import EvaluationRequest, default_out
+
+    a = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/a/checkpoints/last.ckpt"))
+    b = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/b/checkpoints/last.ckpt"))
+    assert a == Path("outputs/eval/a-last-meta_test") and a != b

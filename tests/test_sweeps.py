@@ -18,6 +18,7 @@ from h2ovl.cli import main
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
 from h2ovl.sweeps.plots import cost_points, validation_curves
 from h2ovl.sweeps.results import Row, Table
+from h2ovl.errors import SettingError
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
 from h2ovl.training.cli import ParseOnlyCLI
@@ -136,7 +137,7 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     assert summary["finished"] == 5 and summary["failed"] == ["broken/seed=0", "broken/seed=1"]
     # running trials report their progress (their own output goes to their logs)
     progress = capsys.readouterr().out
-    assert re.search(r"^\[t\] init-stage: (starting|step \d+, train/loss \d+\.\d+) \(\d+ s\)$", progress, re.M), progress
+    assert re.search(r"^\[t\] init-stage: (starting|step \d+/2, train/loss \d+\.\d+(, ETA \w+)?) \(\d+ s\)$", progress, re.M), progress
     state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
     assert "not-a-number" in state["trials"]["broken/seed=0"]["error"]
     init_ckpt = state["init_checkpoint"]
@@ -147,6 +148,9 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     experiment = mlflow.get_experiment_by_name("t").experiment_id
     parent = mlflow.get_run(summary["parent_run_id"])
     assert parent.data.tags["role"] == "sweep" and parent.info.status == "FAILED" and parent.data.metrics["sweep/failed"] == 2
+    best_name, best_value = min(((n, t["value"]) for n, t in state["trials"].items() if t.get("value") is not None and n != "init-stage"),
+                                key=lambda item: item[1])
+    assert parent.data.tags["sweep.best_trial"] == best_name and parent.data.metrics["best/val/loss"] == best_value
     # artifacts live beside the SQLite store, not in ./mlruns of whatever folder the sweep ran from
     assert parent.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
     children = mlflow.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -348,3 +352,58 @@ def test_a_sweep_owns_its_trials_through_kills_and_resumes_into_one_run_per_tria
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.info.run_id for r in runs} == {t["run_id"] for t in state["trials"].values()}
     assert all(t["status"] == "finished" for t in state["trials"].values())
+
+
+def test_a_changed_spec_under_the_same_id_is_refused_or_rerun_with_force(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Trials are their resolved config: editing the spec (max_steps 2 -> 3) under the same sweep id
+    must not show the old results as the new ones."""
+    from h2ovl.sweeps.runner import Sweep
+
+    path = write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}})
+    sweep = Sweep(load_spec(path), options(tmp_path))
+    (trial,) = sweep.selected(sweep.spec.expand())
+    sweep.state.update(trial.name, status="finished", settings=sweep.settings(trial))  # as a finished run leaves it
+    (tmp_path / "sweeps/t/trials/fixed__seed=0").mkdir(parents=True)
+    assert sweep.changed_trials([trial]) == {}
+
+    spec = yaml.safe_load(path.read_text())
+    spec["overrides"]["trainer.max_steps"] = 3
+    path.write_text(yaml.safe_dump(spec))
+    edited = Sweep(load_spec(path), options(tmp_path))
+    assert edited.changed_trials([trial]) == {trial.name: ["trainer.max_steps: 2 -> 3"]}
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert plan["trials"][0]["status"].startswith("changed: trainer.max_steps: 2 -> 3")
+    with pytest.raises(SettingError, match="ran with other settings .* pass --force"):
+        edited.refuse_or_reset_changed([trial])
+    forced = Sweep(load_spec(path), options(tmp_path, force=True))
+    forced.refuse_or_reset_changed([trial])
+    assert forced.state.trial(trial.name) == {} and not (tmp_path / "sweeps/t/trials/fixed__seed=0").exists()
+
+
+def test_every_exit_path_closes_the_parent_run(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`--launcher slurm` where there is no SLURM fails in one line, and the sweep's MLflow run is closed
+    FAILED, not left RUNNING."""
+    path = write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}})
+    assert main(["sweep", str(path), "--launcher", "slurm", "--out", str(tmp_path / "sweeps"),
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    state = json.loads((tmp_path / "sweeps/t/state.json").read_text())
+    assert client(tmp_path).get_run(state["parent_run_id"]).info.status == "FAILED"
+
+
+def test_tables_take_finished_runs_only_and_say_what_they_left_out(tmp_path: Path):
+    from h2ovl.sweeps.results import experiment_table, to_markdown
+
+    mlflow = client(tmp_path)
+    experiment = mlflow.create_experiment("plain")
+    for status, loss in (("FINISHED", 1.0), ("KILLED", 0.1), ("RUNNING", 0.2)):
+        run = mlflow.create_run(experiment, tags={"variant": "a"})
+        mlflow.log_metric(run.info.run_id, "val/loss", loss)
+        if status != "RUNNING":
+            mlflow.set_terminated(run.info.run_id, status)
+    table = experiment_table(mlflow, "plain", ["val/loss"])
+    (row,) = table.rows
+    assert len(row.runs) == 1 and row.mean("val/loss") == 1.0  # the killed and running runs' values are not pooled in
+    assert table.left_out == {"KILLED": 1, "RUNNING": 1}
+    assert "Finished runs only: 2 left out (1 killed, 1 running)." in to_markdown(table)

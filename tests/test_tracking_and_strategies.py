@@ -3,6 +3,7 @@ accumulation, the FSDP wrap policy, and the top-level `h2ovl fit` entry point.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,15 @@ def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monk
     tags = run.data.tags
     assert {"experiment", "stage", "preset", "preprocessor", "pixel_shuffle", "seed", "git_commit"} <= set(tags)
     assert tags["preset"] == "tiny" and tags["stage"] == "full" and tags["experiment"] == "entry"
+    assert tags["preprocessor"].startswith("DynamicResolution(")  # the preset's, named, not "preset default"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|h2ovl==.*", tags["git_commit"])
+    # Each param once: the resolved config's `model.lr`, not Lightning's copy of the module's `lr` too.
+    assert "lr" not in run.data.params and "preprocessor.class_path" not in run.data.params
+    assert not [k for k in run.data.params if f"model.{k}" in run.data.params or f"data.{k}" in run.data.params]
+    # Runs are named for what they are, with a suffix from the OS (the seed fixes MLflow's own random names).
+    assert re.fullmatch(r"entry-full-seed0-[0-9a-f]{6}", run.info.run_name)
+    assert main(["fit", "--config", str(config), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path / "again")]) == 0
+    assert len({r.info.run_name for r in mlflow_runs(tmp_path, "entry")}) == 2
     for key in ("train/loss", "train/lr", "train/grad_norm", "train/pad_fraction", "train/visual_tokens_per_sample",
                 "train/device/samples_per_sec", "train/device/items_per_sec", "train/device/flops_per_sec"):
         assert key in run.data.metrics, key
@@ -108,3 +118,34 @@ def test_gpu_training_benchmark_runs_at_the_tiny_shape(tmp_path: Path):
     rows = json.loads(out.read_text())
     assert [(r["mode"], r["checkpointing"]) for r in rows] == [("single", True), ("single", False), ("fsdp", True), ("fsdp", False)]
     assert all(r["samples_per_s"] > 0 and r["tflops_per_s"] > 0 for r in rows)
+
+
+def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                              caplog: pytest.LogCaptureFixture):
+    """On endless data Lightning's bar reads "Epoch 0/-2"; ours counts optimizer steps to max_steps, and
+    in a log file (no terminal) it logs `step k/N (..%), rate, ETA, train/loss` lines."""
+    import logging
+
+    from h2ovl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_run_config(tmp_path, "progress", 4)
+    config["trainer"]["enable_progress_bar"] = True
+    with caplog.at_level(logging.INFO, logger="h2ovl.training.progress"):
+        assert main(["fit", "--config", str(write_config(tmp_path / "p.yaml", config))]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "h2ovl.training.progress"]
+    assert [line.split(" (")[0] for line in lines] == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
+    assert re.match(r"step 2/4 \(50%\), \d+\.\d+ steps/s, ETA \w+, train/loss \d", lines[1]), lines[1]
+
+
+def test_sweep_heartbeat_shows_step_total_and_eta():
+    from types import SimpleNamespace
+
+    from h2ovl.sweeps.runner import Sweep
+    from h2ovl.sweeps.spec import Trial
+
+    sweep = Sweep.__new__(Sweep)
+    sweep.state = SimpleNamespace(trial=lambda name: {"settings": {"trainer.max_steps": "100"}})
+    history = [SimpleNamespace(step=s, timestamp=1000 * s, value=2.0) for s in range(10)]  # a step a second
+    line = sweep._heartbeat_line(Trial("a/seed=0", "a", 0, {}), history, 12.0)
+    assert line == "step 10/100, train/loss 2.000, ETA 1m30s (12 s)"

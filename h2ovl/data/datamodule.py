@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SyntheticData:
-    """Where the embedded default data lives and how to make it when it is not there yet."""
+    """The embedded default data, made on first use. Its folder is keyed by everything that shapes it
+    (`<out>/<key>/`, e.g. `outputs/synthetic/n600-seed0-all-test0.1-side768-v1`), so changing `n`, `tasks`
+    or any other field makes new data instead of silently reusing the old, and runs with different
+    settings (sweep trials) never share a folder."""
 
     out: str = "outputs/synthetic"
     n: int = 600
@@ -43,16 +46,21 @@ class SyntheticData:
     test_fraction: float = 0.1
     max_side: int = 768
 
+    @property
+    def folder(self) -> Path:
+        from h2ovl.synth import GENERATOR_VERSION
+
+        tasks = "all" if not self.tasks else "+".join(sorted(self.tasks))
+        return Path(self.out) / f"n{self.n}-seed{self.seed}-{tasks}-test{self.test_fraction:g}-side{self.max_side}-v{GENERATOR_VERSION}"
+
     def ensure(self) -> dict[str, Path]:
-        out = Path(self.out)
-        metas = {"train": out / "meta.json", "test": out / "meta_test.json"}
+        out = self.folder
+        metas = {"train": out / "meta.json", "val": out / "meta_val.json", "test": out / "meta_test.json"}
         if metas["train"].is_file():
-            return metas
+            return {split: path for split, path in metas.items() if path.is_file()}
         from h2ovl.synth import write_synthetic
 
         log.info("writing %d synthetic samples to %s", self.n, out)
-        if out.exists():  # a folder the user made: written in place
-            return write_synthetic(out, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
         # Written aside and renamed into place, so processes starting together (sweep trials) never read a
         # half-written folder: the first rename wins, the others drop their copy.
         partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -65,27 +73,39 @@ class SyntheticData:
 
 
 class H2OVLDataModule(L.LightningDataModule):
-    """Args:
-    train: a meta file, .jsonl or LLaVA .json; None: the synthetic data (`synthetic`).
-    val: the same for validation; None with synthetic data: its held-out split.
-    batch_size: rows per micro-batch and device (samples, or packed sequences).
-    global_batch_size: samples per optimizer step over all devices (256 in the paper), without packing;
-        gradient accumulation is derived from it, the micro-batch and the number of devices. None:
-        Lightning's `accumulate_grad_batches` as configured.
-    global_batch_rows: with packing (a row holds a varying number of samples), packed rows per optimizer
-        step over all devices, from which accumulation is derived the same way.
-    max_length: tokens kept per sample (never cutting an image span).
-    pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
-    pack_tiles: at most this many tiles per packed sequence.
-    steps_per_epoch: batches per Lightning epoch; None: one pass over this rank's share.
-    on_bad_sample: "skip" (counted, reported per dataset) or "raise" (fatal, naming file and line).
-    cache_dir: LitData's local chunk cache, for optimized datasets on object storage.
+    """The data of a run: a mixture streamed as packed or padded batches, its position saved in checkpoints.
+
+    Args:
+        train: a meta file, .jsonl or LLaVA .json; None: the synthetic data (`synthetic`).
+        val: the same for validation; None with synthetic data: its validation split.
+        test: the same for `h2ovl test` and `h2ovl predict`; None with synthetic data: its test split (never
+            the validation split, so a test score is not a validation score).
+        synthetic: where the synthetic data (the default when `train` is None) is written and how much.
+        batch_size: rows per micro-batch and device (samples, or packed sequences).
+        global_batch_size: samples per optimizer step over all devices (256 in the paper), without packing;
+            gradient accumulation is derived from it, the micro-batch and the number of devices. None:
+            Lightning's `accumulate_grad_batches` as configured.
+        global_batch_rows: with packing (a row holds a varying number of samples), packed rows per optimizer
+            step over all devices, from which accumulation is derived the same way.
+        val_batch_size: samples per validation, test and prediction batch (None: `batch_size`).
+        num_workers: data-loader worker processes per device (0: load in the training process).
+        max_length: tokens kept per sample (never cutting an image span).
+        pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
+        pack_tiles: at most this many tiles per packed sequence.
+        pack_buffer: samples held back to choose from when filling a packed row (first-fit decreasing).
+        steps_per_epoch: batches per Lightning epoch; None: one pass over this rank's share.
+        val_limit: validate on the first N records of the validation data (None: all of it).
+        test_limit: test and predict on the first N records of the test data (None: all of it).
+        seed: seeds the order of the data (a permutation per epoch) and the augmentation.
+        on_bad_sample: "skip" (counted, reported per dataset) or "raise" (fatal, naming file and line).
+        cache_dir: LitData's local chunk cache, for optimized datasets on object storage.
     """
 
     def __init__(
         self,
         train: str | None = None,
         val: str | None = None,
+        test: str | None = None,
         synthetic: SyntheticData | None = None,
         batch_size: int = 4,
         global_batch_size: int | None = None,
@@ -98,6 +118,7 @@ class H2OVLDataModule(L.LightningDataModule):
         pack_buffer: int = 64,
         steps_per_epoch: int | None = None,
         val_limit: int | None = None,
+        test_limit: int | None = None,
         seed: int = 0,
         on_bad_sample: str = "skip",
         cache_dir: str | None = None,
@@ -106,7 +127,7 @@ class H2OVLDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("global_batch_size", global_batch_size),
                             ("global_batch_rows", global_batch_rows), ("max_length", max_length), ("pack_tokens", pack_tokens),
                             ("pack_tiles", pack_tiles), ("pack_buffer", pack_buffer), ("steps_per_epoch", steps_per_epoch),
-                            ("val_limit", val_limit)):
+                            ("val_limit", val_limit), ("test_limit", test_limit)):
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be at least 1, got {value}")
         if num_workers < 0:
@@ -123,7 +144,7 @@ class H2OVLDataModule(L.LightningDataModule):
         if pack_tokens is not None:
             require_packed_rows_isolated()
             max_length = min(max_length, pack_tokens)  # a sample must fit one packed row
-        self.train_path, self.val_path = train, val
+        self.train_path, self.val_path, self.test_path = train, val, test
         self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.global_batch = (global_batch_size, "global_batch_size") if pack_tokens is None else (global_batch_rows, "global_batch_rows")
@@ -131,7 +152,7 @@ class H2OVLDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
         self.steps_per_epoch = steps_per_epoch
-        self.val_limit = val_limit
+        self.val_limit, self.test_limit = val_limit, test_limit
         self.seed = seed
         self.on_bad_sample = on_bad_sample
         self.cache_dir = cache_dir
@@ -144,17 +165,19 @@ class H2OVLDataModule(L.LightningDataModule):
         self._bound = (tokenizer, preprocessor, tokens_per_tile)
         return self
 
-    def _resolve_paths(self) -> tuple[str, str | None]:
+    def _resolve_paths(self) -> dict[str, str | None]:
+        """The data of each stage: as configured, else the synthetic data's split of that name."""
         if self.train_path is not None:
-            return self.train_path, self.val_path
+            return {"train": self.train_path, "val": self.val_path, "test": self.test_path}
         metas = self.synthetic.ensure()
         if "train" not in metas:
             raise SettingError(
                 f"data.synthetic.n={self.synthetic.n} leaves no training sample after the held-out "
                 f"test_fraction={self.synthetic.test_fraction} is taken from each task: raise data.synthetic.n "
-                f"(and remove {self.synthetic.out})"
+                f"(new settings write a new folder under {self.synthetic.out})"
             )
-        return str(metas["train"]), self.val_path or (str(metas["test"]) if "test" in metas else None)
+        return {"train": str(metas["train"]), "val": self.val_path or (str(metas["val"]) if "val" in metas else None),
+                "test": self.test_path or (str(metas["test"]) if "test" in metas else None)}
 
     def builder(self, path: str, seed: int | None = None, split_budget: bool = True) -> SampleBuilder:
         if self._bound is None:
@@ -181,7 +204,7 @@ class H2OVLDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------------
     def train_stream(self, rank: int = 0, world_size: int = 1) -> SampleStream:
-        train, _ = self._resolve_paths()
+        train = self._resolve_paths()["train"]
         if self.tracker.state.world_size != world_size and not self.tracker.state.workers:
             self.tracker = StreamTracker(self.num_workers, world_size)
         stream = SampleStream(
@@ -223,10 +246,8 @@ class H2OVLDataModule(L.LightningDataModule):
         return DataLoader(self._train_stream, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
-        _, val = self._resolve_paths()
-        if val is None:
-            return []
-        return self.eval_dataloader(val, self.val_limit)
+        val = self._resolve_paths()["val"]
+        return [] if val is None else self.eval_dataloader(val, self.val_limit)
 
     def eval_dataloader(self, path: str, limit: int | None = None, split_budget: bool = True) -> DataLoader:
         """Every record of a meta file or jsonl once, in order (the first `limit`), bad ones counted.
@@ -235,10 +256,13 @@ class H2OVLDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
 
     def test_dataloader(self) -> DataLoader | list:
-        return self.val_dataloader()
+        test = self._resolve_paths()["test"]
+        if test is None:
+            raise SettingError("h2ovl test/predict need test data: set data.test (a meta file or jsonl)")
+        return self.eval_dataloader(test, self.test_limit)
 
     def predict_dataloader(self) -> DataLoader | list:
-        return self.val_dataloader()
+        return self.test_dataloader()
 
     # -- position in the data -------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

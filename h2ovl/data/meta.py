@@ -78,6 +78,10 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
     max_patch = entry.get("max_dynamic_patch")
     if max_patch is not None and (isinstance(max_patch, bool) or not isinstance(max_patch, int) or max_patch < 1):
         raise MetaError(f"{where}: dataset {name!r}: max_dynamic_patch must be a positive integer, got {max_patch!r}")
+    min_patch = entry.get("min_dynamic_patch", 1)
+    if min_patch != 1:  # InternVL meta files carry 1 (no effect); another value would be silently ignored
+        raise MetaError(f"{where}: dataset {name!r}: min_dynamic_patch={min_patch!r} is not applied per dataset (only 1, "
+                        "which changes nothing, is accepted); set model.preprocessor.init_args.min_tiles for the run instead")
     outside = entry.get("allow_outside_root", False)
     if not isinstance(outside, bool):
         raise MetaError(f"{where}: dataset {name!r}: allow_outside_root must be true or false, got {outside!r}")

@@ -67,7 +67,13 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
 
 
 def default_out(request: EvaluationRequest) -> Path:
-    model = Path(request.ckpt).stem if request.ckpt else Path(request.released).name
+    """`outputs/eval/<run>-<checkpoint>-<data>`: two runs' `last.ckpt` never share a folder."""
+    if request.ckpt:
+        ckpt = Path(request.ckpt).resolve()
+        run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.parent.name
+        model = f"{run}-{ckpt.stem}"
+    else:
+        model = Path(request.released).resolve().name
     return Path("outputs/eval") / f"{model}-{Path(request.data).stem}"
 
 

@@ -26,6 +26,7 @@ class Row:
     variant: str
     runs: list[Any] = field(default_factory=list)
     failed: int = 0
+    """Runs of this variant left out because they did not finish (failed, killed, or still running)."""
     values: dict[str, list[float]] = field(default_factory=dict)
     visual_tokens: float | None = None
     samples_per_s: float | None = None
@@ -48,6 +49,8 @@ class Table:
     rows: list[Row]
     parent_run_id: str | None = None
     experiment_id: str | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Runs not in the numbers, by MLflow status (FAILED, KILLED, RUNNING)."""
 
     def diff(self, row: Row, metric: str) -> float | None:
         base = next((r for r in self.rows if r.variant == self.baseline), None)
@@ -101,11 +104,13 @@ def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
 
 def build_table(client: Any, runs: list[Any], metrics: list[str], modes: dict[str, str], baseline: str | None, title: str) -> Table:
     rows: dict[str, Row] = {}
+    left_out: dict[str, int] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
         variant = run.data.tags.get("variant") or run.data.tags.get("trial") or run.info.run_name
         row = rows.setdefault(variant, Row(variant))
-        if run.info.status != "FINISHED":
+        if run.info.status != "FINISHED":  # only finished runs make numbers; the rest are counted, by status
             row.failed += 1
+            left_out[run.info.status] = left_out.get(run.info.status, 0) + 1
             continue
         row.runs.append(run)
         for metric in metrics:
@@ -121,7 +126,7 @@ def build_table(client: Any, runs: list[Any], metrics: list[str], modes: dict[st
                 rates.append(_history_mean(client, run.info.run_id, key, median=True))
         row.samples_per_s = statistics.fmean(rates) if rates else None
     ordered = sorted(rows.values(), key=lambda r: (r.variant != baseline, r.variant))
-    return Table(title=title, metrics=metrics, modes=modes, baseline=baseline, rows=ordered)
+    return Table(title=title, metrics=metrics, modes=modes, baseline=baseline, rows=ordered, left_out=left_out)
 
 
 def sweep_table(client: Any, sweep_id: str, metrics: list[str] | None = None) -> Table:
@@ -152,7 +157,7 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 
 def _cells(table: Table, row: Row) -> list[str]:
-    cells = [row.variant, f"{len(row.runs)}" + (f" (+{row.failed} failed)" if row.failed else "")]
+    cells = [row.variant, f"{len(row.runs)}" + (f" (+{row.failed} unfinished, left out)" if row.failed else "")]
     for metric in table.metrics:
         mean, std = row.mean(metric), row.std(metric)
         cells.append("–" if mean is None else f"{mean:.4g} ± {_num(std, 2)}")
@@ -173,6 +178,9 @@ def headers(table: Table) -> list[str]:
 def to_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(headers(table)) + " |", "|" + "---|" * len(headers(table))]
     lines += ["| " + " | ".join(_cells(table, row)) + " |" for row in table.rows]
+    if table.left_out:
+        counts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(table.left_out.items()))
+        lines += ["", f"Finished runs only: {sum(table.left_out.values())} left out ({counts})."]
     return "\n".join(lines) + "\n"
 
 

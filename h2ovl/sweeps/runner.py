@@ -14,10 +14,12 @@ KILLED; a trial whose sweep died outright (SIGKILL) stops itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -28,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from h2ovl.errors import Stopped
+from h2ovl.errors import SettingError, Stopped
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.sweeps.trials import log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
-from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root
+from h2ovl.training.progress import duration
+from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,18 @@ class SweepState:
         with self.lock:
             target = self.data if name is None else self.data["trials"].setdefault(name, {})
             target.update(fields)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".partial")
-            partial.write_text(json.dumps(self.data, indent=2))
-            partial.replace(self.path)
+            self._write()
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            self.data["trials"].pop(name, None)
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.data, indent=2))
+        partial.replace(self.path)
 
 
 @dataclass
@@ -82,6 +93,8 @@ class SweepOptions:
     dry_run: bool = False
     out: str = "outputs/sweeps"
     tracking_uri: str | None = None
+    force: bool = False
+    """Rerun, from scratch, trials whose resolved config changed since they ran (else that is an error)."""
     progress_every: float = 30.0
     """Seconds between progress lines for running local trials (their output goes to their logs)."""
 
@@ -157,12 +170,63 @@ class Sweep:
             root = self.folder / "trials" / trial.folder
             check_fit_config(trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, None),
                                           self.options.tracking_uri, None), f"{self.spec.path}: trial {trial.name}")
+        changed = self.changed_trials(trials)
         rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
-                 "status": self.state.trial(t.name).get("status", "pending")} for t in trials]
+                 "status": "changed: " + ", ".join(changed[t.name][:5]) if t.name in changed
+                 else self.state.trial(t.name).get("status", "pending")} for t in trials]
         if self.spec.init_stage is not None:
             rows.insert(0, {"trial": INIT_STAGE, "overrides": self.spec.init_stage.get("overrides", {}),
                             "status": self.state.trial(INIT_STAGE).get("status", "pending")})
         return rows
+
+    # -- what a trial is: its name and its resolved config --------------------------------------------------
+    def init_trial(self) -> Trial | None:
+        if self.spec.init_stage is None:
+            return None
+        return Trial(name=INIT_STAGE, variant=INIT_STAGE, seed=self.spec.seeds[0],
+                     overrides=dict(self.spec.init_stage.get("overrides") or {}))
+
+    def settings(self, trial: Trial) -> dict[str, str]:
+        """The trial's resolved config, flattened, without what the sweep adds for bookkeeping (its folder,
+        MLflow run, parent and start checkpoint): what makes two attempts the same trial."""
+        config = trial_config(self.spec, self.sweep_id, trial, Path("trial"), {}, None, None)
+        config["trainer"].pop("logger", None)
+        # flatten() shortens long values for MLflow; the digest of the whole config catches what that hides.
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return {**flatten(config), "config.sha256": digest}
+
+    def changed_trials(self, trials: list[Trial]) -> dict[str, list[str]]:
+        """Trials recorded with settings other than the spec's now, and the keys that differ."""
+        changed = {}
+        for trial in [t for t in (self.init_trial(), *trials) if t is not None]:
+            saved = self.state.trial(trial.name).get("settings")
+            if saved is None:
+                continue
+            now = self.settings(trial)
+            differing = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+            if len(differing) > 1:  # the digest only speaks when the visible values hide the change
+                differing.remove("config.sha256")
+            if differing:
+                changed[trial.name] = [f"{k}: {saved.get(k)} -> {now.get(k)}" for k in differing]
+        return changed
+
+    def refuse_or_reset_changed(self, trials: list[Trial]) -> None:
+        """A spec edited under the same sweep id must not pass its old results off as the new ones."""
+        changed = self.changed_trials(trials)
+        if not changed:
+            return
+        if not self.options.force:
+            listed = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for name, keys in changed.items())
+            raise SettingError(f"sweep {self.sweep_id!r}: {len(changed)} trials ran with other settings than the spec "
+                               f"gives now: {listed}. Run it under a new --sweep-id, or pass --force to rerun them from scratch")
+        if INIT_STAGE in changed:  # every trial started from the init stage's checkpoint
+            changed.update({t.name: [] for t in trials})
+        for name in changed:
+            log.warning("sweep %s: %s changed since it ran: rerunning it from scratch (--force)", self.sweep_id, name)
+            shutil.rmtree(self.folder / "trials" / Trial.folder_name(name), ignore_errors=True)
+            self.state.forget(name)
+        if INIT_STAGE in changed:
+            self.state.update(init_checkpoint=None)
 
     def drop_stale_runs(self, trial: Trial, root: Path) -> None:
         """Delete the runs earlier attempts of `trial` left that this attempt will not continue: all of
@@ -183,6 +247,7 @@ class Sweep:
     def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str]]:
         root = self.folder / "trials" / trial.folder
         self.drop_stale_runs(trial, root)
+        self.state.update(trial.name, settings=self.settings(trial))
         init_from = None if role == INIT_STAGE else self.state.data.get("init_checkpoint")
         config = trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, parent, role),
                               self.options.tracking_uri, init_from)
@@ -269,6 +334,18 @@ class Sweep:
                 returncode = 1
             self._progress(trial, self.record(trial, returncode, log_file))
 
+    def _heartbeat_line(self, trial: Trial, history: list[Any], elapsed: float) -> str:
+        """`step 120/500, train/loss 1.204, ETA 2m44s (95 s)`; the first logged step's time is the start."""
+        if not history:
+            return f"starting ({elapsed:.0f} s)"
+        done = history[-1].step + 1  # metric steps count from 0
+        total = int(self.state.trial(trial.name).get("settings", {}).get("trainer.max_steps", -1))
+        first = history[0]
+        rate = (done - first.step - 1) / max((history[-1].timestamp - first.timestamp) / 1000, 1e-9)
+        eta = f", ETA {duration((total - done) / rate)}" if total > 0 and rate > 0 else ""
+        of = f"/{total}" if total > 0 else ""
+        return f"step {done}{of}, train/loss {history[-1].value:.3f}{eta} ({elapsed:.0f} s)"
+
     @contextmanager
     def _heartbeat(self, trial: Trial) -> Iterator[None]:
         """Every `progress_every` seconds while the trial runs: its last logged step and training loss,
@@ -284,8 +361,7 @@ class Sweep:
                 except Exception as error:  # noqa: BLE001 - progress is best effort; the trial's result is not
                     log.debug("no progress for %s: %s", trial.name, error)
                     continue
-                shown = f"step {history[-1].step}, train/loss {history[-1].value:.3f}" if history else "starting"
-                print(f"[{self.sweep_id}] {trial.name}: {shown} ({time.monotonic() - started:.0f} s)", flush=True)
+                print(f"[{self.sweep_id}] {trial.name}: {self._heartbeat_line(trial, history, time.monotonic() - started)}", flush=True)
 
         thread = threading.Thread(target=beat, daemon=True)
         thread.start()
@@ -310,10 +386,9 @@ class Sweep:
             self.run_local(trials, parent)
 
     def run_init_stage(self, parent: str) -> None:
-        if self.spec.init_stage is None or self.state.trial(INIT_STAGE).get("status") == FINISHED:
+        trial = self.init_trial()
+        if trial is None or self.state.trial(INIT_STAGE).get("status") == FINISHED:
             return
-        trial = Trial(name=INIT_STAGE, variant=INIT_STAGE, seed=self.spec.seeds[0],
-                      overrides=dict(self.spec.init_stage.get("overrides") or {}))
         command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
         print(f"[{self.sweep_id}] start {INIT_STAGE} (every trial starts from its last checkpoint)", flush=True)
         with self._heartbeat(trial):
@@ -323,7 +398,17 @@ class Sweep:
             raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
         self.state.update(init_checkpoint=str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt"))
 
+    def best_trial(self) -> tuple[str, float] | None:
+        """(name, value) of the finished trial with the best value of the sweep's metric."""
+        scored = [(name, t["value"]) for name, t in self.state.data["trials"].items()
+                  if t.get("status") == FINISHED and t.get("value") is not None and name != INIT_STAGE]
+        if not scored:
+            return None
+        return (min if self.spec.mode == "min" else max)(scored, key=lambda item: item[1])
+
     def _run_trials(self, parent: str) -> None:
+        if self.spec.strategy != "optuna":
+            self.refuse_or_reset_changed(self.selected(self.spec.expand()))
         self.run_init_stage(parent)
         if self.spec.strategy == "optuna":
             from h2ovl.sweeps.search import run_optuna
@@ -378,6 +463,10 @@ class Sweep:
         finished = sum(t.get("status") == FINISHED for t in trials.values())
         self.client.log_metric(parent, "sweep/finished", finished)
         self.client.log_metric(parent, "sweep/failed", len(failed))
+        best = self.best_trial()
+        if best is not None:
+            self.client.set_tag(parent, "sweep.best_trial", best[0])
+            self.client.log_metric(parent, f"best/{self.spec.metric}", best[1])
         self.client.log_artifact(parent, str(self.state.path))
         self.client.set_terminated(parent, "FINISHED" if not failed else "FAILED")
         return {"sweep_id": self.sweep_id, "parent_run_id": parent, "finished": finished, "failed": failed,

@@ -56,7 +56,12 @@ class Trial:
 
     @property
     def folder(self) -> str:
-        return self.name.replace("/", "__").replace(" ", "_")
+        return self.folder_name(self.name)
+
+    @staticmethod
+    def folder_name(name: str) -> str:
+        """The trial's folder under the sweep's `trials/`."""
+        return name.replace("/", "__").replace(" ", "_")
 
 
 @dataclass

@@ -33,6 +33,11 @@ def checkpoint_run_id(path: str | Path) -> str | None:
     return load_checkpoint(path).get(RUN_ID_KEY)
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint was saved at."""
+    return int(load_checkpoint(path).get("global_step", 0))
+
+
 def _samples(batch: dict) -> int:
     return len(batch["ids"])
 
@@ -113,19 +118,35 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 def git_commit() -> str:
+    """The commit of the h2ovl source that runs (`-dirty` with uncommitted changes); outside a checkout
+    (an installed package), the package's version."""
+    source = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"h2ovl=={version('h2ovl')} (no git checkout)"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _preset_preprocessor(name: Any) -> dict[str, Any]:
+    """The preprocessor a preset brings when the config names none."""
+    from h2ovl.model.config import PRESETS, preset
+
+    return preset(name).preprocessor if name in PRESETS else {}
 
 
 def run_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
     """The tags every run carries, read from its resolved config."""
     model = config.get("model") or {}
-    preprocessor = model.get("preprocessor") or {}
-    kind = str(preprocessor.get("class_path", "preset default")).rsplit(".", 1)[-1]
+    preprocessor = model.get("preprocessor") or _preset_preprocessor(model.get("preset"))
+    kind = str(preprocessor.get("class_path", "unknown")).rsplit(".", 1)[-1]
     max_tiles = (preprocessor.get("init_args") or {}).get("max_tiles")
     return {
         "experiment": experiment,

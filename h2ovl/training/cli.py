@@ -16,23 +16,26 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id
+from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id, checkpoint_step
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.errors import CheckpointError, UserError
 from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
+from h2ovl.training.progress import StepProgress
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import allowed_globals, load_checkpoint
 
@@ -63,6 +66,9 @@ class H2OVLCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults({
             "checkpoint.save_last": True,
+            # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
+            # a resumed run's older last.ckpt, which `--ckpt_path last` and `init_from` would then pick.
+            "checkpoint.enable_version_counter": False,
             "trainer.default_root_dir": DEFAULT_ROOT,
             "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},
         })
@@ -85,7 +91,20 @@ class H2OVLCLI(LightningCLI):
         except (ValueError, MisconfigurationException) as err:
             if isinstance(err, UserError):  # already names what is wrong
                 raise
-            raise ConfigError(f"the configuration is refused: {err}") from err
+            hint = ""
+            if "gpu" in str(err).lower() or "cuda" in str(err).lower():
+                hint = ("; this config asks for GPUs: on a CPU machine add --trainer.accelerator cpu "
+                        "--trainer.precision 32-true --trainer.strategy auto --trainer.devices 1")
+            raise ConfigError(f"the configuration is refused: {err}{hint}") from err
+        self._check_settings_agree()
+
+    def _check_settings_agree(self) -> None:
+        """Settings that each parse but cannot work together, caught before the first step."""
+        best = next((c for c in self.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        monitor = best.monitor if best is not None else None
+        if monitor and monitor.startswith("val/") and monitor != "val/loss" and self.model.val_scorer is None:
+            raise ConfigError(f"best.monitor={monitor!r} is a generation metric, but model.val_generation.samples is 0, so "
+                              "validation generates nothing: set model.val_generation.samples (e.g. 64) or best.monitor: val/loss")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -101,6 +120,9 @@ class H2OVLCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer = super().instantiate_trainer(**kwargs)
+        for index, callback in enumerate(trainer.callbacks):
+            if type(callback) in (TQDMProgressBar, RichProgressBar):  # Lightning's default bars
+                trainer.callbacks[index] = StepProgress()
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a configured plugin is kept
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -129,6 +151,8 @@ class H2OVLCLI(LightningCLI):
         run_id = checkpoint_run_id(ckpt)  # raises CheckpointError for a bad file
         if not isinstance(tracker, MLflowTracker):
             return
+        if self.subcommand != "fit":  # at the step the training curves show the checkpoint's last point
+            tracker.pin_step(max(checkpoint_step(ckpt) - 1, 0))
         if run_id:
             log.info("resuming MLflow run %s from %s", run_id, ckpt)
             tracker.continue_run(run_id)
@@ -206,4 +230,8 @@ def run_lightning(argv: Sequence[str]) -> None:
     # Lightning unpickles checkpoints with weights_only=True (set above): our hyperparameter classes are the
     # only globals they may name.
     torch.serialization.add_safe_globals(allowed_globals())
-    H2OVLCLI(args=expand_config_args(list(argv)))
+    with warnings.catch_warnings():
+        # LightningCLI warns when given `args` (we pass the composed config so `extends:` works) and
+        # prints them, which would dump the whole composed YAML on every command.
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+        H2OVLCLI(args=expand_config_args(list(argv)))

@@ -76,15 +76,15 @@ def compose_to_yaml(path: str | Path) -> str:
 
 
 def expand_config_args(argv: list[str]) -> list[str]:
-    """Replace each `--config FILE` (or `--config=FILE`) by its composed YAML text, which LightningCLI
-    accepts in place of a path."""
+    """Replace each `--config FILE` (or `-c FILE`, `--config=FILE`) by its composed YAML text, which
+    LightningCLI accepts in place of a path."""
     out: list[str] = []
     args = iter(argv)
     for arg in args:
-        if arg == "--config":
+        if arg in ("--config", "-c"):
             target = next(args, None)
             if target is None:
-                raise ConfigError("--config needs a file")
+                raise ConfigError(f"{arg} needs a file")
             out += ["--config", compose_to_yaml(target)]
         elif arg.startswith("--config="):
             out += ["--config", compose_to_yaml(arg.split("=", 1)[1])]

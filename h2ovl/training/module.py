@@ -60,37 +60,43 @@ PROJECTOR_PREFIX = "model.projector."
 
 
 class H2OVLModule(L.LightningModule):
-    """Args:
-    preset: a model preset ("tiny", "h2ovl-0.8b", ...): the architecture.
-    vision_weights: pretrained vision encoder weights: a timm state dict file (.safetensors, .pth, .bin)
-        or a timm pretrained tag of the preset's ViT (e.g. `ogvl_dist` for InternViT-300M). None: random.
-    llm: a pretrained causal LM, as a transformers directory or hub id (e.g. `h2oai/h2o-danube3-500m-base`);
-        its config replaces the preset's. None: random weights of the preset's shape.
-    tokenizer: a tokenizer directory or hub id. Required by the real-size presets; the tiny presets
-        default to the offline tiny tokenizer. Hub ids resolve through the libraries' caches
-        (`HF_HUB_OFFLINE=1` is respected).
-    preprocessor: replaces the preset's preprocessor (the ablation axis); in YAML a `class_path`/`init_args`
-        object or the path of a fragment such as `configs/preprocessor/msac.yaml`.
-    pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
-    trainable: the stage's freeze spec.
-    lr, weight_decay, betas, part_lr: AdamW; `part_lr` sets a part's own learning rate.
-    warmup_ratio, min_lr_ratio: the warmup-cosine schedule over the run's optimizer steps.
-    loss_reduction: how supervised tokens are weighed, over the whole global batch (every accumulated
-        micro-batch on every rank): "token" (every token alike), "sample" (every sample alike), "square"
-        (a sample of n supervised tokens weighs 1/sqrt(n) per token).
-    gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward (also under
-        FSDP).
-    released: a released model directory (InternVL-chat layout: config.json, safetensors, tokenizer) whose
-        architecture, preprocessor, weights and tokenizer replace the preset's (leave `preprocessor` and
-        `pixel_shuffle` unset: the weights fix them).
-    init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
-        schedule, step and data position start fresh). Read memory-mapped and without unpickling code,
-        and only its `state_dict`.
-    init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised). A
-        projector from a checkpoint with the other pixel-shuffle setting is carried over, its input
-        layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
-    max_new_tokens: the generation budget of `predict`.
-    val_generation: generation-based validation metrics (off unless `samples` > 0).
+    """The LightningModule: an H2OVL model, its freeze spec, optimizer, schedule, loss and generation-based validation.
+
+    Args:
+        preset: a model preset ("tiny", "h2ovl-0.8b", ...): the architecture.
+        vision_weights: pretrained vision encoder weights: a timm state dict file (.safetensors, .pth, .bin)
+            or a timm pretrained tag of the preset's ViT (e.g. `ogvl_dist` for InternViT-300M). None: random.
+        llm: a pretrained causal LM, as a transformers directory or hub id (e.g. `h2oai/h2o-danube3-500m-base`);
+            its config replaces the preset's. None: random weights of the preset's shape.
+        tokenizer: a tokenizer directory or hub id. Required by the real-size presets; the tiny presets
+            default to the offline tiny tokenizer. Hub ids resolve through the libraries' caches
+            (`HF_HUB_OFFLINE=1` is respected).
+        preprocessor: replaces the preset's preprocessor (the ablation axis); in YAML a `class_path`/`init_args`
+            object or the path of a fragment such as `configs/preprocessor/msac.yaml`.
+        pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
+        trainable: the stage's freeze spec.
+        lr: AdamW's learning rate.
+        weight_decay: AdamW's weight decay (norms, biases and the ViT's position and class embeddings are exempt).
+        betas: AdamW's betas.
+        part_lr: a part's own learning rate (`vision`, `projector`, `llm`), replacing `lr` for it.
+        warmup_ratio: the fraction of the run's optimizer steps spent warming up linearly.
+        min_lr_ratio: the cosine schedule's floor, as a fraction of the learning rate.
+        loss_reduction: how supervised tokens are weighed, over the whole global batch (every accumulated
+            micro-batch on every rank): "token" (every token alike), "sample" (every sample alike), "square"
+            (a sample of n supervised tokens weighs 1/sqrt(n) per token).
+        gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward (also under
+            FSDP).
+        released: a released model directory (InternVL-chat layout: config.json, safetensors, tokenizer) whose
+            architecture, preprocessor, weights and tokenizer replace the preset's (leave `preprocessor` and
+            `pixel_shuffle` unset: the weights fix them).
+        init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
+            schedule, step and data position start fresh). Read memory-mapped and without unpickling code,
+            and only its `state_dict`.
+        init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised). A
+            projector from a checkpoint with the other pixel-shuffle setting is carried over, its input
+            layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
+        max_new_tokens: the generation budget of `predict`.
+        val_generation: generation-based validation metrics (off unless `samples` > 0).
     """
 
     def __init__(
@@ -137,6 +143,11 @@ class H2OVLModule(L.LightningModule):
             overrides.update({"llm_weights": llm, "tokenizer": tokenizer})
             self.model, self.tokenizer = H2OVL.from_preset(preset, vision_weights=vision_weights, **overrides)
         self.preprocessor = self.model.build_preprocessor()
+        if self.preprocessor.tile_size != self.model.vision.tile_size:  # else step 1 fails on a token count
+            raise ValueError(
+                f"model.preprocessor makes {self.preprocessor.tile_size}-px tiles but the {preset!r} ViT takes "
+                f"{self.model.vision.tile_size}-px tiles: set model.preprocessor.init_args.tile_size: {self.model.vision.tile_size}"
+            )
         self.trainable = trainable or Trainable()
         self.model.set_trainable(**asdict(self.trainable))
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
@@ -242,7 +253,7 @@ class H2OVLModule(L.LightningModule):
             return
         loss_sum, weight = self._weighted_loss(batch)
         self.val_loss.update(loss_sum / weight, weight)
-        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log(f"{self._val_prefix}/loss", self.val_loss, prog_bar=True)
         if self._generating():
             rows = [row for row, position in enumerate(batch["positions"]) if position < self.val_generation.samples]
             budget = self.val_generation.max_new_tokens or self.hparams.max_new_tokens
@@ -254,6 +265,12 @@ class H2OVLModule(L.LightningModule):
                 if rows:
                     self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
 
+    @property
+    def _val_prefix(self) -> str:
+        """`val/` during fit; `h2ovl validate` of a checkpoint logs under `validate/`, so its point never
+        joins (or lands beside) the validation curves of the training run it continues."""
+        return "val" if self.trainer.state.fn == "fit" else "validate"
+
     def _generating(self) -> bool:
         if self.val_scorer is None or self.trainer.sanity_checking:
             return False
@@ -264,7 +281,7 @@ class H2OVLModule(L.LightningModule):
             scores = self.val_scorer.compute()  # summed over ranks already
             self.val_scorer.reset()
             for name, value in scores.items():
-                self.log(f"val/{name}", value, batch_size=1, sync_dist=True)  # equal on every rank
+                self.log(f"{self._val_prefix}/{name}", value, batch_size=1, sync_dist=True)  # equal on every rank
         if not self.trainer.sanity_checking:
             self._validation_runs += 1
 

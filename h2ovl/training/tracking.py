@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,15 @@ def artifact_root(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+
+
+def default_run_name(experiment: str, stage: str | None) -> str:
+    """`<experiment>-<stage>-seed<seed>-<6 hex>`: runs told apart by what they are, plus a suffix from the
+    OS's randomness. MLflow's own random names come from Python's global RNG, which the run's seed fixes,
+    so every run of a seed would get the same name."""
+    seed = os.environ.get("PL_GLOBAL_SEED")  # set by Lightning's seed_everything, before the logger is built
+    parts = [experiment, stage or "run", f"seed{seed}" if seed is not None else None, secrets.token_hex(3)]
+    return "-".join(p for p in parts if p)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -93,7 +103,7 @@ class MLflowTracker(MLFlowLogger):
         if sweep_id:
             tags["sweep_id"] = sweep_id
         super().__init__(
-            experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+            experiment_name=experiment_name, run_name=run_name or default_run_name(experiment_name, stage), tracking_uri=uri, tags=tags,
             log_model=log_model, artifact_location=artifact_location or artifact_root(uri),
         )
         self.requested_uri = uri
@@ -105,6 +115,8 @@ class MLflowTracker(MLFlowLogger):
         # Steps up to it were logged by the attempt that was killed, and are not logged twice.
         self._continued = False
         self._steps_in_store: dict[str, int] = {}
+        self._pinned_step: int | None = None
+        self._config_logged = False
 
     @property
     def tracking_uri(self) -> str:
@@ -173,6 +185,11 @@ class MLflowTracker(MLFlowLogger):
         self._run_id = run_id
         self._continued = True
 
+    def pin_step(self, step: int) -> None:
+        """Log every metric at `step`: `h2ovl validate/test` of a checkpoint logs at the checkpoint's step,
+        not at Lightning's step 0, which would put a false first point on the run's curves."""
+        self._pinned_step = step
+
     def _not_yet_logged(self, metrics: Mapping[str, float], step: int | None) -> dict[str, float]:
         if not self._continued or step is None or self._run_id is None:
             return dict(metrics)
@@ -190,7 +207,13 @@ class MLflowTracker(MLFlowLogger):
         from mlflow.entities import Param
 
         params = vars(params) if not isinstance(params, Mapping) else params
+        if self._config_logged:
+            # Lightning logs the module's and data module's init arguments too; the resolved config (logged
+            # first, as `model.*`, `data.*`) holds them all, so only our own `params/` counts pass.
+            params = {k: v for k, v in params.items() if str(k).startswith("params/")}
         flat = flatten(params)
+        if not flat:
+            return
         try:
             existing = self.experiment.get_run(self.run_id).data.params
             new = [Param(k, v) for k, v in flat.items() if k not in existing]
@@ -204,6 +227,7 @@ class MLflowTracker(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        step = self._pinned_step if self._pinned_step is not None else step
         try:
             metrics = self._not_yet_logged(metrics, step)
             if metrics:
@@ -221,6 +245,7 @@ class MLflowTracker(MLFlowLogger):
         except Exception as err:  # noqa: BLE001
             self._keep_unsent({"tags": dict(tags)}, err)
         self.log_hyperparams(config)
+        self._config_logged = True
 
     def _keep_unsent(self, record: dict[str, Any], err: Exception) -> None:
         self.fallback_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+"""Every Python block of the README runs as written (in a scratch folder, after the set-up it names:
+an exported model for the transformers example). The shell blocks are the commands the other tests
+and CI run (`make test`, `h2ovl fit/evaluate/sweep/export`...)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import noise_image
+from training_runs import ROOT
+
+BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+
+
+def _prepare(block: str, folder: Path) -> None:
+    """What a block takes for granted: an exported model and a page image, where it names them."""
+    if "outputs/export/cpu-tiny" in block:
+        import torch
+
+        from h2ovl.model import H2OVL
+        from h2ovl.model.hf_internvl import export_hf_internvl
+
+        torch.manual_seed(0)
+        model, tokenizer = H2OVL.from_preset("tiny")
+        export_hf_internvl(model, folder / "outputs/export/cpu-tiny", tokenizer)
+    if "page.png" in block:
+        noise_image(200, 120).save(folder / "page.png")
+
+
+def test_the_readme_has_python_blocks():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.strip().splitlines()[0][:40])
+def test_readme_python_block_runs(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    _prepare(block, tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})  # noqa: S102 - our own README
