@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--tile-size", type=int, default=448)
     preview.add_argument("--patch-size", type=int, default=14, help="ViT patch size, for the visual-token count")
     preview.add_argument("--no-thumbnail", action="store_true")
-    preview.add_argument("--fast-path", action="store_true", help="reduced-scale JPEG decoding (see README)")
+    preview.add_argument("--fast-path", action="store_true", help="reduced-scale JPEG decoding (see docs/preprocessing.md)")
     preview.add_argument("--out", type=Path, help="where to write the preview PNG")
     preview.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
     preview.set_defaults(handler=_preview)

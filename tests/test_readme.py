@@ -1,6 +1,6 @@
-"""Every Python block of the README runs as written (in a scratch folder, after the set-up it names:
-an exported model for the transformers example). The shell blocks are the commands the other tests
-and CI run (`make test`, `h2ovl fit/evaluate/sweep/export`...)."""
+"""Every Python block of the README and docs/ runs as written (in a scratch folder, after the set-up it
+names: an exported model for the transformers example). The shell blocks are the commands the other
+tests and CI run (`make test`, `h2ovl fit/evaluate/sweep/export`...)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from conftest import noise_image
 from training_runs import ROOT
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [block for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)]
 
 
 def _prepare(block: str, folder: Path) -> None:
@@ -30,12 +31,22 @@ def _prepare(block: str, folder: Path) -> None:
         noise_image(200, 120).save(folder / "page.png")
 
 
-def test_the_readme_has_python_blocks():
-    assert len(BLOCKS) >= 2
+def test_the_readme_and_docs_have_python_blocks():
+    assert len(BLOCKS) >= 3
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.strip().splitlines()[0][:40])
-def test_readme_python_block_runs(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_python_block_runs(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     _prepare(block, tmp_path)
     exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})  # noqa: S102 - our own README
+
+
+def test_docs_are_self_contained_and_their_links_resolve():
+    """The documentation points only inside the repository (no SPEC or sibling folders)."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert "SPEC" not in text and "../shared" not in text, page
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name}: broken link {target}"

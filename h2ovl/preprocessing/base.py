@@ -74,7 +74,7 @@ class ImagePreprocessor(ABC):
         max_pixels: images with more pixels than this are refused with an error naming the file.
         fast_path: opt-in speed path: reduced-scale JPEG decoding and torch's uint8 resize kernel
             instead of Pillow's. Tiles then differ from the reference pixels by well under one grey
-            level on average (see README, benchmarks/preprocess.py); off, they are bit-identical.
+            level on average (docs/results.md, benchmarks/preprocess.py); off, they are bit-identical.
     """
 
     def __init__(
