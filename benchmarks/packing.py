@@ -22,6 +22,7 @@ import torch
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.packing import model_inputs
+from h2ovl.data.processor import Processor
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.preprocessing import MSAC, DynamicResolution
 
@@ -77,11 +78,11 @@ def main() -> None:
         preprocessors = {"dynamic": DynamicResolution(tile_size=64, max_tiles=6), "msac": MSAC(tile_size=64, max_tiles=6)}
         for name, preprocessor in preprocessors.items():
             common = dict(synthetic=synthetic, max_length=args.pack_tokens, seed=0)
-            padded_dm = H2OVLDataModule(batch_size=args.batch, **common).bind(tokenizer, preprocessor, model.tokens_per_tile)
+            padded_dm = H2OVLDataModule(batch_size=args.batch, **common).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
             # Packed rows hold about args.batch samples' worth of tokens between them.
             rows = max(1, args.batch // 4)
             packed_dm = H2OVLDataModule(batch_size=rows, pack_tokens=args.pack_tokens, pack_buffer=64, **common)
-            packed_dm.bind(tokenizer, preprocessor, model.tokens_per_tile)
+            packed_dm.bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
             padded, packed = batches_for(padded_dm, args.samples), batches_for(packed_dm, args.samples)
             padded_rate = packed_rate = 0.0
             for _ in range(args.rounds):  # alternate, keep the best of each

@@ -1,6 +1,6 @@
 """The `h2ovl` command: one entry point whose subcommands each hand off to the module that does the work.
 
-    h2ovl preview IMAGE --preprocessor {fixed,dynamic,msac} [--max-tiles N] [--tile-size T]
+    h2ovl preview IMAGE [--preprocessor FixedResize|DynamicResolution|MSAC|CLASS_PATH] [--max-tiles N] [--tile-size T]
                   [--no-thumbnail] [--fast-path] [--out PNG] [--json]
     h2ovl demo [--out DIR] [--preprocessing]
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
@@ -27,13 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from h2ovl.errors import Stopped, UserError
-from h2ovl.preprocessing import (
-    MSAC,
-    DynamicResolution,
-    FixedResize,
-    ImagePreprocessor,
-    tokens_per_tile,
-)
+from h2ovl.preprocessing import ImagePreprocessor, tokens_per_tile
 from h2ovl.synth.tasks import TASKS
 
 
@@ -43,25 +37,25 @@ if TYPE_CHECKING:
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def build_preprocessor(name: str, tile_size: int, max_tiles: int, use_thumbnail: bool, fast_path: bool) -> ImagePreprocessor:
-    """The preprocessor a short CLI name stands for (configs use `class_path` instead)."""
-    if name == "fixed":
-        return FixedResize(tile_size=tile_size, fast_path=fast_path)
-    if name == "dynamic":
-        return DynamicResolution(
-            tile_size=tile_size, max_tiles=max_tiles, use_thumbnail=use_thumbnail, fast_path=fast_path
-        )
-    if name == "msac":
-        return MSAC(tile_size=tile_size, max_tiles=max_tiles, use_thumbnail=use_thumbnail, fast_path=fast_path)
-    raise ValueError(f"unknown preprocessor {name!r}: choose fixed, dynamic or msac")
+def preview_preprocessor(args: argparse.Namespace) -> ImagePreprocessor:
+    """`--preprocessor` (a class name or class path, as in configs) with the flags as its init_args (those
+    the class takes)."""
+    import inspect
+
+    from h2ovl.preprocessing import instantiate_preprocessor
+
+    flags = {"tile_size": args.tile_size, "max_tiles": args.max_tiles, "use_thumbnail": not args.no_thumbnail,
+             "fast_path": args.fast_path}
+    cls = type(instantiate_preprocessor(args.preprocessor))
+    accepted = inspect.signature(cls.__init__).parameters
+    return instantiate_preprocessor({"class_path": f"{cls.__module__}.{cls.__name__}",
+                                     "init_args": {k: v for k, v in flags.items() if k in accepted}})
 
 
 def _preview(args: argparse.Namespace) -> int:
     from h2ovl.preprocessing.preview import preview_summary, render_preview
 
-    preprocessor = build_preprocessor(
-        args.preprocessor, args.tile_size, args.max_tiles, not args.no_thumbnail, args.fast_path
-    )
+    preprocessor = preview_preprocessor(args)
     picture, tiled = render_preview(args.image, preprocessor)
     summary = preview_summary(preprocessor, tiled, tokens_per_tile(args.tile_size, args.patch_size, 0.5))
     if args.out:
@@ -171,7 +165,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from h2ovl.evaluation.evaluate import load_module
+    from h2ovl.evaluate import load_module
     from h2ovl.model.hf_internvl import export_hf_internvl
 
     module, _ = load_module(args.ckpt, args.released, max_new_tokens=64)
@@ -199,7 +193,7 @@ def _add_scorer_options(command: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from h2ovl.evaluation.evaluate import EvaluationRequest, evaluate
+    from h2ovl.evaluate import EvaluationRequest, evaluate
 
     request = EvaluationRequest(
         data=str(args.data), ckpt=args.ckpt, released=args.released, task=args.task, limit=args.limit,
@@ -219,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     preview = commands.add_parser("preview", help="draw the tiling of one image and print its facts")
     preview.add_argument("image", type=Path)
-    preview.add_argument("--preprocessor", choices=("fixed", "dynamic", "msac"), default="dynamic")
+    preview.add_argument("--preprocessor", default="DynamicResolution",
+                         help="a preprocessor class, as configs name it: FixedResize, DynamicResolution, MSAC or a class path")
     preview.add_argument("--max-tiles", type=int, default=6)
     preview.add_argument("--tile-size", type=int, default=448)
     preview.add_argument("--patch-size", type=int, default=14, help="ViT patch size, for the visual-token count")

@@ -9,3 +9,6 @@ PROMPT, ANSWER, END = "<|prompt|>", "<|answer|>", "<|end|>"
 #: The tokens H2OVL adds to the Danube vocabulary (ids 32000..32009 in the released tokenizers, where the
 #: prompt and answer markers are plain text).
 ADDED_TOKENS = (IMG_START, IMG_END, IMG_CONTEXT, "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>", END)
+
+#: Environment variable naming the sweep process to the trials it starts (a trial whose sweep is gone stops).
+SWEEP_PID_ENV = "H2OVL_SWEEP_PID"

@@ -109,7 +109,7 @@ def test_debug_shows_the_traceback(fit_config, capsys):
 
 def test_plain_commands_name_unreadable_files(tmp_path, capsys):
     (tmp_path / "folder.png").mkdir()
-    assert main(["preview", str(tmp_path / "folder.png"), "--preprocessor", "dynamic"]) == 2
+    assert main(["preview", str(tmp_path / "folder.png"), "--preprocessor", "DynamicResolution"]) == 2
     assert "folder.png" in _one_line_error(capsys, "preview")
     spec = tmp_path / "spec.yaml"
     spec.write_bytes(b"name: caf\xe9\n")
@@ -252,7 +252,7 @@ def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
         return real(self)
 
     monkeypatch.setattr(Path, "read_bytes", denied)  # root reads through chmod 000: simulate the refusal
-    assert main(["preview", str(image), "--preprocessor", "dynamic"]) == 2
+    assert main(["preview", str(image), "--preprocessor", "DynamicResolution"]) == 2
     assert "locked.png: cannot be read: Permission denied" in _one_line_error(capsys, "preview")
 
 

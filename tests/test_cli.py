@@ -15,7 +15,7 @@ from h2ovl.cli import main
 def test_preview_json_reports_msac_grids_tiles_and_tokens(tmp_path: Path, capsys, write_image):
     image = write_image(noise_image(606, 1000), "receipt.png")
     out = tmp_path / "preview.png"
-    assert main(["preview", str(image), "--preprocessor", "msac", "--out", str(out), "--json"]) == 0
+    assert main(["preview", str(image), "--preprocessor", "MSAC", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["grid"] == [2, 3]
     assert summary["coarse_grid"] == [2, 3] and summary["fine_grid"] == [3, 2]
@@ -25,10 +25,10 @@ def test_preview_json_reports_msac_grids_tiles_and_tokens(tmp_path: Path, capsys
 
 def test_preview_options_change_the_plan(capsys, write_image):
     image = write_image(noise_image(1000, 250), "wide.png")
-    main(["preview", str(image), "--preprocessor", "dynamic", "--max-tiles", "2", "--tile-size", "224", "--no-thumbnail", "--json"])
+    main(["preview", str(image), "--preprocessor", "h2ovl.preprocessing.DynamicResolution", "--max-tiles", "2", "--tile-size", "224", "--no-thumbnail", "--json"])
     summary = json.loads(capsys.readouterr().out.strip())
     assert summary["grid"] == [2, 1] and summary["n_tiles"] == 2 and summary["n_tokens"] == 2 * 64
-    main(["preview", str(image), "--preprocessor", "fixed", "--json"])
+    main(["preview", str(image), "--preprocessor", "FixedResize", "--json"])
     assert json.loads(capsys.readouterr().out.strip())["n_tiles"] == 1
 
 

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
+from h2ovl.data.processor import Processor
 from h2ovl.data.report import BadSampleReport
 from tests.test_stream import BAD, make_mixture
 
 
 class Recorder(L.LightningModule):
-    """Stands in for the training module: exposes what the data module binds to, records batch ids."""
+    """Stands in for the training module: records the ids of the batches it sees."""
 
     def __init__(self, tiny) -> None:
         super().__init__()
@@ -43,6 +44,8 @@ def fit(tiny, datamodule, tmp_path, max_steps, ckpt_path=None, callbacks=()):
         max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=tmp_path, callbacks=list(callbacks), num_sanity_val_steps=0, limit_val_batches=0,
     )
+    if datamodule.processor is None:
+        datamodule.bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return module, trainer
 
@@ -76,7 +79,7 @@ def test_bad_samples_are_reported_each_epoch(tmp_path, tiny, caplog):
 
 def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=12, seed=0, tasks=["text", "text_only"])
-    dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
     batch = next(iter(dm.train_dataloader()))
     assert (synthetic.folder / "meta.json").is_file() and len(batch["ids"]) == 2
     assert synthetic.folder.name == "n12-seed0-text+text_only-test0.1-side768-v2"
@@ -86,12 +89,12 @@ def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
 
 def test_each_stage_reads_its_own_split_and_all_of_it(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=60, seed=0, tasks=["text", "text_only"])
-    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
     ids = {stage: [i for batch in getattr(dm, f"{stage}_dataloader")() for i in batch["ids"]] for stage in ("val", "test", "predict")}
     assert len(ids["val"]) == 3 and all("-val-" in i for i in ids["val"])  # limited on purpose
     assert len(ids["test"]) == 6 and all("-test-" in i for i in ids["test"])  # 3 per task, all of them
     assert ids["predict"] == ids["test"]
-    explicit = H2OVLDataModule(train="x", test=None).bind(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    explicit = H2OVLDataModule(train="x", test=None).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
     with pytest.raises(ValueError, match="set data.test"):
         explicit.test_dataloader()
 

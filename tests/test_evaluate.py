@@ -11,6 +11,7 @@ import pytest
 
 from conftest import noise_image, write_jsonl
 from h2ovl.cli import main
+from h2ovl.data.processor import Processor
 from h2ovl.data.records import parse_line, to_record
 from h2ovl.evaluation import read_predictions, score_samples
 from h2ovl.synth import write_synthetic
@@ -94,7 +95,7 @@ def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: 
     preprocessor = DynamicResolution(tile_size=model.vision.tile_size, max_tiles=6, use_thumbnail=False)
     tiles = {}
     for split_budget in (True, False):
-        module = H2OVLDataModule(val_batch_size=1).bind(tokenizer, preprocessor, model.tokens_per_tile)
+        module = H2OVLDataModule(val_batch_size=1).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
         (batch,) = list(module.eval_dataloader(str(data), split_budget=split_budget))
         tiles[split_budget] = batch["pixel_values"].shape[0]
     assert tiles == {True: 2 * 3, False: 2 * 4}  # 6 // 2 = 3 -> (3, 1) each; whole budget -> (4, 1) each
@@ -143,13 +144,13 @@ def test_generation_subset_is_fixed_whatever_the_batching(tmp_path: Path, tiny):
     metas = write_synthetic(tmp_path, 30, seed=0, max_side=160)
     seen = []
     for batch_size in (1, 4):
-        dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(tokenizer, preprocessor, model.tokens_per_tile)
+        dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
         seen.append([(p, i) for batch in dm.eval_dataloader(str(metas["test"])) for p, i in zip(batch["positions"], batch["ids"])])
     assert seen[0] == seen[1] and [p for p, _ in seen[0]] == list(range(len(seen[0])))
 
 
 def test_default_evaluation_folders_are_named_after_the_run():
-    from h2ovl.evaluation.evaluate import EvaluationRequest, default_out
+    from h2ovl.evaluate import EvaluationRequest, default_out
 
     a = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/a/checkpoints/last.ckpt"))
     b = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/b/checkpoints/last.ckpt"))

@@ -14,6 +14,7 @@ from lightning.fabric.utilities.throughput import measure_flops
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.packing import model_inputs
+from h2ovl.data.processor import Processor
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.training.flops import forward_flops, training_flops
 
@@ -30,8 +31,8 @@ def batches(tmp_path_factory):
     torch.manual_seed(0)
     model, tokenizer = H2OVL.from_preset("tiny")
     synthetic = SyntheticData(out=str(tmp_path_factory.mktemp("synthetic")), n=24, max_side=256)
-    padded = H2OVLDataModule(synthetic=synthetic, batch_size=3).bind(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
-    packed = H2OVLDataModule(synthetic=synthetic, batch_size=1, pack_tokens=768).bind(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
+    padded = H2OVLDataModule(synthetic=synthetic, batch_size=3).bind(Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile))
+    packed = H2OVLDataModule(synthetic=synthetic, batch_size=1, pack_tokens=768).bind(Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile))
     return model, [next(iter(padded.train_stream())), next(iter(packed.train_stream()))]
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import conversation, noise_image, write_jsonl
 from h2ovl.cli import main
 from h2ovl.data.datamodule import H2OVLDataModule
+from h2ovl.data.processor import Processor
 from h2ovl.model.tokenizer import ANSWER
 from h2ovl.training.prediction import prompt_batch
 from training_runs import metric_history, mlflow_runs, tiny_run_config, write_config
@@ -26,7 +27,7 @@ def test_prompts_stop_before_the_first_answer_and_keep_their_tiles(tmp_path: Pat
             {"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "hi"},
             {"from": "human", "value": "<image>\nAnd now?"}, {"from": "gpt", "value": "tall"}]},
     ])
-    dm = H2OVLDataModule(train=str(data), test=str(data), batch_size=3).bind(tokenizer, preprocessor, model.tokens_per_tile)
+    dm = H2OVLDataModule(train=str(data), test=str(data), batch_size=3).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
     batch = next(iter(dm.predict_dataloader()))
     prompts = prompt_batch(batch, model, tokenizer.pad_token_id)
     assert [r["answer"] for r in batch["references"]] == ["HELLO 42", "four", "hi"]

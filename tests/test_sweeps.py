@@ -148,9 +148,11 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     experiment = mlflow.get_experiment_by_name("t").experiment_id
     parent = mlflow.get_run(summary["parent_run_id"])
     assert parent.data.tags["role"] == "sweep" and parent.info.status == "FAILED" and parent.data.metrics["sweep/failed"] == 2
-    best_name, best_value = min(((n, t["value"]) for n, t in state["trials"].items() if t.get("value") is not None and n != "init-stage"),
-                                key=lambda item: item[1])
-    assert parent.data.tags["sweep.best_trial"] == best_name and parent.data.metrics["best/val/loss"] == best_value
+    fixed_mean = sum(state["trials"][f"fixed/seed={s}"]["value"] for s in (0, 1)) / 2
+    dynamic_mean = sum(state["trials"][f"dynamic/seed={s}"]["value"] for s in (0, 1)) / 2
+    best_variant, best_value = min((("fixed", fixed_mean), ("dynamic", dynamic_mean)), key=lambda item: item[1])
+    assert parent.data.tags["sweep.best_variant"] == best_variant
+    assert parent.data.metrics["best/val/loss"] == pytest.approx(best_value)
     # artifacts live beside the SQLite store, not in ./mlruns of whatever folder the sweep ran from
     assert parent.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())
     children = mlflow.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -407,3 +409,29 @@ def test_tables_take_finished_runs_only_and_say_what_they_left_out(tmp_path: Pat
     assert len(row.runs) == 1 and row.mean("val/loss") == 1.0  # the killed and running runs' values are not pooled in
     assert table.left_out == {"KILLED": 1, "RUNNING": 1}
     assert "Finished runs only: 2 left out (1 killed, 1 running)." in to_markdown(table)
+
+
+def test_trial_sources_ask_and_tell(tmp_path: Path):
+    """The runner consumes an ask/tell source; Optuna's asks `parallel` configurations at a time until
+    `trials` are told, and asks the ones an interrupted sweep left running first."""
+    from h2ovl.sweeps.search import FixedTrials, OptunaTrials
+
+    spec = load_spec(write_spec(tmp_path, name="o", strategy="optuna", trials=3, seeds=[0, 1],
+                                search={"model.lr": {"low": 1e-4, "high": 1e-2, "log": True}}))
+    done: set[str] = set()
+    source = OptunaTrials(spec, tmp_path / "o", "o", parallel=2, finished=lambda t: t.name in done)
+    first = source.ask()
+    assert len(first) == 4 and {t.seed for t in first} == {0, 1}  # 2 configurations x 2 seeds
+    done.update(t.name for t in first)
+    source.tell(lambda t: 0.5)
+    second = source.ask()
+    assert len(second) == 2  # the third and last configuration
+    resumed = OptunaTrials(spec, tmp_path / "o", "o", parallel=2, finished=lambda t: t.name in done)
+    assert [t.name for t in resumed.ask()] == [t.name for t in second]  # left running: asked again first
+    done.update(t.name for t in second)
+    resumed.tell(lambda t: 0.25)
+    assert resumed.ask() is None and "optuna.best_params" in resumed.tags()
+
+    trials = load_spec(write_spec(tmp_path, variants={"a": {}, "b": {}})).expand()
+    fixed = FixedTrials(trials, finished=lambda t: t.variant == "a")
+    assert [t.variant for t in fixed.ask()] == ["b"] and fixed.ask() is None

@@ -141,11 +141,8 @@ def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(tm
 def test_sweep_heartbeat_shows_step_total_and_eta():
     from types import SimpleNamespace
 
-    from h2ovl.sweeps.runner import Sweep
-    from h2ovl.sweeps.spec import Trial
+    from h2ovl.sweeps.local import progress_line
 
-    sweep = Sweep.__new__(Sweep)
-    sweep.state = SimpleNamespace(trial=lambda name: {"settings": {"trainer.max_steps": "100"}})
     history = [SimpleNamespace(step=s, timestamp=1000 * s, value=2.0) for s in range(10)]  # a step a second
-    line = sweep._heartbeat_line(Trial("a/seed=0", "a", 0, {}), history, 12.0)
-    assert line == "step 10/100, train/loss 2.000, ETA 1m30s (12 s)"
+    assert progress_line(history, 100, 12.0) == "step 10/100, train/loss 2.000, ETA 1m30s (12 s)"
+    assert progress_line([], 100, 3.0) == "starting (3 s)"

@@ -60,7 +60,7 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             losses.append(float(trainer.callback_metrics["train/loss"]))  # the optimizer step's mean loss
 
-    data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0)
+    data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0).bind(module.processor)
     trainer = L.Trainer(
         max_steps=12, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=tmp_path, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[Record()],

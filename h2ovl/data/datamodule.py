@@ -1,8 +1,8 @@
 """The LightningDataModule: a mixture (meta file, jsonl, LLaVA json, or synthetic by default) streamed
 as packed or padded batches, with its position in the data saved in checkpoints.
 
-The tokenizer, preprocessor and tokens-per-tile come from the model (`bind`, or the trainer's
-LightningModule at `setup`), so the preprocessor and pixel shuffle are set once, on the model.
+The tokenizer, preprocessor and tokens-per-tile come from the model as one `Processor`, which `h2ovl fit`
+hands over (`bind`), so the preprocessor and pixel shuffle are set once, on the model.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
 from h2ovl.data.meta import load_mixture
 from h2ovl.data.packing import require_packed_rows_isolated
+from h2ovl.data.processor import Processor
 from h2ovl.data.sources import open_source
 from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
 from h2ovl.errors import SettingError
-from h2ovl.preprocessing import ImagePreprocessor
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,20 @@ class H2OVLDataModule(L.LightningDataModule):
         self.on_bad_sample = on_bad_sample
         self.cache_dir = cache_dir
         self.tracker = StreamTracker(num_workers, 1)
-        self._bound: tuple[Any, ImagePreprocessor, int] | None = None
+        self.processor: Processor | None = None
         self._train_stream: SampleStream | None = None
 
     # -- wiring -----------------------------------------------------------------------------------------
-    def bind(self, tokenizer: Any, preprocessor: ImagePreprocessor, tokens_per_tile: int) -> H2OVLDataModule:
-        self._bound = (tokenizer, preprocessor, tokens_per_tile)
+    def bind(self, processor: Processor) -> H2OVLDataModule:
+        """The model's tokenizer, preprocessor and tokens per tile (`h2ovl fit` binds the model's own)."""
+        self.processor = processor
         return self
+
+    def accumulation(self, world_size: int, configured: int = 1) -> int:
+        """Micro-batches per optimizer step for `global_batch_size`/`global_batch_rows` on `world_size`
+        devices (`configured` when neither is set); `h2ovl fit` sets the trainer's from it."""
+        size, name = self.global_batch
+        return configured if size is None else accumulation_steps(size, self.batch_size, world_size, configured, name)
 
     def _resolve_paths(self) -> dict[str, str | None]:
         """The data of each stage: as configured, else the synthetic data's split of that name."""
@@ -180,27 +187,16 @@ class H2OVLDataModule(L.LightningDataModule):
                 "test": self.test_path or (str(metas["test"]) if "test" in metas else None)}
 
     def builder(self, path: str, seed: int | None = None, split_budget: bool = True) -> SampleBuilder:
-        if self._bound is None:
-            module = self.trainer.lightning_module if self.trainer is not None else None
-            if module is None or not hasattr(module, "model"):
-                raise RuntimeError("H2OVLDataModule needs bind(tokenizer, preprocessor, tokens_per_tile) or a trainer with an H2OVL module")
-            self.bind(module.tokenizer, module.preprocessor, module.model.tokens_per_tile)
-        tokenizer, preprocessor, tokens_per_tile = self._bound
+        if self.processor is None:
+            raise RuntimeError("H2OVLDataModule needs the model's processor: bind(module.processor) (h2ovl fit does)")
         sources = [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
-        encoder = ConversationEncoder(tokenizer, self.max_length)
-        return SampleBuilder(sources, preprocessor, encoder, tokens_per_tile, self.seed if seed is None else seed, split_budget)
-
-    def setup(self, stage: str) -> None:
-        size, name = self.global_batch
-        if stage == "fit" and size is not None and self.trainer is not None:
-            self.trainer.accumulate_grad_batches = accumulation_steps(
-                size, self.batch_size, self.trainer.world_size, self.trainer.accumulate_grad_batches, name
-            )
+        encoder = ConversationEncoder(self.processor.tokenizer, self.max_length)
+        return SampleBuilder(sources, self.processor.preprocessor, encoder, self.processor.tokens_per_tile,
+                             self.seed if seed is None else seed, split_budget)
 
     @property
     def pad_token_id(self) -> int:
-        tokenizer = self._bound[0]
-        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return self.processor.pad_token_id
 
     # -- loaders ----------------------------------------------------------------------------------------
     def train_stream(self, rank: int = 0, world_size: int = 1) -> SampleStream:

@@ -16,10 +16,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from h2ovl.model.config import H2OVLConfig, preset, resolve_part
-from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
 from h2ovl.constants import IGNORE_INDEX
+from h2ovl.model.config import H2OVLConfig, preset
+from h2ovl.model.parts import resolve_part
+from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
 from h2ovl.model.projector import build_projector
+from h2ovl.model.released import config_to_released, read_released, released_state_to_ours, write_released
 from h2ovl.model.tokenizer import END, IMG_CONTEXT, build_tiny_tokenizer, load_tokenizer
 from h2ovl.model.vision import VisionEncoder
 from h2ovl.preprocessing import TileNormalizer, tokens_per_tile
@@ -104,14 +106,28 @@ class H2OVL(nn.Module):
 
     @classmethod
     def from_released(cls, path: str | Path, image_token_id: int | None = None) -> H2OVL:
-        from h2ovl.model.released import load_released
-
-        return load_released(cls, Path(path), image_token_id)
+        """A released-layout directory (config.json, safetensors, tokenizer files used as shipped), loaded
+        strictly; without tokenizer files, `image_token_id` must be given."""
+        path = Path(path)
+        config, weights, has_tokenizer = read_released(path)
+        if has_tokenizer and image_token_id is None:
+            config.tokenizer = str(path)
+            model = cls.for_tokenizer(config, load_tokenizer(path, add_missing=False))
+        elif image_token_id is not None:
+            model = cls(config, image_token_id=image_token_id)
+        else:
+            raise ValueError(f"{path}: no tokenizer files and no image_token_id given: cannot find {IMG_CONTEXT}")
+        model.load_state_dict(released_state_to_ours(weights, model.state_dict(), path), strict=True)
+        return model
 
     def save_released(self, path: str | Path, tokenizer: Any = None) -> None:
-        from h2ovl.model.released import save_released
-
-        save_released(self, Path(path), tokenizer)
+        """This model in the released InternVL-chat layout (plus the tokenizer's files when given)."""
+        path = Path(path)
+        if self.vision.has_conv_stem:
+            raise ValueError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
+        write_released(path, config_to_released(self), self.state_dict())
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(path))
 
     # -- facts the data side needs -----------------------------------------------------------------
     @property
@@ -120,13 +136,9 @@ class H2OVL(nn.Module):
 
     def build_preprocessor(self):
         """The preprocessor this model was configured (and trained) with."""
-        from jsonargparse import ArgumentParser
+        from h2ovl.preprocessing import instantiate_preprocessor
 
-        from h2ovl.preprocessing import ImagePreprocessor
-
-        parser = ArgumentParser()
-        parser.add_argument("--preprocessor", type=ImagePreprocessor)
-        return parser.instantiate(parser.parse_object({"preprocessor": self.config.preprocessor})).preprocessor
+        return instantiate_preprocessor(self.config.preprocessor)
 
     # -- forward -----------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

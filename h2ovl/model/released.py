@@ -1,4 +1,5 @@
-"""Reading and writing the released InternVL-chat checkpoint layout.
+"""The released InternVL-chat checkpoint layout, as pure conversion: (config.json, safetensors) <->
+(H2OVLConfig, state dict). Building the model and loading it is `H2OVL.from_released`'s job.
 
 A directory with config.json (`vision_config`, `llm_config`, pixel-shuffle and tiling fields),
 safetensors weights (one file or shards with an index) and optional tokenizer files. Loading is strict:
@@ -10,17 +11,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from h2ovl.model.config import H2OVLConfig
-from h2ovl.model.tokenizer import IMG_CONTEXT, load_tokenizer
 from h2ovl.model.vision import VisionConfig
-
-if TYPE_CHECKING:
-    from h2ovl.model.h2ovl import H2OVL
 
 # (released, ours) renames inside the vision tower, applied after the prefix swap; order matters.
 _VISION_RENAMES = [
@@ -109,7 +106,8 @@ def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
     )
 
 
-def config_to_released(model: H2OVL) -> dict[str, Any]:
+def config_to_released(model: Any) -> dict[str, Any]:
+    """config.json for a model (read through its public attributes: config, vision, llm)."""
     config, vision = model.config, model.vision
     init = config.preprocessor.get("init_args", {})
     kind = config.preprocessor["class_path"].rsplit(".", 1)[-1]
@@ -156,24 +154,19 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_released(cls: type[H2OVL], path: Path, image_token_id: int | None) -> H2OVL:
+def read_released(path: Path) -> tuple[H2OVLConfig, dict[str, torch.Tensor], bool]:
+    """(the model config, the weights under their released names, whether tokenizer files are there)."""
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path}: not a released checkpoint (no config.json)")
     config = config_from_released(json.loads(config_file.read_text()), path)
-    tokenizer = None
-    if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
-        tokenizer = load_tokenizer(path, add_missing=False)
-        config.tokenizer = str(path)
-    if tokenizer is not None and image_token_id is None:
-        model = cls.for_tokenizer(config, tokenizer)
-    elif image_token_id is not None:
-        model = cls(config, image_token_id=image_token_id)
-    else:
-        raise ValueError(f"{path}: no tokenizer files and no image_token_id given: cannot find {IMG_CONTEXT}")
+    has_tokenizer = (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
+    return config, _read_weights(path), has_tokenizer
 
-    released = _read_weights(path)
-    ours = model.state_dict()
+
+def released_state_to_ours(released: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """The released weights under our names, checked against the state dict of the model they are for:
+    every tensor used, every shape equal; the error lists what does not fit."""
     mapped, problems = {}, []
     for key, tensor in released.items():
         try:
@@ -181,29 +174,26 @@ def load_released(cls: type[H2OVL], path: Path, image_token_id: int | None) -> H
         except KeyError as err:
             problems.append(str(err))
             continue
-        if target not in ours:
+        if target not in expected:
             problems.append(f"unexpected tensor {key!r} (-> {target!r})")
-        elif ours[target].shape != tensor.shape:
-            problems.append(f"shape of {key!r}: checkpoint {tuple(tensor.shape)} vs model {tuple(ours[target].shape)}")
+        elif expected[target].shape != tensor.shape:
+            problems.append(f"shape of {key!r}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[target].shape)}")
         else:
             mapped[target] = tensor
-    problems += [f"missing tensor {ours_to_released(k)!r}" for k in ours if k not in mapped]
+    problems += [f"missing tensor {ours_to_released(k)!r}" for k in expected if k not in mapped]
     if problems:
         listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise ValueError(f"{path}: the weights do not fit the model built from config.json:\n  {listed}")
-    model.load_state_dict(mapped, strict=True)
-    return model
+    return mapped
 
 
-def save_released(model: H2OVL, path: Path, tokenizer: Any = None) -> None:
-    if model.vision.has_conv_stem:
-        raise ValueError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
+def write_released(path: Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """config.json and model.safetensors (our state dict, renamed) under `path`; the weights file is
+    written aside and renamed, so a half file never has the real name."""
     path.mkdir(parents=True, exist_ok=True)
     # clone: tied LLM weights share storage, which safetensors refuses; the released layout is untied.
-    state = {ours_to_released(k): v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    released = {ours_to_released(k): v.detach().cpu().clone().contiguous() for k, v in state.items()}
     tmp = path / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path / "model.safetensors")  # atomic: never a half file under the real name
-    (path / "config.json").write_text(json.dumps(config_to_released(model), indent=2))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(path))
+    save_file(released, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path / "model.safetensors")
+    (path / "config.json").write_text(json.dumps(config, indent=2))

@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from h2ovl.constants import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
+from h2ovl.model.parts import resolve_part
 
 __all__ = ["ADDED_TOKENS", "ANSWER", "END", "IMG_CONTEXT", "IMG_END", "IMG_START", "PROMPT",
            "build_tiny_tokenizer", "ensure_h2ovl_tokens", "load_tokenizer"]
@@ -76,8 +77,6 @@ def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedToke
     """A tokenizer from a directory or a hub id (through transformers' cache; `HF_HUB_OFFLINE=1` is
     respected). With `add_missing` (a base LLM's tokenizer) the H2OVL tokens it lacks are added and
     `h2ovl_added_tokens` says how many; without (a released checkpoint's), one that lacks them is refused."""
-    from h2ovl.model.config import resolve_part
-
     tokenizer = resolve_part("model.tokenizer", str(path), lambda: AutoTokenizer.from_pretrained(str(path)))
     if add_missing:
         tokenizer.h2ovl_added_tokens = ensure_h2ovl_tokens(tokenizer)

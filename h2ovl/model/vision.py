@@ -11,6 +11,8 @@ import timm
 import torch
 from torch import nn
 
+from h2ovl.model.parts import resolve_part
+
 
 @dataclass
 class VisionConfig:
@@ -133,8 +135,6 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
         else:
             state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
     else:
-        from h2ovl.model.config import resolve_part
-
         pretrained = resolve_part("model.vision_weights", weights, lambda: timm.create_model(
             f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""))
         state = pretrained.state_dict()

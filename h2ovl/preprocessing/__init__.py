@@ -4,7 +4,7 @@ Three swappable variants behind one interface (`ImagePreprocessor`), usable as L
 `class_path` values: `FixedResize`, `DynamicResolution`, `MSAC`.
 """
 
-from h2ovl.preprocessing.base import ImagePreprocessor, TiledImage, TilingPlan
+from h2ovl.preprocessing.base import ImagePreprocessor, TiledImage, TilingPlan, instantiate_preprocessor
 from h2ovl.preprocessing.dynamic import DynamicResolution
 from h2ovl.preprocessing.fixed import FixedResize
 from h2ovl.preprocessing.grids import Grid, candidate_grids, closest_grid, tile_budget_per_image, tokens_per_tile
@@ -13,6 +13,7 @@ from h2ovl.preprocessing.msac import MSAC
 from h2ovl.preprocessing.normalize import IMAGENET_MEAN, IMAGENET_STD, TileNormalizer
 
 __all__ = [
+    "instantiate_preprocessor",
     "DEFAULT_MAX_PIXELS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

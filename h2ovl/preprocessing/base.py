@@ -135,3 +135,18 @@ class ImagePreprocessor(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
+
+def instantiate_preprocessor(config: dict[str, Any] | str) -> ImagePreprocessor:
+    """The one way a preprocessor is built from its description, in configs, checkpoints and on the
+    command line alike: a `class_path`/`init_args` mapping (the form `config()` returns), or just a class
+    path; jsonargparse resolves a bare class name of a known subclass (`MSAC`) too."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--preprocessor", type=ImagePreprocessor)
+    described = {"class_path": config} if isinstance(config, str) else config
+    try:
+        return parser.instantiate(parser.parse_object({"preprocessor": described})).preprocessor
+    except Exception as error:  # noqa: BLE001 - jsonargparse's own errors name the path and value
+        raise ValueError(f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}") from None
+

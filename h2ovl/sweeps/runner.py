@@ -1,5 +1,7 @@
 """`h2ovl sweep`: runs a spec's trials (locally, N at a time, or as a SLURM job array through submitit),
-each its own `h2ovl fit` process, under one MLflow parent run, resumably.
+each its own `h2ovl fit` process, under one MLflow parent run, resumably. This module orchestrates and
+keeps the MLflow bookkeeping; the trials come from `search` (ask/tell), their state lives in `state`,
+their processes in `trials`, local GPU sets and heartbeats in `local`, job arrays in `slurm`.
 
 The sweep's folder `outputs/sweeps/<id>/` holds `state.json` (each trial's status, run id, metric value
 and, for failures, the error), one folder per trial (config, log, checkpoints) and the results. Running
@@ -22,7 +24,6 @@ import queue
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,15 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from h2ovl.errors import SettingError, Stopped
+from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
 from h2ovl.sweeps.results import filter_value
+from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import SweepSpec, Trial
+from h2ovl.sweeps.state import FAILED, FINISHED, INTERRUPTED, SweepState
 from h2ovl.sweeps.trials import log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
-from h2ovl.training.progress import duration
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
 
 log = logging.getLogger(__name__)
 
-FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 INIT_STAGE = "init-stage"
 
 
@@ -53,35 +55,6 @@ class SweepInterrupted(Stopped):
 
 def tracking_uri(explicit: str | None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-class SweepState:
-    """`state.json`, rewritten atomically after every change (threads share it under a lock)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"trials": {}}
-
-    def trial(self, name: str) -> dict[str, Any]:
-        return self.data["trials"].get(name, {})
-
-    def update(self, name: str | None = None, **fields: Any) -> None:
-        with self.lock:
-            target = self.data if name is None else self.data["trials"].setdefault(name, {})
-            target.update(fields)
-            self._write()
-
-    def forget(self, name: str) -> None:
-        with self.lock:
-            self.data["trials"].pop(name, None)
-            self._write()
-
-    def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(self.data, indent=2))
-        partial.replace(self.path)
 
 
 @dataclass
@@ -307,17 +280,7 @@ class Sweep:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _device_slots(self) -> list[str]:
-        """With N trials at a time on a GPU machine: N disjoint sets of GPUs."""
-        if self.options.parallel == 1:
-            return []
-        try:
-            import torch
-
-            count = torch.cuda.device_count()
-        except Exception:  # noqa: BLE001 - no CUDA: trials share the CPU
-            count = 0
-        per = count // self.options.parallel
-        return [",".join(str(d) for d in range(s * per, (s + 1) * per)) for s in range(self.options.parallel)] if per else []
+        return device_slots(self.options.parallel)
 
     def run_slurm(self, trials: list[Trial], parent: str | None) -> None:
         from h2ovl.sweeps.slurm import submit_array
@@ -334,42 +297,21 @@ class Sweep:
                 returncode = 1
             self._progress(trial, self.record(trial, returncode, log_file))
 
-    def _heartbeat_line(self, trial: Trial, history: list[Any], elapsed: float) -> str:
-        """`step 120/500, train/loss 1.204, ETA 2m44s (95 s)`; the first logged step's time is the start."""
-        if not history:
-            return f"starting ({elapsed:.0f} s)"
-        done = history[-1].step + 1  # metric steps count from 0
+    def _heartbeat(self, trial: Trial):
+        """Every `progress_every` seconds while the trial runs: its step of `max_steps`, loss and ETA, read
+        from its MLflow run (a trial's own output goes to its log file, not the console)."""
         total = int(self.state.trial(trial.name).get("settings", {}).get("trainer.max_steps", -1))
-        first = history[0]
-        rate = (done - first.step - 1) / max((history[-1].timestamp - first.timestamp) / 1000, 1e-9)
-        eta = f", ETA {duration((total - done) / rate)}" if total > 0 and rate > 0 else ""
-        of = f"/{total}" if total > 0 else ""
-        return f"step {done}{of}, train/loss {history[-1].value:.3f}{eta} ({elapsed:.0f} s)"
 
-    @contextmanager
-    def _heartbeat(self, trial: Trial) -> Iterator[None]:
-        """Every `progress_every` seconds while the trial runs: its last logged step and training loss,
-        read from its MLflow run (a trial's own output goes to its log file, not the console)."""
-        done = threading.Event()
-        started = time.monotonic()
+        def line(elapsed: float) -> str | None:
+            try:
+                run = self.trial_run(trial)
+                history = self.client.get_metric_history(run.info.run_id, "train/loss") if run else []
+            except Exception as error:  # noqa: BLE001 - progress is best effort; the trial's result is not
+                log.debug("no progress for %s: %s", trial.name, error)
+                return None
+            return f"[{self.sweep_id}] {trial.name}: {progress_line(history, total, elapsed)}"
 
-        def beat() -> None:
-            while not done.wait(self.options.progress_every):
-                try:
-                    run = self.trial_run(trial)
-                    history = self.client.get_metric_history(run.info.run_id, "train/loss") if run else []
-                except Exception as error:  # noqa: BLE001 - progress is best effort; the trial's result is not
-                    log.debug("no progress for %s: %s", trial.name, error)
-                    continue
-                print(f"[{self.sweep_id}] {trial.name}: {self._heartbeat_line(trial, history, time.monotonic() - started)}", flush=True)
-
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
+        return heartbeat(self.options.progress_every, line)
 
     def _progress(self, trial: Trial, fields: dict[str, Any]) -> None:
         done = [t for t in self.state.data["trials"].values() if t.get("status") == FINISHED]
@@ -398,28 +340,40 @@ class Sweep:
             raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
         self.state.update(init_checkpoint=str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt"))
 
-    def best_trial(self) -> tuple[str, float] | None:
-        """(name, value) of the finished trial with the best value of the sweep's metric."""
-        scored = [(name, t["value"]) for name, t in self.state.data["trials"].items()
-                  if t.get("status") == FINISHED and t.get("value") is not None and name != INIT_STAGE]
-        if not scored:
+    def best_variant(self) -> tuple[str, float] | None:
+        """(variant, mean over its seeds) of the best configuration by the sweep's metric, over finished trials."""
+        values: dict[str, list[float]] = {}
+        for name, t in self.state.data["trials"].items():
+            if t.get("status") == FINISHED and t.get("value") is not None and name != INIT_STAGE:
+                values.setdefault(name.rsplit("/seed=", 1)[0], []).append(t["value"])
+        if not values:
             return None
-        return (min if self.spec.mode == "min" else max)(scored, key=lambda item: item[1])
+        means = [(variant, sum(v) / len(v)) for variant, v in values.items()]
+        return (min if self.spec.mode == "min" else max)(means, key=lambda item: item[1])
 
     def _run_trials(self, parent: str) -> None:
         if self.spec.strategy != "optuna":
             self.refuse_or_reset_changed(self.selected(self.spec.expand()))
         self.run_init_stage(parent)
-        if self.spec.strategy == "optuna":
-            from h2ovl.sweeps.search import run_optuna
+        source = self.trial_source()
+        while (batch := source.ask()) is not None:
+            if batch:
+                self.launch(batch, parent)
+            source.tell(lambda trial: self.state.trial(trial.name).get("value"))
+        for key, value in source.tags().items():
+            self.client.set_tag(parent, key, value)
 
-            run_optuna(self, parent)
-        else:
-            pending = [t for t in self.selected(self.spec.expand()) if self.state.trial(t.name).get("status") != FINISHED]
-            skipped = len(self.selected(self.spec.expand())) - len(pending)
-            if skipped:
-                print(f"[{self.sweep_id}] resuming: {skipped} finished trials skipped", flush=True)
-            self.launch(pending, parent)
+    def trial_source(self) -> FixedTrials | OptunaTrials:
+        def finished(trial: Trial) -> bool:
+            return self.state.trial(trial.name).get("status") == FINISHED
+
+        if self.spec.strategy == "optuna":
+            return OptunaTrials(self.spec, self.folder, self.sweep_id, self.options.parallel, finished)
+        trials = self.selected(self.spec.expand())
+        skipped = sum(finished(t) for t in trials)
+        if skipped:
+            print(f"[{self.sweep_id}] resuming: {skipped} finished trials skipped", flush=True)
+        return FixedTrials(trials, finished)
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -463,9 +417,9 @@ class Sweep:
         finished = sum(t.get("status") == FINISHED for t in trials.values())
         self.client.log_metric(parent, "sweep/finished", finished)
         self.client.log_metric(parent, "sweep/failed", len(failed))
-        best = self.best_trial()
+        best = self.best_variant()
         if best is not None:
-            self.client.set_tag(parent, "sweep.best_trial", best[0])
+            self.client.set_tag(parent, "sweep.best_variant", best[0])
             self.client.log_metric(parent, f"best/{self.spec.metric}", best[1])
         self.client.log_artifact(parent, str(self.state.path))
         self.client.set_terminated(parent, "FINISHED" if not failed else "FAILED")

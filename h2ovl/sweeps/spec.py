@@ -88,7 +88,7 @@ class SweepSpec:
     # -- trials -----------------------------------------------------------------------------------------
     def configurations(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(variant name, overrides, axis values) per configuration, before seeds. Optuna's come one by one
-        from its sampler instead (see `h2ovl.sweeps.runner`)."""
+        from its sampler instead (see `h2ovl.sweeps.search`)."""
         variants = self.variants or {"": {}}
         grid_keys = list(self.grid)
         points = list(itertools.product(*(self.grid[k] for k in grid_keys))) or [()]

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from h2ovl.constants import SWEEP_PID_ENV
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.training.compose import compose
 
@@ -75,8 +76,6 @@ def write_trial(config: dict[str, Any], root: Path) -> tuple[Path, list[str]]:
     return path, command
 
 
-#: Environment variable naming the sweep process to a trial: a trial whose sweep is gone stops itself.
-SWEEP_PID_ENV = "H2OVL_SWEEP_PID"
 _running: dict[int, subprocess.Popen] = {}
 _running_lock = threading.Lock()
 

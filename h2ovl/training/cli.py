@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from h2ovl.constants import SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
 from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id, checkpoint_step
@@ -96,6 +97,10 @@ class H2OVLCLI(LightningCLI):
                 hint = ("; this config asks for GPUs: on a CPU machine add --trainer.accelerator cpu "
                         "--trainer.precision 32-true --trainer.strategy auto --trainer.devices 1")
             raise ConfigError(f"the configuration is refused: {err}{hint}") from err
+        # The data side gets the model's processor, and accumulation follows the global batch: both here,
+        # once, so neither the data module nor the model reaches into the other or the trainer.
+        self.datamodule.bind(self.model.processor)
+        self.trainer.accumulate_grad_batches = self.datamodule.accumulation(self.trainer.world_size, self.trainer.accumulate_grad_batches)
         self._check_settings_agree()
 
     def _check_settings_agree(self) -> None:
@@ -210,8 +215,6 @@ def watch_parent() -> None:
     """In a sweep trial: stop with SIGTERM (the run ends after its step, as any SIGTERM'd fit) once the
     sweep that started this process is gone, so a sweep killed outright leaves no trial behind. Only the
     sweep's direct child watches: DDP ranks it spawns have that child as their parent."""
-    from h2ovl.sweeps.trials import SWEEP_PID_ENV
-
     sweep_pid = os.environ.get(SWEEP_PID_ENV)
     if not sweep_pid or os.getppid() != int(sweep_pid):
         return

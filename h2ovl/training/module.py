@@ -12,6 +12,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from h2ovl.data.packing import model_inputs
+from h2ovl.data.processor import Processor
 from h2ovl.evaluation.predictions import to_scored
 from h2ovl.evaluation.tasks import TaskScorer
 from h2ovl.model.h2ovl import H2OVL
@@ -23,7 +24,7 @@ from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduc
 from h2ovl.training.prediction import generate_answers
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 from h2ovl.training.strategies import H2OVLFSDPStrategy
-from h2ovl.training.weights import load_checkpoint_weights
+from h2ovl.training.weights import allow_in_checkpoints, load_checkpoint_weights
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class ValGeneration:
     max_new_tokens: int | None = None
     """None: the module's `max_new_tokens`."""
 
+
+allow_in_checkpoints(Trainable, ValGeneration)  # hyperparameters that Lightning pickles into checkpoints
 
 #: where the projector sits in this module's state dict
 PROJECTOR_PREFIX = "model.projector."
@@ -143,6 +146,7 @@ class H2OVLModule(L.LightningModule):
             overrides.update({"llm_weights": llm, "tokenizer": tokenizer})
             self.model, self.tokenizer = H2OVL.from_preset(preset, vision_weights=vision_weights, **overrides)
         self.preprocessor = self.model.build_preprocessor()
+        self.processor = Processor(self.tokenizer, self.preprocessor, self.model.tokens_per_tile)
         if self.preprocessor.tile_size != self.model.vision.tile_size:  # else step 1 fails on a token count
             raise ValueError(
                 f"model.preprocessor makes {self.preprocessor.tile_size}-px tiles but the {preset!r} ViT takes "

@@ -17,11 +17,18 @@ import torch
 from h2ovl.errors import CheckpointError
 
 
+_ALLOWED: list[type] = []
+
+
+def allow_in_checkpoints(*classes: type) -> None:
+    """Declare plain classes a checkpoint may hold (the training module's hyperparameter dataclasses):
+    the modules that define them register them, so this reader imports none of them."""
+    _ALLOWED.extend(c for c in classes if c not in _ALLOWED)
+
+
 def allowed_globals() -> list[type]:
     """The classes beyond tensors and containers that our checkpoints may hold (`weights_only` loads)."""
-    from h2ovl.training.module import Trainable, ValGeneration
-
-    return [Trainable, ValGeneration]
+    return list(_ALLOWED)
 
 
 def load_checkpoint(path: str | Path) -> dict:

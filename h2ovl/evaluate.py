@@ -82,7 +82,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     out = Path(request.out) if request.out else default_out(request)
     out.mkdir(parents=True, exist_ok=True)
     data = H2OVLDataModule(val_batch_size=request.batch_size, max_length=request.max_length)
-    data.bind(module.tokenizer, module.preprocessor, module.model.tokens_per_tile)
+    data.bind(module.processor)
     loader = data.eval_dataloader(request.data, request.limit, split_budget=request.released is None)
 
     writer = PredictionWriter(str(out / "predictions.jsonl"))
