@@ -173,7 +173,9 @@ def export_hf_internvl(model: H2OVL, path: str | Path, tokenizer: Any) -> Path:
     # image tokens it expands), so it never counts as a video.
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer.save_pretrained(scratch)
-        marked = AutoTokenizer.from_pretrained(scratch, extra_special_tokens={
+        # `model_specific_special_tokens`: read as these attributes from transformers 5.0 on (5.0 ignores
+        # the newer `extra_special_tokens` mapping here), and saved with the tokenizer.
+        marked = AutoTokenizer.from_pretrained(scratch, model_specific_special_tokens={
             "start_image_token": IMG_START, "end_image_token": IMG_END, "context_image_token": IMG_CONTEXT, "video_token": IMG_END})
     # The processor class needs a video processor; H2OVL never saw video, so it is only its image settings.
     video_processor = InternVLVideoProcessor(size={"height": tile, "width": tile}, image_mean=list(mean), image_std=list(std))
