@@ -2,7 +2,7 @@
 
     h2ovl preview IMAGE [--preprocessor FixedResize|DynamicResolution|MSAC|CLASS_PATH] [--max-tiles N] [--tile-size T]
                   [--no-thumbnail] [--fast-path] [--out PNG] [--json]
-    h2ovl demo [--out DIR] [--preprocessing]
+    h2ovl demo [--out DIR] [--long] [--preprocessing]
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
     h2ovl data inspect META [--preset tiny] [--limit N]
@@ -79,9 +79,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         run_preprocessing_demo(args.out)
         return 0
-    from h2ovl.demo.ablation import DEMO_SPEC
+    from h2ovl.demo.ablation import DEMO_LONG_SPEC, DEMO_SPEC
 
-    return _run_ablation(DEMO_SPEC, _sweep_options(args, out=str(args.out / "sweeps")))
+    return _run_ablation(DEMO_LONG_SPEC if args.long else DEMO_SPEC, _sweep_options(args, out=str(args.out / "sweeps")))
 
 
 def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
@@ -110,7 +110,7 @@ def _run_ablation(spec_path: Path, options: SweepOptions) -> int:
         print(json.dumps(summary))
         return 0
     client, table = table_for(options.tracking_uri, sweep_id=sweep.sweep_id)
-    files = report(client, table, sweep.folder / "results")
+    files = report(client, table, sweep.folder / "results", sweep)
     print("\n" + files.pop("table"))
     print(json.dumps({**summary, **files}))
     return 0 if not summary["failed"] else 1
@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the README's main job on the embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
     demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
+    demo.add_argument("--long", action="store_true", help="the longer, stronger demo (ablations/cpu-demo-long.yaml)")
     demo.add_argument("--dry-run", action="store_true", help="print the ablation's trials; run nothing")
     demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     # Two single-threaded trials at a time: on 2 cores the fine-tunes take 5 minutes instead of 8 (same

@@ -77,20 +77,28 @@ def default_out(request: EvaluationRequest) -> Path:
     return Path("outputs/eval") / f"{model}-{Path(request.data).stem}"
 
 
+def predict(module: H2OVLModule, data: str, path: Path, limit: int | None = None, batch_size: int = 8,
+            max_length: int = 4096, split_budget: bool = True, precision: str | None = None, progress: bool = True) -> PredictionWriter:
+    """Greedy answers of `module` to the first `limit` samples of `data`, written to `path` (JSON Lines);
+    the writer holds the counts of samples skipped as bad. `precision` None: bf16-mixed on a GPU, 32 on CPU."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datamodule = H2OVLDataModule(val_batch_size=batch_size, max_length=max_length)
+    datamodule.bind(module.processor)
+    loader = datamodule.eval_dataloader(data, limit, split_budget=split_budget)
+    writer = PredictionWriter(str(path))
+    precision = precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, logger=False, callbacks=[writer],
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+                        default_root_dir=str(path.parent))
+    trainer.predict(module, dataloaders=loader, return_predictions=False)
+    return writer
+
+
 def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     module, run_id = load_module(request.ckpt, request.released, request.max_new_tokens)
     out = Path(request.out) if request.out else default_out(request)
-    out.mkdir(parents=True, exist_ok=True)
-    data = H2OVLDataModule(val_batch_size=request.batch_size, max_length=request.max_length)
-    data.bind(module.processor)
-    loader = data.eval_dataloader(request.data, request.limit, split_budget=request.released is None)
-
-    writer = PredictionWriter(str(out / "predictions.jsonl"))
-    precision = request.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
-    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, logger=False, callbacks=[writer],
-                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(out))
-    trainer.predict(module, dataloaders=loader, return_predictions=False)
-
+    writer = predict(module, request.data, out / "predictions.jsonl", request.limit, request.batch_size,
+                     request.max_length, split_budget=request.released is None, precision=request.precision)
     samples = read_predictions(out / "predictions.jsonl")
     scores: dict[str, Any] = score_samples(samples, request.task, request.scorer_options)
     scores["skipped"] = sum(writer.skipped.values())

@@ -39,16 +39,38 @@ def test_preview_of_a_broken_file_fails_with_its_name(tmp_path: Path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
 
 
-def test_demo_is_the_cpu_ablation_over_preprocessor_and_pixel_shuffle_with_two_seeds(tmp_path: Path, capsys):
+def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_with_three_seeds(tmp_path: Path, capsys):
     assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = [t["trial"] for t in plan["trials"]]
-    assert names[0] == "init-stage" and len(names) == 15
-    variants = {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"} | {"dynamic+ps+thumbnail"}
-    assert {n.rsplit("/", 1)[0] for n in names[1:]} == variants
-    assert {n.rsplit("/", 1)[1] for n in names[1:]} == {"seed=0", "seed=1"}
+    assert names[:2] == ["init-stage-1", "init-stage-2"] and len(names) == 20  # a curriculum, then the trials
+    assert {n.rsplit("/", 1)[0] for n in names[2:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
+    assert {n.rsplit("/", 1)[1] for n in names[2:]} == {"seed=0", "seed=1", "seed=2"}
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
-    assert plan["parallel"] == 2  # two single-threaded trials at a time: measured 5 min of fine-tunes against 8 one at a time
+    assert plan["parallel"] == 2  # two single-threaded trials at a time
+    assert main(["demo", "--long", "--dry-run", "--out", str(tmp_path)]) == 0
+    long_plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert long_plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo-long") and len(long_plan["trials"]) > len(names)
+
+
+def test_the_demo_preprocessors_cut_its_strips_three_different_ways():
+    """Fixed resize: one squashed tile; dynamic resolution: a row of tiles; MSAC: that row and a finer grid
+    on top, so none of the three rows of the demo's table repeats another."""
+    from PIL import Image
+
+    from h2ovl.demo.ablation import DEMO_SPEC
+    from h2ovl.preprocessing import instantiate_preprocessor
+    from h2ovl.sweeps import load_spec
+
+    spec = load_spec(DEMO_SPEC)
+    strips = [Image.new("RGB", (round(100 * aspect), 100), "white") for aspect in (2.7, 3.3, 3.9, 4.2)]
+    for strip in strips:
+        cuts = {}
+        for variant in ("fixed+ps", "dynamic+ps", "msac+ps"):
+            preprocessor = instantiate_preprocessor(spec.variants[variant]["model.preprocessor"])
+            tiled = preprocessor(strip)
+            cuts[variant] = (tuple(sorted(tiled.plan.grids.items())), tiled.n_tiles)
+        assert len(set(cuts.values())) == 3, (strip.size, cuts)
 
 
 def test_preprocessing_demo_writes_previews_and_a_summary(tmp_path: Path, capsys):

@@ -16,6 +16,7 @@ import yaml
 
 from h2ovl.cli import main
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
+from h2ovl.sweeps.claims import Claim, claims_report, judge
 from h2ovl.sweeps.plots import cost_points, validation_curves
 from h2ovl.sweeps.results import Row, Table
 from h2ovl.errors import SettingError
@@ -435,3 +436,91 @@ def test_trial_sources_ask_and_tell(tmp_path: Path):
     trials = load_spec(write_spec(tmp_path, variants={"a": {}, "b": {}})).expand()
     fixed = FixedTrials(trials, finished=lambda t: t.variant == "a")
     assert [t.variant for t in fixed.ask()] == ["b"] and fixed.ask() is None
+
+
+# -- claims and the gallery ---------------------------------------------------------------------------
+def _table(values: dict[str, list[float]], mode: str = "min") -> Table:
+    rows = [Row(variant, values={"m": list(v)}) for variant, v in values.items()]
+    return Table("t", ["m"], {"m": mode}, None, rows)
+
+
+@pytest.mark.parametrize(("values", "mode", "status"), [
+    ({"a": [0.1, 0.2, 0.15], "b": [0.3, 0.25, 0.4]}, "min", "held"),
+    ({"a": [0.1, 0.3], "b": [0.25, 0.4]}, "min", "within noise"),  # the ranges overlap: no claim
+    ({"a": [0.5, 0.6], "b": [0.25, 0.4]}, "min", "reversed"),
+    ({"a": [0.5, 0.6], "b": [0.25, 0.4]}, "max", "held"),
+    ({"a": [0.5], "b": []}, "min", "not measured"),
+])
+def test_a_claim_holds_only_when_every_seed_agrees(values: dict, mode: str, status: str):
+    verdict = judge(_table(values, mode), Claim("a", "b", "a beats b"), "m")
+    assert verdict.status == status
+    report = claims_report(_table(values, mode), [Claim("a", "b", "a beats b")], "m")
+    assert f"- {status.upper()}: a beats b (a " in report
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ([{"better": "fixed", "worse": "nope", "text": "x"}], "claims\\[0\\].worse 'nope' is not one of the variants"),
+    ([{"better": "fixed", "worse": "dynamic"}], "claims\\[0\\] must have exactly the keys"),
+    ({"better": "fixed"}, "claims must be a list"),
+])
+def test_bad_claims_name_the_spec_and_the_claim(tmp_path: Path, claims, message: str):
+    path = write_spec(tmp_path, variants={"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC}}, claims=claims)
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+def test_ablation_prints_its_claims_verdicts_and_draws_every_variants_answers(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from h2ovl.evaluate import EvaluationRequest, evaluate
+    from h2ovl.sweeps.gallery import collect
+
+    claims = [{"better": "fixed", "worse": "dynamic", "text": "one squashed tile beats a row of tiles"}]
+    path = write_spec(tmp_path, name="g", seeds=[0, 1], claims=claims,
+                      variants={"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC}})
+    assert main(["ablate", str(path), "--out", str(tmp_path / "sweeps"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    printed = capsys.readouterr().out
+    state = json.loads((tmp_path / "sweeps/g/state.json").read_text())["trials"]
+    fixed, dynamic = ([state[f"{v}/seed={s}"]["value"] for s in (0, 1)] for v in ("fixed", "dynamic"))
+    expected = "HELD" if max(fixed) < min(dynamic) else "REVERSED" if max(dynamic) < min(fixed) else "WITHIN NOISE"
+    assert f"- {expected}: one squashed tile beats a row of tiles (fixed " in printed
+    results = tmp_path / "sweeps/g/results"
+    assert expected in (results / "claims.md").read_text()
+    assert (results / "gallery.png").read_bytes()[:4] == b"\x89PNG"
+    parent = json.loads(printed.strip().splitlines()[-1])["parent_run_id"]
+    assert {"results/gallery.png", "results/claims.md"} <= {a.path for a in client(tmp_path).list_artifacts(parent, "results")}
+
+    # The gallery's answers are the checkpoint's own, as `h2ovl evaluate` gives them, on the held-out split.
+    checkpoint = tmp_path / "sweeps/g/trials/dynamic__seed=0/checkpoints/last.ckpt"
+    data = next((tmp_path / "synthetic").glob("*/meta_val.json"))
+    shown, preprocessors = collect({"dynamic": checkpoint}, str(data), samples=3)
+    scores = evaluate(EvaluationRequest(data=str(data), ckpt=str(checkpoint), limit=3, max_new_tokens=32,
+                                        out=str(tmp_path / "eval"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    predicted = [json.loads(line)["prediction"] for line in Path(scores["predictions"]).read_text().splitlines()]
+    assert [s.answers["dynamic"] for s in shown] == predicted
+    assert list(preprocessors) == ["dynamic 64px <=3 tiles +thumbnail"]
+
+
+def test_init_stages_in_a_list_run_as_a_curriculum_each_from_the_one_before(tmp_path: Path, capsys: pytest.CaptureFixture):
+    stages = [{"overrides": {"trainer.max_steps": 2}}, {"overrides": {"trainer.max_steps": 4, "model.lr": 1.0e-3}}]
+    path = write_spec(tmp_path, name="c", init_stage=stages, variants={"fixed": {"model.preprocessor": FIXED}})
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [t["trial"] for t in plan["trials"]] == ["init-stage-1", "init-stage-2", "fixed/seed=0"]
+
+    summary = Sweep(load_spec(path), options(tmp_path)).run()
+    assert summary["finished"] == 3 and not summary["failed"]
+    folder = tmp_path / "sweeps/c/trials"
+    config = {name: yaml.safe_load((folder / name / "config.yaml").read_text()) for name in ("init-stage-1", "init-stage-2", "fixed__seed=0")}
+    assert config["init-stage-1"]["model"].get("init_from") is None
+    assert config["init-stage-2"]["model"]["init_from"] == str(folder / "init-stage-1/checkpoints/last.ckpt")
+    assert config["fixed__seed=0"]["model"]["init_from"] == str(folder / "init-stage-2/checkpoints/last.ckpt")
+    assert config["init-stage-2"]["trainer"]["max_steps"] == 4
+
+    # Editing the first stage reruns everything after it (with --force); the second stage alone, only itself on.
+    stages[0]["overrides"]["trainer.max_steps"] = 3
+    path = write_spec(tmp_path, name="c", init_stage=stages, variants={"fixed": {"model.preprocessor": FIXED}})
+    with pytest.raises(SettingError, match="init-stage-1"):
+        Sweep(load_spec(path), options(tmp_path)).run()
+    capsys.readouterr()
+    Sweep(load_spec(path), options(tmp_path, force=True)).run()
+    printed = capsys.readouterr().out
+    assert "start init-stage-1" in printed and "start init-stage-2" in printed and "start fixed/seed=0" in printed

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from PIL import Image
+
 import pytest
 
 from h2ovl.cli import main
@@ -57,42 +59,54 @@ def test_text_task_includes_small_text_in_large_wide_and_tall_images(tmp_path):
     assert shapes == {"tight", "wide", "tall", "large"}
 
 
-def digit_pitch(folder, task: str, preprocessor) -> list[float]:
-    """Pixels per digit in the preprocessor's tiles (the ink's horizontal extent / digits, in tile pixels)."""
+def digit_pitch(folder, task: str, preprocessor, axis: str = "width") -> list[float]:
+    """Pixels per digit in the preprocessor's tiles: the ink's horizontal extent / digits ("width"), or
+    the ink's height ("height"), in tile pixels."""
     import numpy as np
-    from PIL import Image
 
     pitches = []
     for line in (folder / f"{task}_train.jsonl").read_text().splitlines():
         record = json.loads(line)
         answer = record["conversations"][1]["value"]
         gray = np.asarray(Image.open(folder / "images" / record["image"]).convert("L"))
-        ink = np.flatnonzero((gray < 150).any(axis=0))
-        columns = preprocessor.plan(gray.shape[1], gray.shape[0]).grids["grid"][0]
-        pitches.append(preprocessor.tile_size * columns * (ink[-1] - ink[0] + 1) / gray.shape[1] / len(answer))
+        columns, rows = preprocessor.plan(gray.shape[1], gray.shape[0]).grids["grid"]
+        if axis == "height":
+            ink = np.flatnonzero((gray < 150).any(axis=1))
+            pitches.append(preprocessor.tile_size * rows * (ink[-1] - ink[0] + 1) / gray.shape[0])
+        else:
+            ink = np.flatnonzero((gray < 150).any(axis=0))
+            pitches.append(preprocessor.tile_size * columns * (ink[-1] - ink[0] + 1) / gray.shape[1] / len(answer))
     return sorted(pitches)
 
 
 def test_digit_strips_show_the_square_scale_in_tiles_and_lose_it_in_one_tile(tmp_path):
-    # The demo's premise: `digits_square` is one tile under every preprocessor (a neutral first stage);
-    # `digits_strip` in a row of tiles shows its digits at that scale, squashed into one tile at a third.
+    # The demo's premise: `digits_square` and `digits_sequence` are one tile per image under every
+    # preprocessor (a neutral first stage); `digits_strip` in a row of tiles shows its digits at that
+    # scale, squashed into one tile at a third or less.
     from h2ovl.preprocessing import DynamicResolution, FixedResize
 
-    write_synthetic(tmp_path, n=80, seed=0, tasks=["digits_square", "digits_strip"], test_fraction=0)
+    write_synthetic(tmp_path, n=120, seed=0, tasks=["digits_square", "digits_strip", "digits_sequence"], test_fraction=0)
     records = {task: [json.loads(line) for line in (tmp_path / f"{task}_train.jsonl").read_text().splitlines()]
-               for task in ("digits_square", "digits_strip")}
+               for task in ("digits_square", "digits_strip", "digits_sequence")}
     assert all(0.85 <= r["aspect"] <= 1.45 for r in records["digits_square"])
     assert all(2.6 <= r["aspect"] <= 4.3 and 3 <= len(r["conversations"][1]["value"]) <= 8
                for r in records["digits_strip"])
-    tiled, fixed = DynamicResolution(tile_size=64, max_tiles=3), FixedResize(tile_size=64)
-    square = digit_pitch(tmp_path, "digits_square", tiled)
-    assert square == digit_pitch(tmp_path, "digits_square", fixed)  # one tile either way
-    strip_tiled, strip_fixed = digit_pitch(tmp_path, "digits_strip", tiled), digit_pitch(tmp_path, "digits_strip", fixed)
+    tiled, fixed = DynamicResolution(tile_size=64, max_tiles=4), FixedResize(tile_size=64)
+    for record in records["digits_sequence"]:  # 2-4 square images, their digits read in order
+        assert 2 <= len(record["image"]) <= 4 and 2 <= len(record["conversations"][1]["value"]) <= 8
+        for image in record["image"]:
+            width, height = Image.open(tmp_path / "images" / image).size
+            assert tiled.plan(width, height).grids["grid"] == (1, 1)
     median = lambda values: values[len(values) // 2]  # noqa: E731
-    # measured on these 40 + 40 images (px per digit): square 7.4-15.2 (median 11.5), strip in tiles
-    # 8.4-16.5 (median 12.7), strip in one tile 2.8-5.5 (median 4.2)
-    assert abs(median(strip_tiled) / median(square) - 1) < 0.15
-    assert strip_fixed[-1] < 0.5 * median(strip_tiled) and median(strip_fixed) < 0.4 * median(strip_tiled)
+    # Digit height in tile pixels (measured on these 40 + 40 images: square 23-32, strip in a row of tiles
+    # 24-32): the same scale.
+    square = digit_pitch(tmp_path, "digits_square", tiled, "height")
+    assert square == digit_pitch(tmp_path, "digits_square", fixed, "height")  # one tile either way
+    strip_rows = digit_pitch(tmp_path, "digits_strip", tiled, "height")
+    assert abs(median(strip_rows) / median(square) - 1) < 0.1 and 20 <= square[0] and square[-1] <= 34
+    # Digit advance in tile pixels (measured: strip in tiles 15-32, median 24; in one tile 5-10, median 7).
+    strip_tiled, strip_fixed = digit_pitch(tmp_path, "digits_strip", tiled), digit_pitch(tmp_path, "digits_strip", fixed)
+    assert strip_fixed[-1] < 0.5 * median(strip_tiled) and median(strip_fixed) < 0.35 * median(strip_tiled)
 
 
 def test_synth_cli_and_bad_arguments(tmp_path, capsys):

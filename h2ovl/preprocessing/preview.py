@@ -44,7 +44,7 @@ def render_preview(source: ImageSource, preprocessor: ImagePreprocessor) -> tupl
     """A PNG-ready picture: left, the image with its grid lines; right, the tiles in model order."""
     image = load_image(source, preprocessor.max_pixels)
     tiled = preprocessor(image)
-    left = _draw_grids(image, tiled.plan.grids)
+    left = draw_grids(image, tiled.plan.grids)
     right = _mosaic(tiled)
     canvas = Image.new("RGB", (left.width + right.width + 3 * _PAD, max(left.height, right.height) + 2 * _PAD), "white")
     canvas.paste(left, (_PAD, _PAD))
@@ -52,10 +52,11 @@ def render_preview(source: ImageSource, preprocessor: ImagePreprocessor) -> tupl
     return canvas, tiled
 
 
-def _draw_grids(image: Image.Image, grids: dict[str, Grid]) -> Image.Image:
-    scale = _PANEL_HEIGHT / image.height
-    if image.width * scale > 3 * _PANEL_HEIGHT:  # keep very wide images readable
-        scale = 3 * _PANEL_HEIGHT / image.width
+def draw_grids(image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_HEIGHT) -> Image.Image:
+    """The image scaled to `height` px (at most 3 times as wide) with each grid's lines and a legend."""
+    scale = height / image.height
+    if image.width * scale > 3 * height:  # keep very wide images readable
+        scale = 3 * height / image.width
     width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
     panel = image.resize((width, height), Image.Resampling.BILINEAR).convert("RGB")
     draw = ImageDraw.Draw(panel)

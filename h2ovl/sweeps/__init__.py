@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from h2ovl.sweeps.claims import claims_report
 from h2ovl.sweeps.results import Table, experiment_table, sweep_table, to_markdown, write_table
 from h2ovl.sweeps.runner import Sweep, SweepOptions, tracking_uri
 from h2ovl.sweeps.spec import SpecError, SweepSpec, load_spec
@@ -29,12 +30,27 @@ def table_for(uri: str | None, sweep_id: str | None = None, experiment: str | No
     return client, experiment_table(client, experiment, metrics, baseline)
 
 
-def report(client: Any, table: Table, out: Path) -> dict[str, Any]:
-    """Table files and plots under `out`, and as artifacts (`results/`) of the sweep's parent run."""
+def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> dict[str, Any]:
+    """Table files and plots under `out`, and as artifacts (`results/`) of the sweep's parent run. Given the
+    `sweep` that made the table: its claims judged (`claims.md`, printed with the table) and its gallery of
+    held-out answers (`gallery.png`, when its trials' checkpoints are on this machine)."""
     from h2ovl.sweeps.plots import write_plots
 
     files = {**write_table(table, out), **write_plots(client, table, out)}
+    text = to_markdown(table)
+    if sweep is not None and sweep.spec.claims:
+        verdicts = claims_report(table, sweep.spec.claims, sweep.spec.metric)
+        files["claims"] = out / "claims.md"
+        files["claims"].write_text(verdicts + "\n")
+        text += "\n\n" + verdicts
+    inputs = sweep.gallery_checkpoints() if sweep is not None else None
+    if inputs is not None:
+        from h2ovl.sweeps.gallery import write_gallery
+
+        checkpoints, data = inputs
+        files["gallery"] = write_gallery(checkpoints, data, out / "gallery.png",
+                                         title=f"{sweep.sweep_id}: answers of each variant's seed-{sweep.spec.seeds[0]} trial to held-out samples")
     if table.parent_run_id:
         for path in files.values():
             client.log_artifact(table.parent_run_id, str(path), artifact_path="results")
-    return {"table": to_markdown(table), **{k: str(v) for k, v in files.items()}}
+    return {"table": text, **{k: str(v) for k, v in files.items()}}

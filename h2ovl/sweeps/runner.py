@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from h2ovl.errors import SettingError, Stopped
 from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
 from h2ovl.sweeps.results import filter_value
@@ -147,17 +149,17 @@ class Sweep:
         rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
                  "status": "changed: " + ", ".join(changed[t.name][:5]) if t.name in changed
                  else self.state.trial(t.name).get("status", "pending")} for t in trials]
-        if self.spec.init_stage is not None:
-            rows.insert(0, {"trial": INIT_STAGE, "overrides": self.spec.init_stage.get("overrides", {}),
-                            "status": self.state.trial(INIT_STAGE).get("status", "pending")})
-        return rows
+        stages = [{"trial": t.name, "overrides": t.overrides, "status": self.state.trial(t.name).get("status", "pending")}
+                  for t in self.init_trials()]
+        return stages + rows
 
     # -- what a trial is: its name and its resolved config --------------------------------------------------
-    def init_trial(self) -> Trial | None:
-        if self.spec.init_stage is None:
-            return None
-        return Trial(name=INIT_STAGE, variant=INIT_STAGE, seed=self.spec.seeds[0],
-                     overrides=dict(self.spec.init_stage.get("overrides") or {}))
+    def init_trials(self) -> list[Trial]:
+        """The init stages as trials: `init-stage`, or `init-stage-1`, `init-stage-2`... for a curriculum."""
+        stages = self.spec.init_stages
+        names = [INIT_STAGE] if len(stages) == 1 else [f"{INIT_STAGE}-{k}" for k in range(1, len(stages) + 1)]
+        return [Trial(name=name, variant=name, seed=self.spec.seeds[0], overrides=dict(stage.get("overrides") or {}))
+                for name, stage in zip(names, stages)]
 
     def settings(self, trial: Trial) -> dict[str, str]:
         """The trial's resolved config, flattened, without what the sweep adds for bookkeeping (its folder,
@@ -171,7 +173,7 @@ class Sweep:
     def changed_trials(self, trials: list[Trial]) -> dict[str, list[str]]:
         """Trials recorded with settings other than the spec's now, and the keys that differ."""
         changed = {}
-        for trial in [t for t in (self.init_trial(), *trials) if t is not None]:
+        for trial in (*self.init_trials(), *trials):
             saved = self.state.trial(trial.name).get("settings")
             if saved is None:
                 continue
@@ -192,13 +194,16 @@ class Sweep:
             listed = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for name, keys in changed.items())
             raise SettingError(f"sweep {self.sweep_id!r}: {len(changed)} trials ran with other settings than the spec "
                                f"gives now: {listed}. Run it under a new --sweep-id, or pass --force to rerun them from scratch")
-        if INIT_STAGE in changed:  # every trial started from the init stage's checkpoint
+        stages = [t.name for t in self.init_trials()]
+        first_changed = next((k for k, name in enumerate(stages) if name in changed), None)
+        if first_changed is not None:  # the stages after it, and every trial, started from its checkpoint
+            changed.update({name: [] for name in stages[first_changed:]})
             changed.update({t.name: [] for t in trials})
         for name in changed:
             log.warning("sweep %s: %s changed since it ran: rerunning it from scratch (--force)", self.sweep_id, name)
             shutil.rmtree(self.folder / "trials" / Trial.folder_name(name), ignore_errors=True)
             self.state.forget(name)
-        if INIT_STAGE in changed:
+        if first_changed is not None:
             self.state.update(init_checkpoint=None)
 
     def drop_stale_runs(self, trial: Trial, root: Path) -> None:
@@ -221,7 +226,7 @@ class Sweep:
         root = self.folder / "trials" / trial.folder
         self.drop_stale_runs(trial, root)
         self.state.update(trial.name, settings=self.settings(trial))
-        init_from = None if role == INIT_STAGE else self.state.data.get("init_checkpoint")
+        init_from = self.stage_start(trial) if role == INIT_STAGE else self.state.data.get("init_checkpoint")
         config = trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, parent, role),
                               self.options.tracking_uri, init_from)
         _, command = write_trial(config, root)
@@ -327,34 +332,61 @@ class Sweep:
         else:
             self.run_local(trials, parent)
 
-    def run_init_stage(self, parent: str) -> None:
-        trial = self.init_trial()
-        if trial is None or self.state.trial(INIT_STAGE).get("status") == FINISHED:
-            return
-        command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
-        print(f"[{self.sweep_id}] start {INIT_STAGE} (every trial starts from its last checkpoint)", flush=True)
-        with self._heartbeat(trial):
-            fields = self.record(trial, run_command(command, log_file, env), log_file)
-        self._progress(trial, fields)
-        if fields["status"] != FINISHED:
-            raise RuntimeError(f"the sweep's init stage failed; see {log_file}:\n{fields['error']}")
-        self.state.update(init_checkpoint=str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt"))
+    def stage_checkpoint(self, trial: Trial) -> str:
+        return str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt")
+
+    def stage_start(self, trial: Trial) -> str | None:
+        """The checkpoint an init stage starts from: the stage before it (None for the first)."""
+        stages = self.init_trials()
+        index = [t.name for t in stages].index(trial.name)
+        return self.stage_checkpoint(stages[index - 1]) if index else None
+
+    def run_init_stages(self, parent: str) -> None:
+        stages = self.init_trials()
+        for trial in stages:
+            if self.state.trial(trial.name).get("status") != FINISHED:
+                command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
+                after = "every trial starts from its last checkpoint" if trial is stages[-1] else "the next stage starts from its last checkpoint"
+                print(f"[{self.sweep_id}] start {trial.name} ({after})", flush=True)
+                with self._heartbeat(trial):
+                    fields = self.record(trial, run_command(command, log_file, env), log_file)
+                self._progress(trial, fields)
+                if fields["status"] != FINISHED:
+                    raise RuntimeError(f"the sweep's {trial.name} failed; see {log_file}:\n{fields['error']}")
+            self.state.update(init_checkpoint=self.stage_checkpoint(trial))
 
     def best_variant(self) -> tuple[str, float] | None:
         """(variant, mean over its seeds) of the best configuration by the sweep's metric, over finished trials."""
         values: dict[str, list[float]] = {}
+        stages = {t.name for t in self.init_trials()}
         for name, t in self.state.data["trials"].items():
-            if t.get("status") == FINISHED and t.get("value") is not None and name != INIT_STAGE:
+            if t.get("status") == FINISHED and t.get("value") is not None and name not in stages:
                 values.setdefault(name.rsplit("/seed=", 1)[0], []).append(t["value"])
         if not values:
             return None
         means = [(variant, sum(v) / len(v)) for variant, v in values.items()]
         return (min if self.spec.mode == "min" else max)(means, key=lambda item: item[1])
 
+    def gallery_checkpoints(self) -> tuple[dict[str, Path], str] | None:
+        """(variant -> last checkpoint of its first-seed trial, that trial's held-out data) for the gallery;
+        None when no such trial finished with a checkpoint on this machine."""
+        from h2ovl.sweeps.gallery import held_out_data
+
+        checkpoints: dict[str, Path] = {}
+        data = None
+        for trial in self.spec.expand() if self.spec.strategy != "optuna" else []:
+            root = self.folder / "trials" / trial.folder
+            checkpoint = root / "checkpoints" / "last.ckpt"
+            if trial.seed != self.spec.seeds[0] or self.state.trial(trial.name).get("status") != FINISHED or not checkpoint.is_file():
+                continue
+            checkpoints[trial.variant] = checkpoint
+            data = data or held_out_data(yaml.safe_load((root / "config.yaml").read_text()))
+        return (checkpoints, data) if checkpoints and data else None
+
     def _run_trials(self, parent: str) -> None:
         if self.spec.strategy != "optuna":
             self.refuse_or_reset_changed(self.selected(self.spec.expand()))
-        self.run_init_stage(parent)
+        self.run_init_stages(parent)
         source = self.trial_source()
         while (batch := source.ask()) is not None:
             if batch:

@@ -7,7 +7,8 @@
     baseline: dynamic                     # the variant the table's differences are against
     seeds: [0, 1]                         # every configuration runs once per seed
     overrides: {trainer.max_steps: 300}   # dotted keys set in every trial (whole values replaced)
-    init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt
+    init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt;
+                                          # a list of them is a curriculum, each from the one before
     variants: {fixed: {model.preprocessor: {...}}, dynamic: {}}   # named sets of overrides
     grid: {model.lr: [1.0e-4, 3.0e-4]}    # crossed with the variants
     strategy: grid                        # grid | random | optuna
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from h2ovl.errors import UserError, read_text_file
+from h2ovl.sweeps.claims import Claim, parse_claims
 
 
 class SpecError(UserError, ValueError):
@@ -38,7 +40,7 @@ class SpecError(UserError, ValueError):
 
 STRATEGIES = ("grid", "random", "optuna")
 _KEYS = {"name", "base", "experiment", "metric", "report", "baseline", "seeds", "overrides", "init_stage", "variants",
-         "grid", "strategy", "search", "trials", "optuna", "slurm"}
+         "grid", "strategy", "search", "trials", "optuna", "slurm", "claims"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class SweepSpec:
     baseline: str | None
     seeds: list[int]
     overrides: dict[str, Any]
-    init_stage: dict[str, Any] | None
+    init_stages: list[dict[str, Any]]
+    """Runs before the trials, in order, each starting from the one before; the last one's checkpoint
+    starts every trial (`init_stage:` one mapping, or a list of them)."""
     variants: dict[str, dict[str, Any]]
     grid: dict[str, list[Any]]
     strategy: str
@@ -84,6 +88,8 @@ class SweepSpec:
     trials: int
     optuna: dict[str, Any]
     slurm: dict[str, Any]
+    claims: list[Claim] = field(default_factory=list)
+    """Conclusions to judge on the finished table (`h2ovl.sweeps.claims`)."""
 
     # -- trials -----------------------------------------------------------------------------------------
     def configurations(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -157,6 +163,13 @@ def _check_name(path: Path, what: str, name: str) -> None:
         raise SpecError(f"{path}: {what} {name!r} may not be empty or hold quotes, backticks, backslashes or control characters")
 
 
+def _init_stages(path: Path, raw: Any) -> list[dict[str, Any]]:
+    stages = [] if raw is None else raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(stage, dict) for stage in stages) or (isinstance(raw, list) and not raw):
+        raise SpecError(f"{path}: init_stage must be a mapping (with `overrides`) or a non-empty list of them")
+    return [dict(stage) for stage in stages]
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path).resolve()
     if not path.is_file():
@@ -209,7 +222,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         path=path, name=str(raw["name"]), base=base, experiment=str(raw.get("experiment") or raw["name"]),
         metric=metric["name"], mode=metric.get("mode", "min"), report=list(raw.get("report") or []),
         baseline=baseline, seeds=seeds, overrides=dict(raw.get("overrides") or {}),
-        init_stage=raw.get("init_stage"), variants=variants, grid=grid, strategy=strategy, search=search,
+        init_stages=_init_stages(path, raw.get("init_stage")), variants=variants, grid=grid, strategy=strategy, search=search,
         trials=int(trials or 0), optuna=dict(raw.get("optuna") or {}), slurm=dict(raw.get("slurm") or {}),
     )
     _check_name(path, "name", spec.name)
@@ -220,6 +233,9 @@ def load_spec(path: str | Path) -> SweepSpec:
         _check_name(path, "search key", key)
     if baseline is not None and strategy != "optuna" and baseline not in {c[0] for c in spec.configurations()}:
         raise SpecError(f"{path}: baseline {baseline!r} is not one of the variants {[c[0] for c in spec.configurations()]}")
-    if spec.init_stage is not None and not isinstance(spec.init_stage, dict):
-        raise SpecError(f"{path}: init_stage must be a mapping (with `overrides`)")
+    try:
+        names = {c[0] for c in spec.configurations()} if strategy != "optuna" else set()
+        spec.claims = parse_claims(raw.get("claims"), names, str(path))
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     return spec

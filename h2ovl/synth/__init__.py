@@ -17,7 +17,7 @@ __all__ = ["GENERATOR_VERSION", "TASKS", "write_synthetic"]
 
 #: Part of the name of the folder the data module writes synthetic data to (`SyntheticData.folder`):
 #: raise it with any change that alters what a (seed, n, tasks) draws, so old folders are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 def _record(drawn: Drawn, task: str, index: int, split: str, image_paths: list[str]) -> dict:

@@ -72,12 +72,13 @@ def text_recognition(rng: random.Random, max_side: int) -> Drawn:
 
 
 def _digits_in_a_line(rng: random.Random, max_side: int, aspect: tuple[float, float], count: tuple[int, int]) -> Drawn:
-    """One line of digits whose height is 22-31% of the canvas height, so that a view fitting the canvas's
+    """One line of digits whose height is 40-50% of the canvas height, so that a view fitting the canvas's
     height into one tile (a single tile, or a row of tiles) shows them at the same scale whatever the
-    aspect: 14-20 px tall and 7-17 px per digit in a 64 px tile (the face decides)."""
+    aspect: 26-32 px tall in a 64 px tile. (At 22-31%, 14-20 px, the tiny demo model took 3-4x the steps to
+    start reading: measured, see docs/results.md.)"""
     ink, paper = ink_and_paper(rng)
     points, face_file = rng.randint(18, 30), rng.choice(FONT_FILES)
-    share, ratio = rng.uniform(0.22, 0.31), rng.uniform(*aspect)
+    share, ratio = rng.uniform(0.40, 0.50), rng.uniform(*aspect)
     while True:  # a small max_side: smaller digits, never a cut or resized canvas
         face = font(points, face_file)
         digits_width, digits_height = text_size(face, string.digits)
@@ -108,6 +109,17 @@ def digits_strip(rng: random.Random, max_side: int) -> Drawn:
     ablation's test): a row of 3 tiles shows 8-16 px per digit, as `digits_square` taught (7-15);
     squashed into one tile, 3-5."""
     return _digits_in_a_line(rng, max_side, (2.7, 4.2), (3, 8))
+
+
+def digits_sequence(rng: random.Random, max_side: int) -> Drawn:
+    """2-4 near-square images of 1-2 digits each, at `digits_square`'s scale; the answer is all their
+    digits in order, as one number. It teaches what a row of tiles asks of a reader (read on from one
+    tile's tokens into the next's, 2-8 digits) without any tiling: each image is one tile under every
+    preprocessor, so a first stage on it favours none of them."""
+    parts = [_digits_in_a_line(rng, max_side, (0.9, 1.4), (1, 2)) for _ in range(rng.randint(2, 4))]
+    lines = "".join(f"Image-{k}: <image>\n" for k in range(1, len(parts) + 1))
+    return Drawn([part.images[0] for part in parts], lines + "What number do the images show, read in order?",
+                 "".join(part.answer for part in parts), "cer", {"images": len(parts)})
 
 
 def page_transcription(rng: random.Random, max_side: int) -> Drawn:
@@ -172,4 +184,5 @@ TASKS: dict[str, Callable[[random.Random, int], Drawn]] = {
     "text_only": text_only,
     "digits_square": digits_square,
     "digits_strip": digits_strip,
+    "digits_sequence": digits_sequence,
 }
