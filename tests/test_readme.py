@@ -51,3 +51,21 @@ def test_docs_are_self_contained_and_their_links_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def _verdict_blocks(page: Path) -> list[str]:
+    return re.findall(r"```text\n(claims, judged on .*?)```", page.read_text(encoding="utf-8"), re.S)
+
+
+def test_the_demo_conclusions_shown_are_the_verdicts_of_the_recorded_runs_on_the_specs_claims():
+    """The README states the demo's conclusions as the verdict block its recorded run printed (kept in
+    docs/results.md with the table), and the recorded blocks judge exactly the specs' claims: a claim
+    edited in a spec, or a sentence copied without its verdict, fails here."""
+    from h2ovl.demo.ablation import DEMO_LONG_SPEC, DEMO_SPEC
+    from h2ovl.sweeps import load_spec
+
+    recorded = _verdict_blocks(ROOT / "docs/results.md")
+    assert _verdict_blocks(ROOT / "README.md") == recorded[:1]
+    for block, spec in zip(recorded, (DEMO_SPEC, DEMO_LONG_SPEC), strict=True):
+        texts = re.findall(r"^- (?:HELD|WITHIN NOISE|REVERSED|NOT MEASURED): (.*) \(\S+ [\d., -]+ vs ", block, re.M)
+        assert texts == [claim.text for claim in load_spec(spec).claims], spec.name

@@ -52,8 +52,9 @@ def render_preview(source: ImageSource, preprocessor: ImagePreprocessor) -> tupl
     return canvas, tiled
 
 
-def draw_grids(image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_HEIGHT) -> Image.Image:
-    """The image scaled to `height` px (at most 3 times as wide) with each grid's lines and a legend."""
+def draw_grids(image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_HEIGHT, legend: bool = True) -> Image.Image:
+    """The image scaled to `height` px (at most 3 times as wide) with each grid's lines and, unless
+    `legend` is False, their names in its corner."""
     scale = height / image.height
     if image.width * scale > 3 * height:  # keep very wide images readable
         scale = 3 * height / image.width
@@ -74,6 +75,8 @@ def draw_grids(image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_
             y = round(r * height / grid.rows)
             draw.line([(0, y), (width, y)], fill=colour, width=line_width)
         draw.rectangle([0, 0, width - 1, height - 1], outline=colour, width=1)
+        if not legend:
+            continue
         label = f"{name} {grid.cols}x{grid.rows}"
         draw.rectangle(draw.textbbox((4, legend_y), label, font=font), fill="white")
         draw.text((4, legend_y), label, fill=colour, font=font)

@@ -8,6 +8,7 @@ checkpoint answers the first held-out samples greedily, through the same code as
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +73,22 @@ def collect(checkpoints: dict[str, Path], data: str, samples: int, max_new_token
             shown.append(Shown(image, record.reference.get("answer", record.turns[0][1]), {}))
             ids.append(record.id)
     preprocessors: dict[str, ImagePreprocessor] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for variant, checkpoint in checkpoints.items():
-            module, _ = load_module(str(checkpoint), None, max_new_tokens)
-            path = Path(scratch) / f"{len(shown[0].answers) if shown else 0}.jsonl"
-            predict(module, data, path, limit=len(shown), progress=False)
-            answers = {record.id: record.prediction for record in read_predictions(path)}
-            for sample, sample_id in zip(shown, ids):
-                sample.answers[variant] = answers.get(sample_id, "(skipped)")
-            preprocessors.setdefault(preprocessor_label(module.preprocessor), module.preprocessor)
+    # Lightning announces each Trainer (accelerators, tips): one per variant would bury the table above.
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            for variant, checkpoint in checkpoints.items():
+                module, _ = load_module(str(checkpoint), None, max_new_tokens)
+                path = Path(scratch) / f"{len(shown[0].answers) if shown else 0}.jsonl"
+                predict(module, data, path, limit=len(shown), progress=False)
+                answers = {record.id: record.prediction for record in read_predictions(path)}
+                for sample, sample_id in zip(shown, ids):
+                    sample.answers[variant] = answers.get(sample_id, "(skipped)")
+                preprocessors.setdefault(preprocessor_label(module.preprocessor), module.preprocessor)
+    finally:
+        lightning_log.setLevel(level)
     return shown, preprocessors
 
 
@@ -92,7 +100,10 @@ def draw(shown: list[Shown], preprocessors: dict[str, ImagePreprocessor], title:
     for sample in shown:
         panels = []
         for label, preprocessor in preprocessors.items() if sample.image is not None else ():
-            panel = draw_grids(sample.image, preprocessor(sample.image).plan.grids, _PANEL_HEIGHT)
+            grids = preprocessor(sample.image).plan.grids
+            panel = draw_grids(sample.image, grids, _PANEL_HEIGHT, legend=False)
+            shown_grids = {k: v for k, v in grids.items() if not (k == "grid" and len(grids) > 1)}
+            label = f"{label.split()[0]}: " + " + ".join(f"{k} {g.cols}x{g.rows}" for k, g in shown_grids.items())
             caption = int(ImageDraw.Draw(panel).textlength(label, font=font)) + 4
             captioned = Image.new("RGB", (max(panel.width, caption), panel.height + _LINE), "white")
             captioned.paste(panel, (0, _LINE))
