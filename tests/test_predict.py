@@ -9,6 +9,7 @@ import pytest
 
 from conftest import conversation, noise_image, write_jsonl
 from h2ovl.cli import main
+from h2ovl.synth import TASKS
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.processor import Processor
 from h2ovl.model.tokenizer import ANSWER
@@ -64,7 +65,7 @@ def test_validate_test_predict_after_fit(tmp_path: Path, monkeypatch: pytest.Mon
     assert list(metric_history(tmp_path, run.info.run_id, "validate/loss")) == [2]
     assert list(metric_history(tmp_path, run.info.run_id, "test/loss")) == [2]
     records = [json.loads(line) for line in (tmp_path / "runs/after/predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 8 and all("-test-" in r["id"] for r in records)  # the whole test split (8 tasks x 1)
+    assert len(records) == len(TASKS) and all("-test-" in r["id"] for r in records)  # the whole test split (a sample per task)
     assert all(isinstance(r["prediction"], str) and r["answer"] for r in records)
 
 

@@ -54,7 +54,8 @@ def held_out_data(config: dict[str, Any]) -> str | None:
 
 
 def preprocessor_label(preprocessor: ImagePreprocessor) -> str:
-    """`fixed 64`, `dynamic <=4`, `msac <=4 +thumbnail`: the class and its budget, short enough for a caption."""
+    """`fixed 64px`, `dynamic 64px <=4 tiles`, `msac 64px <=4 tiles +thumbnail`: what tells two preprocessors
+    of a sweep apart (the gallery draws each distinct one once)."""
     name = type(preprocessor).__name__.replace("Resolution", "").replace("Resize", "").lower()
     budget = getattr(preprocessor, "max_tiles", 1)
     thumbnail = " +thumbnail" if getattr(preprocessor, "use_thumbnail", False) and budget > 1 else ""
