@@ -33,6 +33,7 @@ from h2ovl.synth.tasks import TASKS
 
 if TYPE_CHECKING:
     from h2ovl.sweeps import SweepOptions
+    from h2ovl.sweeps.spec import SweepSpec
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -79,9 +80,9 @@ def _demo(args: argparse.Namespace) -> int:
 
         run_preprocessing_demo(args.out)
         return 0
-    from h2ovl.demo.ablation import DEMO_LONG_SPEC, DEMO_SPEC
+    from h2ovl.demo.ablation import demo_spec
 
-    return _run_ablation(DEMO_LONG_SPEC if args.long else DEMO_SPEC, _sweep_options(args, out=str(args.out / "sweeps")))
+    return _run_ablation(demo_spec(args.long, args.out), _sweep_options(args, out=str(args.out / "sweeps")))
 
 
 def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
@@ -101,10 +102,10 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if args.dry_run or not summary["failed"] else 1
 
 
-def _run_ablation(spec_path: Path, options: SweepOptions) -> int:
-    from h2ovl.sweeps import Sweep, load_spec, report, table_for
+def _run_ablation(spec: SweepSpec, options: SweepOptions) -> int:
+    from h2ovl.sweeps import Sweep, report, table_for
 
-    sweep = Sweep(load_spec(spec_path), options)
+    sweep = Sweep(spec, options)
     summary = sweep.run()
     if options.dry_run:
         print(json.dumps(summary))
@@ -117,7 +118,9 @@ def _run_ablation(spec_path: Path, options: SweepOptions) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    return _run_ablation(args.spec, _sweep_options(args))
+    from h2ovl.sweeps import load_spec
+
+    return _run_ablation(load_spec(args.spec), _sweep_options(args))
 
 
 def _table(args: argparse.Namespace) -> int:

@@ -48,9 +48,20 @@ def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_wit
     assert {n.rsplit("/", 1)[1] for n in names[2:]} == {"seed=0", "seed=1", "seed=2"}
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
     assert plan["parallel"] == 2  # two single-threaded trials at a time
+    # Everything but the MLflow store under --out, the data too.
+    assert plan["trials"][0]["overrides"]["data.synthetic"]["out"] == str(tmp_path / "synthetic-square")
     assert main(["demo", "--long", "--dry-run", "--out", str(tmp_path)]) == 0
     long_plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert long_plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo-long") and len(long_plan["trials"]) > len(names)
+
+
+def test_demo_data_goes_under_its_out_folder(tmp_path: Path):
+    from h2ovl.demo.ablation import demo_spec
+
+    for long in (False, True):
+        spec = demo_spec(long, tmp_path)
+        folders = [spec.overrides["data.synthetic"]["out"]] + [s["overrides"]["data.synthetic"]["out"] for s in spec.init_stages]
+        assert len(folders) == 3 and all(Path(f).parent == tmp_path for f in folders)
 
 
 def test_the_demo_preprocessors_cut_its_strips_three_different_ways():

@@ -7,6 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from h2ovl.sweeps.spec import SweepSpec, load_spec
+
 #: The spec ships with the repository (the package is installed from it, editable).
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "ablations" / "cpu-demo.yaml"
 DEMO_LONG_SPEC = DEMO_SPEC.with_name("cpu-demo-long.yaml")
+
+
+def demo_spec(long: bool, out: Path) -> SweepSpec:
+    """The demo's spec with its synthetic data written under `out` beside its sweep (the specs name
+    `outputs/demo...`, which is where `make demo` puts everything), so `h2ovl demo --out DIR` keeps the
+    whole demo but the MLflow store in DIR."""
+    spec = load_spec(DEMO_LONG_SPEC if long else DEMO_SPEC)
+    for overrides in [spec.overrides, *(stage.get("overrides", {}) for stage in spec.init_stages)]:
+        synthetic = overrides.get("data.synthetic")
+        if isinstance(synthetic, dict) and "out" in synthetic:
+            overrides["data.synthetic"] = {**synthetic, "out": str(out / Path(synthetic["out"]).name)}
+    return spec

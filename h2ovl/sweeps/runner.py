@@ -39,7 +39,7 @@ from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.sweeps.state import FAILED, FINISHED, INTERRUPTED, SweepState
-from h2ovl.sweeps.trials import log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
+from h2ovl.sweeps.trials import last_checkpoint, log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class Sweep:
 
         trials = self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []
         for trial in trials:
-            root = self.folder / "trials" / trial.folder
+            root = self.trial_root(trial)
             check_fit_config(trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, None),
                                           self.options.tracking_uri, None), f"{self.spec.path}: trial {trial.name}")
         changed = self.changed_trials(trials)
@@ -211,7 +211,7 @@ class Sweep:
         them when there is no checkpoint to resume, else all but the checkpoint's own run."""
         from h2ovl.training.callbacks import checkpoint_run_id
 
-        checkpoint = root / "checkpoints" / "last.ckpt"
+        checkpoint = last_checkpoint(root)
         keep = checkpoint_run_id(checkpoint) if checkpoint.is_file() else None
         runs = self.client.search_runs(
             [self.experiment_id()], filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
@@ -223,7 +223,7 @@ class Sweep:
                 self.client.delete_run(run.info.run_id)
 
     def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str]]:
-        root = self.folder / "trials" / trial.folder
+        root = self.trial_root(trial)
         self.drop_stale_runs(trial, root)
         self.state.update(trial.name, settings=self.settings(trial))
         init_from = self.stage_start(trial) if role == INIT_STAGE else self.state.data.get("init_checkpoint")
@@ -332,8 +332,12 @@ class Sweep:
         else:
             self.run_local(trials, parent)
 
+    def trial_root(self, trial: Trial) -> Path:
+        """The folder of a trial's config, log and checkpoints."""
+        return self.folder / "trials" / trial.folder
+
     def stage_checkpoint(self, trial: Trial) -> str:
-        return str(self.folder / "trials" / trial.folder / "checkpoints" / "last.ckpt")
+        return str(last_checkpoint(self.trial_root(trial)))
 
     def stage_start(self, trial: Trial) -> str | None:
         """The checkpoint an init stage starts from: the stage before it (None for the first)."""
@@ -375,8 +379,8 @@ class Sweep:
         checkpoints: dict[str, Path] = {}
         data = None
         for trial in self.spec.expand() if self.spec.strategy != "optuna" else []:
-            root = self.folder / "trials" / trial.folder
-            checkpoint = root / "checkpoints" / "last.ckpt"
+            root = self.trial_root(trial)
+            checkpoint = last_checkpoint(root)
             if trial.seed != self.spec.seeds[0] or self.state.trial(trial.name).get("status") != FINISHED or not checkpoint.is_file():
                 continue
             checkpoints[trial.variant] = checkpoint

@@ -65,13 +65,18 @@ def trial_tags(sweep_id: str, trial: Trial, parent_run_id: str | None, role: str
     return tags
 
 
+def last_checkpoint(root: Path) -> Path:
+    """The `last.ckpt` a trial's run writes under its folder `root` (its `checkpoint.dirpath`)."""
+    return root / "checkpoints" / "last.ckpt"
+
+
 def write_trial(config: dict[str, Any], root: Path) -> tuple[Path, list[str]]:
     """Writes `<root>/config.yaml`; the command continues from `last.ckpt` when an earlier attempt left one."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(path)]
-    if (root / "checkpoints" / "last.ckpt").is_file():
+    if last_checkpoint(root).is_file():
         command += ["--ckpt_path", "last"]
     return path, command
 
