@@ -18,7 +18,7 @@ from h2ovl.cli import main
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
 from h2ovl.sweeps.claims import Claim, claims_report, judge
 from h2ovl.sweeps.plots import cost_points, validation_curves
-from h2ovl.sweeps.results import Row, Table
+from h2ovl.sweeps.results import Row, Table, build_table
 from h2ovl.errors import SettingError
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
@@ -218,6 +218,17 @@ def test_plots_draw_variants_that_coincide_once():
     assert points[0][1] == pytest.approx(0.475) and points[0][2] == pytest.approx(0.0354, abs=1e-4)
     curves = validation_curves(client, table, "cer")
     assert curves == [("dynamic = msac", [200, 400], [[0.55, 0.56], [0.45, 0.50]]), ("fixed", [200, 400], [[0.8], [0.7]])]
+
+
+def test_a_rows_values_read_in_seed_order_whatever_order_the_runs_started():
+    """The claims print each variant's values per seed: seed 2 finishing first must not read as seed 0."""
+    def run(seed: int, started: int, cer: float) -> SimpleNamespace:
+        return SimpleNamespace(info=SimpleNamespace(run_id=f"r{seed}", run_name=f"a/seed={seed}", status="FINISHED", start_time=started),
+                               data=SimpleNamespace(tags={"variant": "a", "seed": str(seed)}, metrics={"cer": cer}))
+
+    client = SimpleNamespace(get_metric_history=lambda run_id, metric: [])
+    table = build_table(client, [run(2, 100, 0.3), run(0, 300, 0.1), run(1, 200, 0.2)], ["cer"], {"cer": "min"}, None, "t")
+    assert table.rows[0].values["cer"] == [0.1, 0.2, 0.3]
 
 
 @pytest.mark.slow  # whole sweeps / killed runs as subprocesses: `make test-all` and CI

@@ -102,10 +102,15 @@ def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
     return parent, trials
 
 
+def _seed_then_start(run: Any) -> tuple[int, int]:
+    seed = run.data.tags.get("seed", "")
+    return (int(seed) if seed.lstrip("-").isdigit() else 0, run.info.start_time or 0)
+
+
 def build_table(client: Any, runs: list[Any], metrics: list[str], modes: dict[str, str], baseline: str | None, title: str) -> Table:
     rows: dict[str, Row] = {}
     left_out: dict[str, int] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+    for run in sorted(runs, key=_seed_then_start):  # a row's values read in seed order (claims print them so)
         variant = run.data.tags.get("variant") or run.data.tags.get("trial") or run.info.run_name
         row = rows.setdefault(variant, Row(variant))
         if run.info.status != "FINISHED":  # only finished runs make numbers; the rest are counted, by status
