@@ -43,9 +43,15 @@ def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_wit
     assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = [t["trial"] for t in plan["trials"]]
-    assert names[:2] == ["init-stage-1", "init-stage-2"] and len(names) == 20  # a curriculum, then the trials
-    assert {n.rsplit("/", 1)[0] for n in names[2:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
-    assert {n.rsplit("/", 1)[1] for n in names[2:]} == {"seed=0", "seed=1", "seed=2"}
+    assert names[:3] == ["init-stage-1", "init-stage-2", "init-stage-3"] and len(names) == 21  # a curriculum, then the trials
+    assert {n.rsplit("/", 1)[0] for n in names[3:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
+    assert {n.rsplit("/", 1)[1] for n in names[3:]} == {"seed=0", "seed=1", "seed=2"}
+    # The last shared stage shows each of its images through one of the variants' own preprocessors, all
+    # of them: it favours none.
+    shared = plan["trials"][2]["overrides"]["model.preprocessor"]
+    assert shared["class_path"] == "h2ovl.preprocessing.MixedViews"
+    variants = {json.dumps(t["overrides"]["model.preprocessor"], sort_keys=True) for t in plan["trials"][3:]}
+    assert {json.dumps(c, sort_keys=True) for c in shared["init_args"]["choices"]} == variants
     assert plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo")
     assert plan["parallel"] == 2  # two single-threaded trials at a time
     # Everything but the MLflow store under --out, the data too.
@@ -61,7 +67,8 @@ def test_demo_data_goes_under_its_out_folder(tmp_path: Path):
     for long in (False, True):
         spec = demo_spec(long, tmp_path)
         folders = [spec.overrides["data.synthetic"]["out"]] + [s["overrides"]["data.synthetic"]["out"] for s in spec.init_stages]
-        assert len(folders) == 3 and all(Path(f).parent == tmp_path for f in folders)
+        assert len(folders) == len(set(folders)) == len(spec.init_stages) + 1
+        assert all(Path(f).parent == tmp_path for f in folders)
 
 
 def test_the_demo_preprocessors_cut_its_strips_three_different_ways():

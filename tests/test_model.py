@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, LlamaConfig
 
+from h2ovl.errors import SettingError
 from h2ovl.model import H2OVL, IGNORE_INDEX, preset, pixel_shuffle
 from h2ovl.model.hf_internvl import save_hf_internvl_as_released
 from h2ovl.model.projector import build_projector, fit_projector_input
@@ -221,6 +222,15 @@ def test_released_round_trip_is_lossless(tmp_path: Path):
         assert k == k2 and torch.equal(a, b), k
     assert isinstance(loaded.build_preprocessor(), MSAC)
     assert loaded.image_token_id == model.image_token_id
+
+
+def test_a_model_trained_on_mixed_views_is_not_exported_as_one_preprocessors(tmp_path: Path):
+    model, tokenizer = H2OVL.from_preset("tiny")
+    model.config.preprocessor = {"class_path": "h2ovl.preprocessing.MixedViews",
+                                 "init_args": {"choices": [{"class_path": "h2ovl.preprocessing.FixedResize"}]}}
+    with pytest.raises(SettingError, match="MixedViews"):
+        model.save_released(tmp_path, tokenizer)
+    assert not (tmp_path / "config.json").exists()
 
 
 def test_released_loading_is_strict(tmp_path: Path):

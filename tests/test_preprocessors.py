@@ -13,7 +13,9 @@ from jsonargparse import ArgumentParser
 from PIL import Image
 
 from conftest import noise_image
-from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, ImagePreprocessor, TileNormalizer
+from h2ovl.preprocessing import (
+    MSAC, DynamicResolution, FixedResize, ImagePreprocessor, MixedViews, TileNormalizer, instantiate_preprocessor,
+)
 from h2ovl.preprocessing.reference import reference_pixel_values, reference_tiles
 
 T = 32  # small tiles keep pixel tests fast; the rules do not depend on T
@@ -138,3 +140,32 @@ def test_process_sample_applies_the_multi_image_rule():
     outs = MSAC(tile_size=T, max_tiles=6).process_sample(images)
     assert [o.plan.grids["grid"] for o in outs] == [(3, 1), (3, 1)]  # budget 6 // 2 = 3, dynamic per image
     assert [o.n_tiles for o in outs] == [4, 4]
+
+
+def test_mixed_views_show_each_image_through_one_choice_the_same_every_time_wherever_it_lies(tmp_path: Path):
+    choices = [FixedResize(tile_size=T), DynamicResolution(tile_size=T, max_tiles=4, use_thumbnail=False),
+               MSAC(tile_size=T, max_tiles=4, use_thumbnail=False)]
+    mixed = MixedViews(choices)
+    paths = []
+    for k in range(60):
+        paths.append(tmp_path / f"{k}.png")
+        noise_image(120, 40, seed=k).save(paths[-1])
+    chosen = [mixed.choose(path) for path in paths]
+    assert {type(c) for c in chosen} == {FixedResize, DynamicResolution, MSAC}  # every view gets its share
+    assert all(chosen.count(c) >= 10 for c in choices)
+    for path, choice in zip(paths[:6], chosen):
+        out = mixed(path)
+        assert torch.equal(out.tiles, choice(path).tiles) and out.plan == choice(path).plan
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for path, choice in zip(paths[:10], chosen):  # the file's bytes choose, not its path
+        (moved / path.name).write_bytes(path.read_bytes())
+        assert mixed.choose(moved / path.name) is choice
+        assert mixed.choose(Image.open(path)) is mixed.choose(Image.open(moved / path.name))
+    assert [type(MixedViews(choices, seed=1).choose(p)) for p in paths] != [type(c) for c in chosen]
+
+    rebuilt = instantiate_preprocessor(mixed.config())
+    assert isinstance(rebuilt, MixedViews) and rebuilt.config() == mixed.config() and rebuilt.max_tiles == 4
+    assert [type(rebuilt.choose(p)) for p in paths] == [type(c) for c in chosen]
+    with pytest.raises(ValueError, match=r"tile sizes \[32, 64\]"):
+        MixedViews([FixedResize(tile_size=T), FixedResize(tile_size=64)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -295,17 +296,18 @@ def test_parallel_local_trials_never_share_a_gpu_set(tmp_path: Path, monkeypatch
 
 
 def _trial_processes(tmp: Path) -> list[int]:
-    """Live `h2ovl fit` processes started for trials under `tmp`."""
+    """Live processes of trials under `tmp`, their data-loader workers included: those writing to a
+    trial's `fit.log` (a trial forked from the preloaded server has the forkserver's command line)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stdout = os.readlink(entry / "fd" / "1")
             state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
         except (OSError, StopIteration):
             continue
-        if "h2ovl.cli fit" in cmdline and str(tmp) in cmdline and "zombie" not in state:
+        if stdout.startswith(str(tmp)) and stdout.endswith("fit.log") and "zombie" not in state:
             found.append(int(entry.name))
     return found
 
@@ -535,3 +537,22 @@ def test_init_stages_in_a_list_run_as_a_curriculum_each_from_the_one_before(tmp_
     Sweep(load_spec(path), options(tmp_path, force=True)).run()
     printed = capsys.readouterr().out
     assert "start init-stage-1" in printed and "start init-stage-2" in printed and "start fixed/seed=0" in printed
+
+
+def test_a_preloaded_trial_runs_h2ovl_in_a_process_of_its_own_with_its_log_and_exit_code(tmp_path: Path):
+    from h2ovl.sweeps.preloaded import preloadable
+    from h2ovl.sweeps.trials import run_command
+
+    command = [sys.executable, "-m", "h2ovl.cli", "table", "--sweep", "no-such-sweep", "--out", str(tmp_path / "t"),
+               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    log = tmp_path / "fit.log"
+    # (Its environment: every sweep test, whose trials find their MLflow store through it.)
+    assert run_command(command, log, preload=True) == 2  # a user's error, as from a shell
+    written = log.read_text()
+    assert "(forked, imports preloaded)" in written and "no-such-sweep" in written and "Traceback" not in written
+
+    cpu = {"trainer": {"accelerator": "cpu", "devices": 1}}
+    assert preloadable(command, cpu, None)
+    assert not preloadable(command, cpu, "0")  # a GPU slot: CUDA must see its devices before anything starts
+    assert not preloadable(command, {"trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}}, None)
+    assert not preloadable(["h2ovl", "fit"], cpu, None)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from h2ovl.errors import SettingError
 from h2ovl.model.config import H2OVLConfig
 from h2ovl.model.vision import VisionConfig
 
@@ -111,6 +112,11 @@ def config_to_released(model: Any) -> dict[str, Any]:
     config, vision = model.config, model.vision
     init = config.preprocessor.get("init_args", {})
     kind = config.preprocessor["class_path"].rsplit(".", 1)[-1]
+    if kind == "MixedViews":  # a shared stage's mix: the released config.json names one way to tile
+        raise SettingError(
+            "this model was trained with MixedViews (each image through one of several preprocessors); the released "
+            "layout names one preprocessor: fine-tune it with one (model.preprocessor) and export that checkpoint"
+        )
     llm_config = model.llm.config.to_dict()
     llm_config["architectures"] = [type(model.llm).__name__]
     return {

@@ -35,6 +35,7 @@ import yaml
 
 from h2ovl.errors import SettingError, Stopped
 from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
+from h2ovl.sweeps.preloaded import preloadable
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import SweepSpec, Trial
@@ -75,6 +76,10 @@ class SweepOptions:
 
 
 class Sweep:
+    """Runs a spec's trials (`run`), records them in `state.json` and MLflow, and resumes them. Local CPU
+    trials are forked from a preloaded forkserver (`h2ovl.sweeps.preloaded`), so a script that runs a
+    sweep needs the `if __name__ == "__main__":` guard that any multiprocessing code needs."""
+
     def __init__(self, spec: SweepSpec, options: SweepOptions) -> None:
         if options.launcher not in ("local", "slurm"):
             raise ValueError(f"launcher must be 'local' or 'slurm', got {options.launcher!r}")
@@ -222,7 +227,7 @@ class Sweep:
                 log.info("trial %s: deleting run %s of an earlier attempt (not resumed)", trial.name, run.info.run_id)
                 self.client.delete_run(run.info.run_id)
 
-    def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str]]:
+    def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str], dict[str, Any]]:
         root = self.trial_root(trial)
         self.drop_stale_runs(trial, root)
         self.state.update(trial.name, settings=self.settings(trial))
@@ -231,7 +236,7 @@ class Sweep:
                               self.options.tracking_uri, init_from)
         _, command = write_trial(config, root)
         env = {"MLFLOW_TRACKING_URI": self.uri}
-        return command, root / "fit.log", env
+        return command, root / "fit.log", env, config
 
     def record(self, trial: Trial, returncode: int, log_file: Path) -> dict[str, Any]:
         run = self.trial_run(trial)
@@ -261,7 +266,7 @@ class Sweep:
         def one(trial: Trial) -> None:
             if self._stopping.is_set():
                 return
-            command, log_file, env = self.prepare(trial, parent)
+            command, log_file, env, config = self.prepare(trial, parent)
             slot = free.get()
             if slot is not None:
                 env["CUDA_VISIBLE_DEVICES"] = slot
@@ -271,7 +276,8 @@ class Sweep:
             print(f"[{self.sweep_id}] start {trial.name}", flush=True)
             try:
                 with self._heartbeat(trial):
-                    fields = self.record(trial, run_command(command, log_file, env), log_file)
+                    preload = preloadable(command, config, slot)
+                    fields = self.record(trial, run_command(command, log_file, env, preload), log_file)
             finally:
                 free.put(slot)
             self._progress(trial, fields)
@@ -291,8 +297,8 @@ class Sweep:
         from h2ovl.sweeps.slurm import submit_array
 
         prepared = [(trial, *self.prepare(trial, parent)) for trial in trials]
-        jobs = submit_array(self.folder / "slurm", self.spec.slurm, [(c, lf, env) for _, c, lf, env in prepared], self.options.parallel)
-        for (trial, _, log_file, _), job in zip(prepared, jobs):
+        jobs = submit_array(self.folder / "slurm", self.spec.slurm, [(c, lf, env) for _, c, lf, env, _ in prepared], self.options.parallel)
+        for (trial, _, log_file, _, _), job in zip(prepared, jobs):
             try:
                 returncode = int(job.result())
             except Exception as error:  # noqa: BLE001 - the job itself failed (node, time limit): a failed trial
@@ -349,11 +355,11 @@ class Sweep:
         stages = self.init_trials()
         for trial in stages:
             if self.state.trial(trial.name).get("status") != FINISHED:
-                command, log_file, env = self.prepare(trial, parent, role=INIT_STAGE)
+                command, log_file, env, config = self.prepare(trial, parent, role=INIT_STAGE)
                 after = "every trial starts from its last checkpoint" if trial is stages[-1] else "the next stage starts from its last checkpoint"
                 print(f"[{self.sweep_id}] start {trial.name} ({after})", flush=True)
                 with self._heartbeat(trial):
-                    fields = self.record(trial, run_command(command, log_file, env), log_file)
+                    fields = self.record(trial, run_command(command, log_file, env, preloadable(command, config, None)), log_file)
                 self._progress(trial, fields)
                 if fields["status"] != FINISHED:
                     raise RuntimeError(f"the sweep's {trial.name} failed; see {log_file}:\n{fields['error']}")

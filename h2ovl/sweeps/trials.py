@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from h2ovl.constants import SWEEP_PID_ENV
+from h2ovl.sweeps.preloaded import PreloadedTrial
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.training.compose import compose
 
@@ -81,22 +82,27 @@ def write_trial(config: dict[str, Any], root: Path) -> tuple[Path, list[str]]:
     return path, command
 
 
-_running: dict[int, subprocess.Popen] = {}
+_running: dict[int, subprocess.Popen | PreloadedTrial] = {}
 _running_lock = threading.Lock()
 
 
-def run_command(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def run_command(command: list[str], log: Path, env: dict[str, str] | None = None, preload: bool = False) -> int:
     """Runs a trial's process with its output in `log`; returns the exit code. Module-level so that
-    submitit can pickle it for a cluster job.
+    submitit can pickle it for a cluster job. With `preload` (an `h2ovl.cli` command, see
+    `h2ovl.sweeps.preloaded`), the process is forked from one that has done the imports.
 
     The trial gets its own process group, so `stop_trials` reaches it and everything it started (data
     loader workers) with one signal, and it learns the sweep's pid, so it stops itself should the sweep
     die without a word (SIGKILL; see `h2ovl.training.cli.watch_parent`)."""
     with log.open("a", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(command)}\n")
+        out.write(f"$ {' '.join(command)}{'  (forked, imports preloaded)' if preload else ''}\n")
         out.flush()
         environment = {**os.environ, **(env or {}), SWEEP_PID_ENV: str(os.getpid())}
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+        process: subprocess.Popen | PreloadedTrial
+        if preload:
+            process = PreloadedTrial(command[3:], log, environment)
+        else:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
         with _running_lock:
             _running[process.pid] = process
         try:
