@@ -1,7 +1,7 @@
 """The README's main job: the CPU ablation of `ablations/cpu-demo.yaml` (preprocessor x pixel shuffle, 3
-seeds, a shared first stage), run through the sweep machinery, ending with its table, plots, the verdict on
-each of its claims and a gallery of held-out answers. `--long` runs `ablations/cpu-demo-long.yaml`, the same
-design trained longer with more seeds."""
+seeds, shared stages first), run through the sweep machinery, ending with its table, plots, the verdict on
+each of its claims and a gallery of held-out answers. `--long` runs `ablations/cpu-demo-long.yaml`: the
+earlier design without the shared stage on strips, trained twice as long with more seeds."""
 
 from __future__ import annotations
 
