@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from h2ovl.preprocessing.base import ImagePreprocessor, TiledImage, TilingPlan

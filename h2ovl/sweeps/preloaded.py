@@ -61,10 +61,10 @@ def _trial_main(argv: list[str], log: str, environment: dict[str, str]) -> None:
         import torch
 
         torch.set_num_threads(int(environment["OMP_NUM_THREADS"]))
-    from h2ovl.cli import main
+    from h2ovl import cli
 
-    sys.argv = [sys.executable, *argv]
-    sys.exit(main(argv))
+    sys.argv = [cli.__file__, *argv]  # what `python -m h2ovl.cli ...` would show, not the forkserver's
+    sys.exit(cli.main(argv))
 
 
 class PreloadedTrial:
