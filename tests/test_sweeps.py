@@ -276,11 +276,12 @@ def test_parallel_local_trials_never_share_a_gpu_set(tmp_path: Path, monkeypatch
 
     sweep = Sweep(load_spec(write_spec(tmp_path, variants={f"v{i}": {} for i in range(6)})), options(tmp_path, parallel=2))
     monkeypatch.setattr(sweep, "_device_slots", lambda: ["0,1", "2,3"])
-    monkeypatch.setattr(sweep, "prepare", lambda trial, parent: ([trial.name], tmp_path / "log", {}))
+    monkeypatch.setattr(sweep, "prepare", lambda trial, parent: ([trial.name], tmp_path / "log", {}, {}))
     monkeypatch.setattr(sweep, "record", lambda trial, code, log: {"status": "finished", "value": None})
     in_use, clashes, lock = set(), [], threading.Lock()
 
-    def fake_run(command, log, env):
+    def fake_run(command, log, env, preload):
+        assert not preload  # a GPU slot: the trial starts as a subprocess, CUDA sees only its devices
         slot = env["CUDA_VISIBLE_DEVICES"]
         with lock:
             clashes.extend([slot] if slot in in_use else [])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import runpy
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -61,10 +62,10 @@ def _trial_main(argv: list[str], log: str, environment: dict[str, str]) -> None:
         import torch
 
         torch.set_num_threads(int(environment["OMP_NUM_THREADS"]))
-    from h2ovl import cli
-
-    sys.argv = [cli.__file__, *argv]  # what `python -m h2ovl.cli ...` would show, not the forkserver's
-    sys.exit(cli.main(argv))
+    # Exactly `python -m h2ovl.cli <argv>` (sys.argv included), run by name: the CLI imports the sweeps,
+    # so an import of it here would be a cycle; its imports are already done in the forkserver.
+    sys.argv = ["h2ovl.cli", *argv]
+    runpy.run_module("h2ovl.cli", run_name="__main__", alter_sys=True)
 
 
 class PreloadedTrial:
