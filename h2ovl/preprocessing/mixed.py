@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from h2ovl.preprocessing.base import ImagePreprocessor, TiledImage, TilingPlan
-from h2ovl.preprocessing.image_io import DEFAULT_MAX_PIXELS, ImageSource
+from h2ovl.preprocessing.image_io import ImageSource
 
 
 def source_key(source: ImageSource) -> bytes:
@@ -39,16 +39,14 @@ class MixedViews(ImagePreprocessor):
     """Args: choices: the preprocessors to mix (all with the model's tile size); seed: changes which
     image gets which view. The tile budget (`max_tiles`) is the largest of the choices'."""
 
-    def __init__(
-        self, choices: Sequence[ImagePreprocessor], seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
-        fast_path: bool = False,
-    ) -> None:
+    def __init__(self, choices: Sequence[ImagePreprocessor], seed: int = 0) -> None:
         if not choices:
             raise ValueError("MixedViews needs at least one preprocessor in choices")
         sizes = sorted({choice.tile_size for choice in choices})
         if len(sizes) > 1:
             raise ValueError(f"MixedViews: every choice must make tiles of one size, got tile sizes {sizes}")
-        super().__init__(tile_size=sizes[0], max_pixels=max_pixels, fast_path=fast_path)
+        # Loading limits and the fast path are each choice's own: the chosen one does all the work.
+        super().__init__(tile_size=sizes[0])
         self.choices = list(choices)
         self.seed = seed
 
@@ -71,6 +69,5 @@ class MixedViews(ImagePreprocessor):
 
     def config(self) -> dict[str, Any]:
         return {"class_path": "h2ovl.preprocessing.MixedViews",
-                "init_args": {"choices": [choice.config() for choice in self.choices], "seed": self.seed,
-                              "max_pixels": self.max_pixels, "fast_path": self.fast_path}}
+                "init_args": {"choices": [choice.config() for choice in self.choices], "seed": self.seed}}
 
