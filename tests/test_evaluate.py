@@ -155,3 +155,15 @@ def test_default_evaluation_folders_are_named_after_the_run():
     a = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/a/checkpoints/last.ckpt"))
     b = default_out(EvaluationRequest(data="d/meta_test.json", ckpt="outputs/runs/b/checkpoints/last.ckpt"))
     assert a == Path("outputs/eval/a-last-meta_test") and a != b
+
+
+def test_the_last_validation_of_a_fit_answers_final_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Cheap validations along the way, the final figure (the one a sweep reads) on more samples."""
+    monkeypatch.chdir(tmp_path)
+    config = tiny_run_config(tmp_path, "final", 6, val_batch_size=4, synthetic={"out": str(tmp_path / "synthetic"), "n": 40,
+                             "max_side": 256, "tasks": ["digits_strip"], "test_fraction": 0.2})
+    config["model"] = {"val_generation": {"samples": 2, "final_samples": 6, "task": "cer", "max_new_tokens": 4}}
+    config["trainer"].update({"limit_val_batches": 2, "val_check_interval": 2})
+    assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
+    (run,) = mlflow_runs(tmp_path, "final")
+    assert metric_history(tmp_path, run.info.run_id, "val/cer/n") == {1: 2, 3: 2, 5: 6}  # steps 2, 4: 2; step 6 (max_steps): 6

@@ -7,8 +7,9 @@ forked from it, a fresh process with its own memory, process group and log, whos
 
 Only single-process CPU trials start this way (`preloadable`): a trial that launches DDP ranks re-runs its
 own command line, and a GPU trial must see its `CUDA_VISIBLE_DEVICES` before anything touches CUDA, so
-those start as subprocesses. The forkserver starts with the sweep's first preloaded trial and inherits
-the environment of that moment; each trial's own variables are set in the trial before it runs, and its
+those start as subprocesses. The sweep starts the forkserver as it starts (`start_forkserver`: the imports
+run while the first stage's data is written), else the first preloaded trial does; it inherits the
+environment of that moment. Each trial's own variables are set in the trial before it runs, and its
 thread count is applied to torch directly (OpenMP read `OMP_NUM_THREADS` when the forkserver imported it).
 """
 
@@ -38,6 +39,15 @@ def _forkserver() -> Any:
         context.set_forkserver_preload(PRELOAD)
         _context = context
     return _context
+
+
+def start_forkserver() -> None:
+    """Starts the forkserver now, without waiting: it imports `PRELOAD` in the background, and the first
+    trial's fork waits for that to finish."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
 
 
 def preloadable(command: Sequence[str], config: dict[str, Any], device_slot: str | None) -> bool:

@@ -23,6 +23,7 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ import yaml
 
 from h2ovl.errors import SettingError, Stopped
 from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
-from h2ovl.sweeps.preloaded import preloadable
+from h2ovl.sweeps.preloaded import preloadable, start_forkserver
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import SweepSpec, Trial
@@ -92,6 +93,7 @@ class Sweep:
         self.state = SweepState(self.folder / "state.json")
         self._client = None
         self._stopping = threading.Event()
+        self._data_ahead: Any = None  # a `DataAhead` while local trials run
 
     # -- MLflow -----------------------------------------------------------------------------------------
     @property
@@ -236,6 +238,8 @@ class Sweep:
                               self.options.tracking_uri, init_from)
         _, command = write_trial(config, root)
         env = {"MLFLOW_TRACKING_URI": self.uri}
+        if self._data_ahead is not None:
+            self._data_ahead.wait_for(config)
         return command, root / "fit.log", env, config
 
     def record(self, trial: Trial, returncode: int, log_file: Path) -> dict[str, Any]:
@@ -267,6 +271,8 @@ class Sweep:
             if self._stopping.is_set():
                 return
             command, log_file, env, config = self.prepare(trial, parent)
+            if self._stopping.is_set():  # stopped while its data was being written
+                return
             slot = free.get()
             if slot is not None:
                 env["CUDA_VISIBLE_DEVICES"] = slot
@@ -393,9 +399,23 @@ class Sweep:
             data = data or held_out_data(yaml.safe_load((root / "config.yaml").read_text()))
         return (checkpoints, data) if checkpoints and data else None
 
+    def start_ahead(self) -> None:
+        """Local trials: start the preloaded forkserver's imports and write every trial's synthetic data in
+        the background (`h2ovl.sweeps.data_ahead`), so neither waits in front of the first step of a stage."""
+        from h2ovl.sweeps.data_ahead import DataAhead
+
+        trials = [*self.init_trials(), *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else [])]
+        trials = [t for t in trials if self.state.trial(t.name).get("status") != FINISHED]
+        configs = [trial_config(self.spec, self.sweep_id, t, Path("trial"), {}, None, None) for t in trials]
+        if configs and not self._device_slots() and preloadable([sys.executable, "-m", "h2ovl.cli"], configs[0], None):
+            start_forkserver()
+        self._data_ahead = DataAhead(configs)
+
     def _run_trials(self, parent: str) -> None:
         if self.spec.strategy != "optuna":
             self.refuse_or_reset_changed(self.selected(self.spec.expand()))
+        if self.options.launcher == "local":
+            self.start_ahead()
         self.run_init_stages(parent)
         source = self.trial_source()
         while (batch := source.ask()) is not None:

@@ -54,6 +54,10 @@ class ValGeneration:
     every: int = 1
     max_new_tokens: int | None = None
     """None: the module's `max_new_tokens`."""
+    final_samples: int | None = None
+    """How many the last validation of a fit (at `trainer.max_steps`) and `h2ovl validate` answer (None:
+    `samples`): frequent validations cheap, the final figure on more samples (the first `samples` of
+    them the same as before)."""
 
 
 allow_in_checkpoints(Trainable, ValGeneration)  # hyperparameters that Lightning pickles into checkpoints
@@ -160,7 +164,8 @@ class H2OVLModule(L.LightningModule):
         self.val_generation = val_generation or ValGeneration()
         if self.val_generation.every < 1:
             raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
-        self.val_scorer = TaskScorer(self.val_generation.task) if self.val_generation.samples > 0 else None
+        generated = max(self.val_generation.samples, self.val_generation.final_samples or 0)
+        self.val_scorer = TaskScorer(self.val_generation.task) if generated > 0 else None
         self._validation_runs = 0
         self._step_loss = GlobalLossNormalizer()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
@@ -259,7 +264,8 @@ class H2OVLModule(L.LightningModule):
         self.val_loss.update(loss_sum / weight, weight)
         self.log(f"{self._val_prefix}/loss", self.val_loss, prog_bar=True)
         if self._generating():
-            rows = [row for row, position in enumerate(batch["positions"]) if position < self.val_generation.samples]
+            samples = self._generated_samples()
+            rows = [row for row, position in enumerate(batch["positions"]) if position < samples]
             budget = self.val_generation.max_new_tokens or self.hparams.max_new_tokens
             # Under FSDP every forward is collective: every rank generates (a rank without a chosen
             # sample answers its first one and drops it), for as many steps as the slowest rank.
@@ -274,6 +280,12 @@ class H2OVLModule(L.LightningModule):
         """`val/` during fit; `h2ovl validate` of a checkpoint logs under `validate/`, so its point never
         joins (or lands beside) the validation curves of the training run it continues."""
         return "val" if self.trainer.state.fn == "fit" else "validate"
+
+    def _generated_samples(self) -> int:
+        """`val_generation.samples`, or `final_samples` at the end of a fit and outside one."""
+        final, trainer = self.val_generation.final_samples, self.trainer
+        at_end = trainer.state.fn != "fit" or 0 < trainer.max_steps <= trainer.global_step
+        return final if final is not None and at_end else self.val_generation.samples
 
     def _generating(self) -> bool:
         if self.val_scorer is None or self.trainer.sanity_checking:
