@@ -110,6 +110,16 @@ class H2OVLCLI(LightningCLI):
         if monitor and monitor.startswith("val/") and monitor != "val/loss" and self.model.val_scorer is None:
             raise ConfigError(f"best.monitor={monitor!r} is a generation metric, but model.val_generation.samples is 0, so "
                               "validation generates nothing: set model.val_generation.samples (e.g. 64) or best.monitor: val/loss")
+        generation = self.model.val_generation
+        wanted = max(generation.samples, generation.final_samples or 0)
+        limit = self.trainer.limit_val_batches
+        if wanted and isinstance(limit, int):
+            reached = limit * self.datamodule.val_batch_size * self.trainer.world_size
+            if reached < wanted:
+                raise ConfigError(f"model.val_generation asks for {wanted} answered validation samples, but validation stops "
+                                  f"after trainer.limit_val_batches={limit} batches of data.val_batch_size "
+                                  f"{self.datamodule.val_batch_size} ({reached} samples): raise trainer.limit_val_batches "
+                                  "(1.0 for every batch) or ask for fewer samples")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
