@@ -167,3 +167,16 @@ def test_the_last_validation_of_a_fit_answers_final_samples(tmp_path: Path, monk
     assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
     (run,) = mlflow_runs(tmp_path, "final")
     assert metric_history(tmp_path, run.info.run_id, "val/cer/n") == {1: 2, 3: 2, 5: 6}  # steps 2, 4: 2; step 6 (max_steps): 6
+
+
+def test_asking_for_more_answers_than_the_validation_batches_hold_says_how_many_are_scored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    monkeypatch.chdir(tmp_path)
+    config = tiny_run_config(tmp_path, "capped", 2, val_batch_size=4)
+    config["model"] = {"val_generation": {"samples": 4, "final_samples": 9, "task": "cer", "max_new_tokens": 2}}
+    config["trainer"].update({"limit_val_batches": 2, "val_check_interval": 2})
+    assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
+    assert ("asks for 9 answered validation samples, but validation stops after trainer.limit_val_batches=2 batches "
+            "of data.val_batch_size 4: 8 are scored") in caplog.text
+    (run,) = mlflow_runs(tmp_path, "capped")
+    assert run.data.metrics["val/cer/n"] == 8
