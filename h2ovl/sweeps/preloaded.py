@@ -50,12 +50,16 @@ def start_forkserver() -> None:
     forkserver.ensure_running()
 
 
-def preloadable(command: Sequence[str], config: dict[str, Any], device_slot: str | None) -> bool:
-    """Whether a trial may be forked from the preloaded server: an `h2ovl.cli` command on CPU, one process."""
+def one_cpu_process(config: dict[str, Any]) -> bool:
+    """Whether a trial's config trains in one process on CPU (no DDP ranks, no accelerator)."""
     trainer = config.get("trainer") or {}
     one_process = str(trainer.get("devices", 1)) in ("1", "auto") and int(trainer.get("num_nodes", 1) or 1) == 1
-    cpu = str(trainer.get("accelerator", "cpu")) == "cpu"
-    return device_slot is None and one_process and cpu and list(command[1:3]) == ["-m", "h2ovl.cli"]
+    return one_process and str(trainer.get("accelerator", "cpu")) == "cpu"
+
+
+def preloadable(command: Sequence[str], config: dict[str, Any], device_slot: str | None) -> bool:
+    """Whether a trial may be forked from the preloaded server: an `h2ovl.cli` command on CPU, one process."""
+    return device_slot is None and one_cpu_process(config) and list(command[1:3]) == ["-m", "h2ovl.cli"]
 
 
 def _trial_main(argv: list[str], log: str, environment: dict[str, str]) -> None:

@@ -23,26 +23,28 @@ import os
 import queue
 import shutil
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from h2ovl.errors import SettingError, Stopped
 from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
-from h2ovl.sweeps.preloaded import preloadable, start_forkserver
+from h2ovl.sweeps.preloaded import one_cpu_process, preloadable, start_forkserver
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import SweepSpec, Trial
 from h2ovl.sweeps.state import FAILED, FINISHED, INTERRUPTED, SweepState
 from h2ovl.sweeps.trials import last_checkpoint, log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
+
+if TYPE_CHECKING:
+    from h2ovl.sweeps.data_ahead import DataAhead
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class Sweep:
         self.state = SweepState(self.folder / "state.json")
         self._client = None
         self._stopping = threading.Event()
-        self._data_ahead: Any = None  # a `DataAhead` while local trials run
+        self._data_ahead: DataAhead | None = None  # while local trials run
 
     # -- MLflow -----------------------------------------------------------------------------------------
     @property
@@ -407,7 +409,7 @@ class Sweep:
         trials = [*self.init_trials(), *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else [])]
         trials = [t for t in trials if self.state.trial(t.name).get("status") != FINISHED]
         configs = [trial_config(self.spec, self.sweep_id, t, Path("trial"), {}, None, None) for t in trials]
-        if configs and not self._device_slots() and preloadable([sys.executable, "-m", "h2ovl.cli"], configs[0], None):
+        if configs and not self._device_slots() and one_cpu_process(configs[0]):  # its trials will be forked
             start_forkserver()
         self._data_ahead = DataAhead(configs)
 
