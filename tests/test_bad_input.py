@@ -20,10 +20,11 @@ from h2ovl.data.meta import MetaError, load_mixture
 from h2ovl.data.records import BadSample
 from h2ovl.data.sources import open_source
 from h2ovl.errors import CheckpointError
+from h2ovl.partial_writes import remove_stale_partials
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.spec import SpecError, load_spec
 from h2ovl.training import checkpoint_io
-from h2ovl.training.checkpoint_io import AtomicCheckpointIO, remove_stale_partials
+from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.weights import load_checkpoint
 from training_runs import tiny_run_config, write_config
 
@@ -214,7 +215,7 @@ def test_partial_files_of_killed_writers_are_removed_at_start(tmp_path):
     alive_other = tmp_path / ".best-3.ckpt.partial-1"  # pid 1 is always alive
     for path in (dead, mine, alive_other):
         path.write_bytes(b"partial")
-    assert remove_stale_partials(tmp_path) == [dead]
+    assert remove_stale_partials(tmp_path, "*.ckpt") == [dead]
     assert mine.exists() and alive_other.exists()
 
 

@@ -87,6 +87,19 @@ def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
     assert all("-val-" in i for i in val["ids"]) and val["skipped"] == {}
 
 
+def test_synthetic_data_left_half_written_by_a_killed_writer_is_removed_by_the_next(tmp_path):
+    synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=6, seed=0, tasks=["digits_square"])
+    folder = synthetic.folder
+    dead = folder.with_name(f".{folder.name}.partial-4194302")  # above the default pid_max: no such process
+    alive = folder.with_name(f".{folder.name}.partial-1")  # pid 1 is always alive: still writing
+    other = folder.with_name(".n9-other-data.partial-4194302")  # another dataset's: not this writer's to judge
+    for partial in (dead, alive, other):
+        (partial / "images").mkdir(parents=True)
+    assert (synthetic.ensure()["train"]).is_file()
+    assert not dead.exists() and alive.is_dir() and other.is_dir()
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, alive.name, other.name])
+
+
 def test_each_stage_reads_its_own_split_and_all_of_it(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=60, seed=0, tasks=["text", "text_only"])
     dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))

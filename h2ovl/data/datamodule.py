@@ -7,9 +7,9 @@ hands over (`bind`), so the preprocessor and pixel shuffle are set once, on the 
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
 from h2ovl.errors import SettingError
+from h2ovl.partial_writes import partial_path, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,11 @@ class SyntheticData:
         from h2ovl.synth import write_synthetic
 
         log.info("writing %d synthetic samples to %s", self.n, out)
+        for stale in remove_stale_partials(out.parent, glob.escape(out.name)):
+            log.info("removed %s, left by a process killed while writing this data", stale)
         # Written aside and renamed into place, so processes starting together (sweep trials) never read a
         # half-written folder: the first rename wins, the others drop their copy.
-        partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        partial = partial_path(out)
         write_synthetic(partial, self.n, self.seed, self.tasks, self.test_fraction, self.max_side)
         try:
             partial.rename(out)

@@ -17,7 +17,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from h2ovl.training.checkpoint_io import remove_stale_partials
+from h2ovl.partial_writes import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import load_checkpoint
@@ -83,7 +83,7 @@ class Checkpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
-            for partial in remove_stale_partials(self.dirpath):
+            for partial in remove_stale_partials(self.dirpath, "*.ckpt"):
                 log.info("removed %s, left by a process killed while writing a checkpoint", partial)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,7 +9,7 @@ Remote URLs (s3://, gs://, ...) keep Lightning's path, where object stores publi
 A disk that fills up mid-write ends the run with a one-line `CheckpointError` saying so (torch reports it
 as "unexpected pos" from its zip writer); the partial file is removed and the previous checkpoint under
 the name is untouched. Partial files left by a killed process (SIGKILL gives no chance to clean up) are
-removed when a run starts (`remove_stale_partials`).
+removed when a run starts (`h2ovl.partial_writes`).
 """
 
 from __future__ import annotations
@@ -26,34 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fsspec.implementations.local import LocalFileSystem
 
 from h2ovl.errors import CheckpointError
-
-PARTIAL_PREFIX = ".partial-"
-
-
-def partial_path(path: Path) -> Path:
-    """Where `path` is written before it is renamed into place (never matches `*.ckpt`)."""
-    return path.with_name(f".{path.name}{PARTIAL_PREFIX}{os.getpid()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def remove_stale_partials(directory: str | Path) -> list[Path]:
-    """Delete partial checkpoint files whose writer is gone; returns what was removed."""
-    removed = []
-    for partial in Path(directory).glob(f".*.ckpt{PARTIAL_PREFIX}*"):
-        pid = partial.name.rsplit(PARTIAL_PREFIX, 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            partial.unlink(missing_ok=True)
-            removed.append(partial)
-    return removed
+from h2ovl.partial_writes import partial_path
 
 
 def _out_of_space(error: BaseException) -> bool:
