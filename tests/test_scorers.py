@@ -126,7 +126,6 @@ def test_kie_unparseable_prediction_counts_as_empty():
     assert parse_prediction('{"a": ') == ({}, False)
     assert parse_prediction("[1, 2]") == ({}, False)
     assert parse_prediction('[{"a": "1"}]', accept_lists=True) == ([{"a": "1"}], True)
-    assert parse_prediction('{"a": NaN}') == ({}, False)  # NaN is not JSON
     scores = score_samples([scored('{"store": ', '{"store": "ACME"}'), scored("", '{"store": "ACME"}')], "kie")
     assert scores["kie/json_parse_rate"] == 0.0
     assert scores["kie/ted_accuracy"] == 0.0 and scores["kie/field_f1"] == 0.0 and scores["kie/score"] == 0.0
@@ -375,3 +374,86 @@ def test_scores_under_two_ddp_processes_equal_one_process(tmp_path: Path):
         for key, value in single.items():
             assert results[rank][key] == pytest.approx(value), key
     assert single["cer/n"] == 24 and results[0]["cer/n"] == 24  # each rank saw 12
+
+
+# -- ChartQA relaxed accuracy, KIE's NaN, file encodings -------------------------------------------------
+def _chart_answer(rng: random.Random) -> str:
+    kind = rng.choice(["int", "float", "percent", "zero", "word", "sci", "spaced", "nan"])
+    if kind == "int":
+        return str(rng.randint(-500, 5000))
+    if kind == "float":
+        return f"{rng.uniform(-100, 100):.{rng.randint(0, 3)}f}"
+    if kind == "percent":
+        return f"{rng.uniform(0, 100):.1f}%"
+    if kind == "zero":
+        return rng.choice(["0", "0.0", "0%", "-0"])
+    if kind == "sci":
+        return f"{rng.uniform(1, 9):.1f}e{rng.randint(-2, 3)}"
+    if kind == "spaced":
+        return f" {rng.randint(1, 99)} "
+    if kind == "nan":
+        return rng.choice(["nan", "inf", "-Infinity"])
+    return rng.choice(["Yes", "no", "Brazil", "BRAZIL", "2019-2020", "1,200", "a"])
+
+
+def _near(answer: str, rng: random.Random) -> str:
+    """A prediction close to, equal to, or far from `answer` (numbers moved by up to ~8%)."""
+    roll = rng.random()
+    if roll < 0.25:
+        return answer if rng.random() < 0.5 else answer.upper()
+    try:
+        value = float(answer.rstrip("%")) * (1 + rng.uniform(-0.08, 0.08))
+    except ValueError:
+        return _chart_answer(rng)
+    text = f"{value:.{rng.randint(0, 4)}f}"
+    return text + "%" if answer.endswith("%") and rng.random() < 0.7 else text
+
+
+def test_relaxed_accuracy_equals_the_reference_rule_on_random_answers():
+    rng = random.Random(0)
+    samples, expected = [], []
+    for _ in range(3000):
+        refs = [_chart_answer(rng) for _ in range(rng.choice([1, 1, 2]))]
+        pred = _near(rng.choice(refs), rng)
+        samples.append(scored(pred, *refs, category=rng.choice(["test_human", "augmented_test"])))
+        expected.append(any(reference_scorers.relaxed_correctness(ref, pred) for ref in refs))
+    scores = score_samples(samples, "relaxed")
+    assert scores["relaxed/accuracy"] == pytest.approx(sum(expected) / len(expected))
+    assert 0.2 < scores["relaxed/accuracy"] < 0.8  # the generator covers hits and misses
+    for split in ("human", "augmented"):
+        mine = [e for e, s in zip(expected, samples) if split in s.category]
+        assert scores[f"relaxed/{split}"] == pytest.approx(sum(mine) / len(mine)) and scores[f"relaxed/{split}_n"] == len(mine)
+    assert scores["relaxed/mean_of_splits"] == pytest.approx((scores["relaxed/human"] + scores["relaxed/augmented"]) / 2)
+
+
+@pytest.mark.parametrize(("prediction", "answer", "correct"), [
+    ("104", "100", True), ("105", "100", True), ("105.1", "100", False), ("95", "100", True),
+    ("50%", "0.5", True), ("0.5", "50%", True), ("0", "0", True), ("0.0", "0", False),  # a zero target compares strings
+    ("yes", "Yes", True), (" 12 ", "12", True), ("1e3", "1000", True), ("1,000", "1000", False),
+])
+def test_relaxed_accuracy_hand_worked(prediction: str, answer: str, correct: bool):
+    assert score_samples([scored(prediction, answer)], "relaxed")["relaxed/accuracy"] == float(correct)
+    assert reference_scorers.relaxed_correctness(answer, prediction) == correct
+
+
+def test_relaxed_accuracy_refuses_a_split_it_cannot_name():
+    with pytest.raises(ValueError, match="ChartQA split 'val'"):
+        score_samples([scored("1", "1", category="val")], "relaxed")
+
+
+def test_kie_predictions_with_nan_or_infinity_parse_as_donut_parses_them():
+    for text, parsed in (('{"a": NaN}', {"a": float("nan")}), ('{"total": Infinity, "b": "x"}', {"total": float("inf"), "b": "x"})):
+        value, ok = parse_prediction(text)
+        assert ok and json.dumps(value) == json.dumps(parsed)
+    pred, answer = json.loads('{"total": NaN, "name": "ACME"}'), {"total": "12.50", "name": "ACME"}
+    scores = score_samples([scored('{"total": NaN, "name": "ACME"}', json.dumps(answer))], "kie")
+    assert scores["kie/json_parse_rate"] == 1.0
+    assert scores["kie/ted_accuracy"] == pytest.approx(donut_reference.cal_acc(pred, answer))
+    assert scores["kie/field_f1"] == pytest.approx(donut_reference.cal_f1([pred], [answer])) == 0.5
+
+
+def test_a_predictions_file_that_is_not_utf8_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps({"prediction": "café", "answers": ["café"]}, ensure_ascii=False).encode("latin-1") + b"\n")
+    assert main(["score", "--task", "anls", str(path)]) == 2
+    assert f"{path}: not UTF-8 text" in capsys.readouterr().err

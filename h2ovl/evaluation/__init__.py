@@ -1,7 +1,7 @@
 """Benchmark scorers (torchmetrics `Metric`s, exact under DDP) and model evaluation.
 
 Tasks: `ocrbench` (substring rule), `anls` (DocVQA/InfoVQA), `vqa` (TextVQA accuracy), `kie` (Donut's
-JSON scores), `cer` (CER, WER, exact match); `auto` picks each sample's task from its `scorer` field.
+JSON scores), `cer` (CER, WER, exact match), `relaxed` (ChartQA's relaxed accuracy); `auto` picks each sample's task from its `scorer` field.
 """
 
 from h2ovl.evaluation.predictions import PredictionsError, read_predictions

@@ -15,8 +15,9 @@ that *contains* "<leaf>" is a leaf, and every "<leaf>" in it is removed before c
 By default a prediction must be, as a whole, one JSON object (Donut's reading). Two readings of ours are
 options, off by default so a reported number means what the paper's does: `extract_json` also takes the
 JSON out of a code fence or out of the prose around the outermost `{...}`; `accept_lists` scores a
-top-level JSON list (prediction or reference) as Donut's trees do. NaN and Infinity are not JSON: a
-prediction holding them does not parse, a reference holding them is an error.
+top-level JSON list (prediction or reference) as Donut's trees do. A prediction is read by Python's
+`json`, as Donut reads it, so the non-JSON literals NaN and Infinity parse (to leaves "nan", "inf"); a
+reference holding them is an error, since no dataset's JSON writer emits them.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _loads(text: str) -> Any:
-    """Strict JSON: Python's reader would take NaN and Infinity, which no JSON writer emits."""
+def _strict_loads(text: str) -> Any:
+    """Strict JSON for references: Python's reader would take NaN and Infinity, which no JSON writer emits."""
     return json.loads(text, parse_constant=_refuse_constant)
 
 
@@ -60,7 +61,7 @@ def parse_prediction(text: str, extract_json: bool = False, accept_lists: bool =
             candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
-            value = _loads(candidate)
+            value = json.loads(candidate)  # Donut's reading: NaN/Infinity are accepted
         except ValueError:  # JSONDecodeError is a ValueError, as is a refused constant
             continue
         if isinstance(value, dict) or (accept_lists and isinstance(value, list)):
@@ -71,7 +72,7 @@ def parse_prediction(text: str, extract_json: bool = False, accept_lists: bool =
 def parse_reference(text: str, accept_lists: bool = False) -> dict | list:
     """A reference answer's JSON; a reference that is not a JSON object is an error, not a zero."""
     try:
-        value = _loads(text)
+        value = _strict_loads(text)
     except ValueError as error:
         raise ValueError(f"KIE reference is not valid JSON ({error}): {text[:80]!r}") from None
     if not (isinstance(value, dict) or (accept_lists and isinstance(value, list))):

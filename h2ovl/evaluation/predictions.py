@@ -61,7 +61,10 @@ def read_predictions(path: str | Path) -> list[Scored]:
     path = Path(path)
     if not path.is_file():
         raise PredictionsError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PredictionsError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
     if path.suffix == ".json":
         try:
             items = json.loads(text)

@@ -18,16 +18,18 @@ from h2ovl.evaluation.anls import ANLS
 from h2ovl.evaluation.base import AnswerMetric
 from h2ovl.evaluation.kie import KIEScore
 from h2ovl.evaluation.ocrbench import OCRBenchScore
+from h2ovl.evaluation.relaxed import RelaxedAccuracy
 from h2ovl.evaluation.transcription import TranscriptionScore
 from h2ovl.evaluation.vqa import VQAAccuracy
 
-#: task name -> its metric. "cer" is transcription (CER, WER, exact match).
+#: task name -> its metric. "cer" is transcription (CER, WER, exact match); "relaxed" is ChartQA's relaxed accuracy.
 TASKS: dict[str, type[AnswerMetric]] = {
     "ocrbench": OCRBenchScore,
     "anls": ANLS,
     "vqa": VQAAccuracy,
     "kie": KIEScore,
     "cer": TranscriptionScore,
+    "relaxed": RelaxedAccuracy,
 }
 #: "auto" scores each sample with the task named in its record's `scorer` field (the synthetic data's).
 AUTO = "auto"

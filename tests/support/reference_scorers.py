@@ -6,7 +6,8 @@ from their public definitions in their own structure (sharing only the word tabl
 - DocVQA's ANLS: distance of the normalised strings over the longer *raw* length, thresholded at 0.5;
 - mmf's m4c `EvalAIAnswerProcessor` (word_tokenize, then punctuation, then digits/articles), with its
   `re.sub(..., re.UNICODE)` passing 32 as the count, and `TextVQAAccuracyEvaluator`'s leave-one-out score;
-- VLMEvalKit's `process_answer` (no word_tokenize step).
+- VLMEvalKit's `process_answer` (no word_tokenize step);
+- Pix2Struct's `relaxed_correctness` (ChartQA), as Qwen-VL, lmms-eval and VLMEvalKit copy it.
 """
 
 from __future__ import annotations
@@ -88,3 +89,24 @@ def textvqa_accuracy(prediction: str, raw_answers: list[str], process=m4c_proces
         matching_answers = [item for item in other_answers if item[1] == pred]
         accs.append(min(1, float(len(matching_answers)) / 3))
     return sum(accs) / len(accs)
+
+
+def relaxed_correctness(target: str, prediction: str, max_relative_change: float = 0.05) -> bool:
+    """Pix2Struct's ChartQA rule as Qwen-VL, lmms-eval and VLMEvalKit copy it (target first, as VLMEvalKit calls it)."""
+
+    def _to_float(text: str):
+        try:
+            if text.endswith("%"):
+                return float(text.rstrip("%")) / 100.0
+            else:
+                return float(text)
+        except ValueError:
+            return None
+
+    prediction_float = _to_float(prediction)
+    target_float = _to_float(target)
+    if prediction_float is not None and target_float:
+        relative_change = abs(prediction_float - target_float) / abs(target_float)
+        return relative_change <= max_relative_change
+    else:
+        return prediction.lower() == target.lower()
