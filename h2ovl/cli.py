@@ -7,8 +7,8 @@
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
     h2ovl data inspect META [--preset tiny] [--limit N]
     h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
-    h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer} PREDICTIONS.jsonl|OCRBENCH.json
-    h2ovl evaluate (--ckpt CKPT | --released DIR) --data META_OR_JSONL [--task T] [--limit N] [--batch-size B]
+    h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer,relaxed} PREDICTIONS.jsonl|OCRBENCH.json
+    h2ovl evaluate (--ckpt CKPT | --released DIR|HUB_ID) --data META|JSONL|BENCHMARK [--protocol P] [--limit N]
     h2ovl export (--ckpt CKPT | --released DIR) --out DIR [--format transformers|released]
     h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
     h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
@@ -181,14 +181,18 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _scorer_options(args: argparse.Namespace) -> dict[str, dict]:
-    """The scorer flags, as `TaskScorer` options (defaults: the reference evaluators' readings)."""
-    return {"vqa": {"processing": args.vqa_processing},
-            "kie": {"extract_json": args.kie_extract_json, "accept_lists": args.kie_accept_lists}}
+    """The scorer flags given, as `TaskScorer` options (those not given: the reference evaluators' readings,
+    or under `evaluate --protocol` that tool's)."""
+    options: dict[str, dict] = {"kie": {"extract_json": args.kie_extract_json, "accept_lists": args.kie_accept_lists}}
+    if args.vqa_processing is not None:
+        options["vqa"] = {"processing": args.vqa_processing}
+    return options
 
 
 def _add_scorer_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--vqa-processing", choices=("m4c", "vlmevalkit"), default="m4c",
-                         help="TextVQA answer processing: mmf's m4c evaluator (InternVL's; default) or VLMEvalKit's")
+    command.add_argument("--vqa-processing", choices=("m4c", "vlmevalkit"),
+                         help="TextVQA answer processing: mmf's m4c evaluator (InternVL's; the default) or VLMEvalKit's "
+                              "(the default under evaluate --protocol vlmevalkit)")
     command.add_argument("--kie-extract-json", action="store_true",
                          help="KIE: also read JSON out of code fences or surrounding prose (default: Donut's whole-text JSON)")
     command.add_argument("--kie-accept-lists", action="store_true",
@@ -202,13 +206,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         data=str(args.data), ckpt=args.ckpt, released=args.released, task=args.task, limit=args.limit,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, max_length=args.max_length,
         precision=args.precision, out=args.out, experiment=args.experiment, tracking_uri=args.tracking_uri,
-        scorer_options=_scorer_options(args),
+        scorer_options=_scorer_options(args), benchmark=args.benchmark, images=args.images, protocol=args.protocol,
     )
     print(json.dumps(evaluate(request)))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from h2ovl.data.benchmarks.catalog import BENCHMARKS, PROTOCOLS
+
     parser = argparse.ArgumentParser(prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; main() hands them to LightningCLI
@@ -273,11 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     model = evaluate.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a Lightning checkpoint (logs into its training run)")
     model.add_argument("--released", help="a released model directory (config.json, safetensors, tokenizer)")
-    evaluate.add_argument("--data", type=Path, required=True, help="meta file or jsonl of records")
+    evaluate.add_argument("--data", required=True,
+                          help="meta file or jsonl of records, or a benchmark as downloaded: official JSON (or ChartQA's "
+                               "test folder), VLMEvalKit TSV, Hugging Face parquet file/folder/glob")
+    evaluate.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="the benchmark, where the file does not tell")
+    evaluate.add_argument("--images", help="an official release's image folder, where it is not beside the file")
+    evaluate.add_argument("--protocol", choices=sorted(PROTOCOLS), default="plain",
+                          help="plain: the question as written, 64 new tokens; vlmevalkit: VLMEvalKit's H2OVL prompts, "
+                               "1024 new tokens and scorers (how the paper's numbers were made)")
     evaluate.add_argument("--task", choices=tasks, default="auto", help="auto: each record's 'scorer' field")
     evaluate.add_argument("--limit", type=int, help="the first N records only")
     evaluate.add_argument("--batch-size", type=int, default=8)
-    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate.add_argument("--max-new-tokens", type=int, help="answer budget (default: the protocol's, else 64)")
     evaluate.add_argument("--max-length", type=int, default=4096, help="prompt tokens kept (images never cut)")
     evaluate.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, 32-true on CPU)")
     evaluate.add_argument("--out", help="folder for predictions.jsonl and scores.json (default outputs/eval/<model>-<data>)")

@@ -57,7 +57,7 @@ def test_validation_generates_scores_and_keeps_the_best_checkpoint_then_evaluate
     from mlflow.tracking import MlflowClient
 
     artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id, "eval/meta_test")}
-    assert artifacts == {"eval/meta_test/predictions.jsonl", "eval/meta_test/scores.json"}
+    assert artifacts == {f"eval/meta_test/{name}" for name in ("predictions.jsonl", "scores.json", "summary.csv", "summary.md")}
 
 
 def test_evaluate_a_released_model_on_benchmark_style_records(tmp_path: Path, tiny, capsys: pytest.CaptureFixture):

@@ -19,11 +19,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from h2ovl.data.benchmarks import open_benchmark
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
 from h2ovl.data.meta import load_mixture
 from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.processor import Processor
-from h2ovl.data.sources import open_source
+from h2ovl.data.sources import RecordSource, open_source
 from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
@@ -189,10 +190,15 @@ class H2OVLDataModule(L.LightningDataModule):
         return {"train": str(metas["train"]), "val": self.val_path or (str(metas["val"]) if "val" in metas else None),
                 "test": self.test_path or (str(metas["test"]) if "test" in metas else None)}
 
-    def builder(self, path: str, seed: int | None = None, split_budget: bool = True) -> SampleBuilder:
+    def builder(self, path: str, seed: int | None = None, split_budget: bool = True,
+                sources: list[RecordSource] | None = None) -> SampleBuilder:
+        """Samples of the data at `path` (a mixture, or a benchmark file as distributed), or of `sources`
+        already opened from it."""
         if self.processor is None:
             raise RuntimeError("H2OVLDataModule needs the model's processor: bind(module.processor) (h2ovl fit does)")
-        sources = [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
+        if sources is None:
+            benchmark = open_benchmark(path)
+            sources = [benchmark] if benchmark is not None else [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
         encoder = ConversationEncoder(self.processor.tokenizer, self.max_length)
         return SampleBuilder(sources, self.processor.preprocessor, encoder, self.processor.tokens_per_tile,
                              self.seed if seed is None else seed, split_budget)
@@ -248,10 +254,11 @@ class H2OVLDataModule(L.LightningDataModule):
         val = self._resolve_paths()["val"]
         return [] if val is None else self.eval_dataloader(val, self.val_limit)
 
-    def eval_dataloader(self, path: str, limit: int | None = None, split_budget: bool = True) -> DataLoader:
-        """Every record of a meta file or jsonl once, in order (the first `limit`), bad ones counted.
-        `split_budget`: the multi-image tile rule (`SampleBuilder`); False for released models."""
-        dataset = EvalSamples(self.builder(path, split_budget=split_budget), self.on_bad_sample, limit=limit)
+    def eval_dataloader(self, path: str, limit: int | None = None, split_budget: bool = True,
+                        sources: list[RecordSource] | None = None) -> DataLoader:
+        """Every record of a meta file, jsonl or benchmark file once, in order (the first `limit`), bad ones
+        counted. `split_budget`: the multi-image tile rule (`SampleBuilder`); False for released models."""
+        dataset = EvalSamples(self.builder(path, split_budget=split_budget, sources=sources), self.on_bad_sample, limit=limit)
         return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
 
     def test_dataloader(self) -> DataLoader | list:

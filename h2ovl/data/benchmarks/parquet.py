@@ -1,0 +1,132 @@
+"""The Hugging Face parquet mirrors that lmms-eval loads, read a row group at a time (never whole).
+
+Files are as `datasets` writes them (`<split>-00000-of-00003.parquet`, images as `{bytes, path}` structs):
+- `echo840/OCRBench`: `dataset, question, question_type, answer` (a list), `image`;
+- `lmms-lab/textvqa`: `image_id, question_id, question, question_tokens, image, image_width, image_height,
+  flickr_original_url, flickr_300k_url, answers, image_classes, set_name, ocr_tokens`;
+- `lmms-lab/DocVQA`, config DocVQA: `questionId, question, question_types, image, docId, ucsf_document_id,
+  ucsf_document_page_no, answers, data_split`;
+- `lmms-lab/DocVQA`, config InfographicVQA: `questionId, question, answers, answer_type, image, image_url,
+  operation/reasoning, ocr, data_split`;
+- `lmms-lab/ChartQA`: `type` (`human_test` / `augmented_test`), `question, answer, image`.
+The benchmark is told by the columns. A folder or glob may hold one split's shards; several splits (a
+validation and a test split side by side) must be told apart by naming the files.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import re
+from pathlib import Path
+from typing import Any
+
+from h2ovl.data.benchmarks.rows import BenchmarkRow, answer_list, text_field
+from h2ovl.data.meta import MetaError
+from h2ovl.data.records import BadSample
+
+#: benchmark -> (columns that identify it, id column or None for the row's position, answers column, category column)
+SCHEMAS: dict[str, tuple[frozenset[str], str | None, str, str | None]] = {
+    "ocrbench": (frozenset({"dataset", "question", "question_type", "answer", "image"}), None, "answer", "question_type"),
+    "textvqa": (frozenset({"question_id", "image_id", "question", "answers", "image", "flickr_300k_url"}), "question_id", "answers", None),
+    "docvqa": (frozenset({"questionId", "question", "question_types", "docId", "ucsf_document_id", "answers", "image"}), "questionId", "answers", None),
+    "infovqa": (frozenset({"questionId", "question", "answers", "answer_type", "image_url", "image"}), "questionId", "answers", None),
+    "chartqa": (frozenset({"type", "question", "answer", "image"}), None, "answer", "type"),
+}
+_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}(-[^.]*)?\.parquet$")
+
+
+def parquet_files(path: str) -> list[Path]:
+    """The shards a file, folder (searched below) or glob names, of one split."""
+    if any(ch in path for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(path, recursive=True))
+    elif Path(path).is_dir():
+        files = sorted(Path(path).rglob("*.parquet"))
+    else:
+        files = [Path(path)]
+    if not files:
+        raise MetaError(f"{path}: no parquet files there")
+    splits = {m.group("split") if (m := _SHARD.match(f.name)) else f.name for f in files}
+    if len(splits) > 1 and all(_SHARD.match(f.name) for f in files):
+        raise MetaError(f"{path} holds the splits {sorted(splits)}: name one, e.g. {Path(path) / (sorted(splits)[0] + '-*.parquet')}")
+    return files
+
+
+def recognise(columns: set[str]) -> str | None:
+    found = [name for name, (needed, *_) in SCHEMAS.items() if needed <= columns]
+    return found[0] if len(found) == 1 else None
+
+
+class ParquetRows:
+    own_ids = True
+
+    def __init__(self, path: str, benchmark: str | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.files = parquet_files(path)
+        counts, columns = [], None
+        for file in self.files:
+            try:
+                meta = pq.ParquetFile(file)
+            except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a bad file
+                raise MetaError(f"{file}: not a parquet file ({error})") from None
+            names = set(meta.schema_arrow.names)
+            if columns is not None and names != columns:
+                raise MetaError(f"{file}: its columns differ from {self.files[0]}'s: not shards of one dataset")
+            columns = names
+            counts += [(file, group, meta.metadata.row_group(group).num_rows) for group in range(meta.num_row_groups)]
+        found = recognise(columns)
+        if benchmark is None and found is None:
+            raise MetaError(f"{path}: parquet columns {sorted(columns)} are none of the Hugging Face benchmark mirrors h2ovl "
+                            f"reads ({sorted(SCHEMAS)}); pass --benchmark if it is one of them under other names")
+        self.benchmark = benchmark or found
+        needed, self._id, self._answers, self._category = SCHEMAS[self.benchmark]
+        if missing := sorted(needed - columns):
+            raise MetaError(f"{path}: the {self.benchmark} mirror has columns {sorted(needed)}; missing {missing}")
+        self._columns = sorted({"question", "image", self._answers} | {c for c in (self._id, self._category) if c})
+        self._groups = [(file, group) for file, group, _ in counts]
+        self._starts, total = [], 0
+        for _, _, n in counts:
+            self._starts.append(total)
+            total += n
+        self._total = total
+        self._cached: tuple[int, list[dict[str, Any]]] | None = None
+        if total == 0:
+            raise MetaError(f"{path}: the parquet files hold no rows")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cached": None}  # workers read their own row groups
+
+    def __len__(self) -> int:
+        return self._total
+
+    def _group_rows(self, group: int) -> list[dict[str, Any]]:
+        """One row group's rows, the last group kept: evaluation reads in order, so each group is read once."""
+        if self._cached is None or self._cached[0] != group:
+            import pyarrow.parquet as pq
+
+            file, index = self._groups[group]
+            self._cached = (group, pq.ParquetFile(file).read_row_group(index, columns=self._columns).to_pylist())
+        return self._cached[1]
+
+    def row(self, index: int) -> BenchmarkRow:
+        group = bisect.bisect_right(self._starts, index) - 1
+        local = index - self._starts[group]
+        file = self._groups[group][0]
+        where = f"{file} row {index - self._file_start(file) + 1}"
+        raw = self._group_rows(group)[local]
+        image = raw.get("image")
+        if isinstance(image, dict) and image.get("bytes"):
+            source: Path | bytes = image["bytes"]
+        elif isinstance(image, dict) and image.get("path"):
+            source = file.parent / image["path"]
+        else:
+            raise BadSample("image_error", where, f"no image bytes or path: {str(image)[:60]!r}")
+        id_ = str(raw[self._id]) if self._id else str(index)
+        category = raw.get(self._category) if self._category else None
+        return BenchmarkRow(id=id_, question=text_field(raw, "question", where), answers=answer_list(raw.get(self._answers), self._answers, where),
+                            image=source, where=where, category=category)
+
+    def _file_start(self, file: Path) -> int:
+        return next(self._starts[g] for g, (f, _) in enumerate(self._groups) if f == file)
