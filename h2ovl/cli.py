@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="generate answers for a dataset, score them, log them to MLflow")
     model = evaluate.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a Lightning checkpoint (logs into its training run)")
-    model.add_argument("--released", help="a released model directory (config.json, safetensors, tokenizer)")
+    model.add_argument("--released", help="a released model: its directory (config.json, safetensors, tokenizer) or hub id "
+                                           "(h2oai/h2ovl-mississippi-2b; the Hugging Face cache, HF_HUB_OFFLINE respected)")
     evaluate.add_argument("--data", required=True,
                           help="meta file or jsonl of records, or a benchmark as downloaded: official JSON (or ChartQA's "
                                "test folder), VLMEvalKit TSV, Hugging Face parquet file/folder/glob")
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a model in the released InternVL-chat layout or transformers' native InternVL")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", help="a Lightning checkpoint of a run")
-    source.add_argument("--released", help="a released model directory")
+    source.add_argument("--released", help="a released model directory or hub id")
     export.add_argument("--out", type=Path, required=True, help="the folder to write")
     export.add_argument("--format", choices=("transformers", "released"), default="transformers",
                         help="transformers: InternVLForConditionalGeneration + processor, no remote code; released: InternVL-chat layout")

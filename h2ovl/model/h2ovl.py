@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from h2ovl.constants import IGNORE_INDEX
 from h2ovl.model.config import H2OVLConfig, preset
-from h2ovl.model.parts import resolve_part
+from h2ovl.model.parts import resolve_folder, resolve_part
 from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
 from h2ovl.model.projector import build_projector
 from h2ovl.model.released import config_to_released, read_released, released_state_to_ours, write_released
@@ -106,9 +106,10 @@ class H2OVL(nn.Module):
 
     @classmethod
     def from_released(cls, path: str | Path, image_token_id: int | None = None) -> H2OVL:
-        """A released-layout directory (config.json, safetensors, tokenizer files used as shipped), loaded
-        strictly; without tokenizer files, `image_token_id` must be given."""
-        path = Path(path)
+        """A released-layout directory (config.json, safetensors, tokenizer files used as shipped) or its hub
+        id (`h2oai/h2ovl-mississippi-2b`, through the Hugging Face cache), loaded strictly; without tokenizer
+        files, `image_token_id` must be given."""
+        path = resolve_folder("released", str(path))
         config, weights, has_tokenizer = read_released(path)
         if has_tokenizer and image_token_id is None:
             config.tokenizer = str(path)
@@ -126,8 +127,15 @@ class H2OVL(nn.Module):
         if self.vision.has_conv_stem:
             raise ValueError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
         write_released(path, config_to_released(self), self.state_dict())
+        self.generation_config().save_pretrained(str(path))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(path))
+
+    def generation_config(self) -> GenerationConfig:
+        """Greedy decoding that stops where this model stops (`<|end|>`, and `</s>`): what an export carries,
+        so a plain `generate()` or a serving engine does not run past the answer."""
+        ends = list(self.end_token_ids)
+        return GenerationConfig(eos_token_id=ends or None, pad_token_id=ends[0] if ends else None, do_sample=False)
 
     # -- facts the data side needs -----------------------------------------------------------------
     @property

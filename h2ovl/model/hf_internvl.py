@@ -153,6 +153,7 @@ def export_hf_internvl(model: H2OVL, path: str | Path, tokenizer: Any) -> Path:
     with torch.device("meta"):  # the weights come from `state`: nothing is allocated twice
         hf = InternVLForConditionalGeneration(hf_internvl_config(model))
     hf.load_state_dict(released_state_to_hf_internvl(released), strict=True, assign=True)
+    hf.generation_config = model.generation_config()  # stop at <|end|>, not only at </s>
     hf.save_pretrained(str(path))
 
     kind = model.config.preprocessor["class_path"].rsplit(".", 1)[-1]

@@ -9,7 +9,6 @@ every tensor is used, every shape checked, and the error lists what does not fit
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from h2ovl.errors import SettingError
 from h2ovl.model.config import H2OVLConfig
-from h2ovl.model.vision import VisionConfig
+from h2ovl.model.vision import VisionConfig, internvit_to_timm, timm_to_internvit
 
-# (released, ours) renames inside the vision tower, applied after the prefix swap; order matters.
-_VISION_RENAMES = [
-    (r"^embeddings\.class_embedding$", "cls_token"),
-    (r"^embeddings\.position_embedding$", "pos_embed"),
-    (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
-    (r"^encoder\.layers\.(\d+)\.ls([12])$", r"blocks.\1.ls\2.gamma"),
-    (r"^encoder\.layers\.(\d+)\.", r"blocks.\1."),
-]
-_INVERSE_RENAMES = [
-    (r"^cls_token$", "embeddings.class_embedding"),
-    (r"^pos_embed$", "embeddings.position_embedding"),
-    (r"^patch_embed\.proj\.", "embeddings.patch_embedding."),
-    (r"^blocks\.(\d+)\.ls([12])\.gamma$", r"encoder.layers.\1.ls\2"),
-    (r"^blocks\.(\d+)\.", r"encoder.layers.\1."),
-]
 _PREFIXES = [("vision_model.", "vision.vit."), ("mlp1.", "projector."), ("language_model.", "llm.")]
 
 
@@ -43,7 +27,7 @@ def released_to_ours(key: str) -> str:
         if key.startswith(released):
             rest = key[len(released) :]
             if ours == "vision.vit.":
-                rest = _rename(rest, _VISION_RENAMES)
+                rest = internvit_to_timm(rest)
             return ours + rest
     raise KeyError(f"tensor {key!r} belongs to no part of the released layout (vision_model., mlp1., language_model.)")
 
@@ -53,17 +37,9 @@ def ours_to_released(key: str) -> str:
         if key.startswith(ours):
             rest = key[len(ours) :]
             if released == "vision_model.":
-                rest = _rename(rest, _INVERSE_RENAMES)
+                rest = timm_to_internvit(rest)
             return released + rest
     raise KeyError(f"parameter {key!r} has no place in the released layout")
-
-
-def _rename(key: str, rules: list[tuple[str, str]]) -> str:
-    for pattern, replacement in rules:
-        new, count = re.subn(pattern, replacement, key)
-        if count:
-            return new
-    return key
 
 
 # -- config ----------------------------------------------------------------------------------------
@@ -119,9 +95,16 @@ def config_to_released(model: Any) -> dict[str, Any]:
         )
     llm_config = model.llm.config.to_dict()
     llm_config["architectures"] = [type(model.llm).__name__]
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    llm_config["torch_dtype"] = dtype
+    # vLLM's built-in H2OVL (model_type h2ovl_chat) reads these fields, the vision ones through its
+    # InternViT (`initializer_factor`, `qk_normalization`, `norm_type`, ...), as the released configs have them.
     return {
         "architectures": ["H2OVLChatModel"],
         "model_type": "h2ovl_chat",
+        "torch_dtype": dtype,
+        "use_backbone_lora": 0,
+        "use_llm_lora": 0,
         "downsample_ratio": config.downsample_ratio,
         "ps_version": "v2",
         "select_layer": vision.config.select_layer,
@@ -140,7 +123,8 @@ def config_to_released(model: Any) -> dict[str, Any]:
             "image_size": vision.tile_size, "patch_size": vision.patch_size,
             "qkv_bias": vision.vit.blocks[0].attn.qkv.bias is not None,
             "layer_norm_eps": vision.vit.blocks[0].norm1.eps, "norm_type": "layer_norm",
-            "hidden_act": "gelu", "qk_normalization": False,
+            "hidden_act": "gelu", "qk_normalization": False, "num_channels": 3, "initializer_factor": 1.0,
+            "initializer_range": 0.02, "drop_path_rate": 0.0, "attention_dropout": 0.0, "dropout": 0.0, "use_flash_attn": False,
         },
         "llm_config": llm_config,
     }
@@ -166,7 +150,8 @@ def read_released(path: Path) -> tuple[H2OVLConfig, dict[str, torch.Tensor], boo
     if not config_file.is_file():
         raise FileNotFoundError(f"{path}: not a released checkpoint (no config.json)")
     config = config_from_released(json.loads(config_file.read_text()), path)
-    has_tokenizer = (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
+    # The releases ship a SentencePiece tokenizer.model with tokenizer_config.json and no tokenizer.json.
+    has_tokenizer = any((path / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", "tokenizer.model"))
     return config, _read_weights(path), has_tokenizer
 
 

@@ -3,21 +3,23 @@ width, blocks) so that callers never poke inside timm's module."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import timm
 import torch
 from torch import nn
 
-from h2ovl.model.parts import resolve_part
+from h2ovl.model.parts import PretrainedPartError, resolve_folder, resolve_part
 
 
 @dataclass
 class VisionConfig:
-    """A timm ViT by name plus architecture overrides; `weights` is a timm state dict file or a timm
-    pretrained tag of `model_name` (see `load_timm_weights`)."""
+    """A timm ViT by name plus architecture overrides; `weights` is a state dict file, an InternViT release
+    (folder or hub id) or a timm pretrained tag of `model_name` (see `load_timm_weights`)."""
 
     model_name: str = "vit_intern300m_patch14_448"
     img_size: int = 448
@@ -120,20 +122,76 @@ def _conv_stem_kwargs(config: VisionConfig) -> dict[str, Any]:
     return {"embed_layer": partial(HybridEmbed, backbone=stem), "patch_size": 1}
 
 
-#: endings that make `VisionConfig.weights` a file; anything else is a timm pretrained tag
+#: endings that make `VisionConfig.weights` a file; anything else is a folder, a hub id or a timm tag
 WEIGHT_FILE_ENDINGS = (".safetensors", ".pth", ".pt", ".bin")
+
+# InternViT's own tensor names (OpenGVLab's releases; `vision_model.` inside an InternVL-chat checkpoint)
+# -> timm's; order matters. The inverse maps back for the released layout.
+_INTERNVIT_TO_TIMM = [
+    (r"^embeddings\.class_embedding$", "cls_token"),
+    (r"^embeddings\.position_embedding$", "pos_embed"),
+    (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
+    (r"^encoder\.layers\.(\d+)\.ls([12])$", r"blocks.\1.ls\2.gamma"),
+    (r"^encoder\.layers\.(\d+)\.", r"blocks.\1."),
+]
+_TIMM_TO_INTERNVIT = [
+    (r"^cls_token$", "embeddings.class_embedding"),
+    (r"^pos_embed$", "embeddings.position_embedding"),
+    (r"^patch_embed\.proj\.", "embeddings.patch_embedding."),
+    (r"^blocks\.(\d+)\.ls([12])\.gamma$", r"encoder.layers.\1.ls\2"),
+    (r"^blocks\.(\d+)\.", r"encoder.layers.\1."),
+]
+
+
+def _rename(key: str, rules: list[tuple[str, str]]) -> str:
+    for pattern, replacement in rules:
+        new, count = re.subn(pattern, replacement, key)
+        if count:
+            return new
+    return key
+
+
+def internvit_to_timm(key: str) -> str:
+    return _rename(key, _INTERNVIT_TO_TIMM)
+
+
+def timm_to_internvit(key: str) -> str:
+    return _rename(key, _TIMM_TO_INTERNVIT)
+
+
+def _internvit_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm names for a state dict in InternViT's names (a bare InternViT release, or an InternVL-chat
+    checkpoint's `vision_model.` part); a timm state dict is returned as it is."""
+    if not any(k.startswith(("embeddings.", "encoder.layers.", "vision_model.")) for k in state):
+        return state
+    prefixed = any(k.startswith("vision_model.") for k in state)
+    return {internvit_to_timm(k.removeprefix("vision_model.")): v for k, v in state.items()
+            if not prefixed or k.startswith("vision_model.")}
+
+
+def _read_weight_files(files: list[Path]) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)) if file.suffix == ".safetensors" else
+                     torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+    return state
 
 
 def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
-    """Strictly load pretrained weights into the timm model: a local safetensors or torch state dict, or
-    a timm pretrained tag of `model_name` (e.g. `ogvl_dist`: timm fetches it through its hub cache)."""
+    """Strictly load pretrained weights into the timm model: a local safetensors or torch state dict (timm
+    or InternViT names), a folder or hub id of an InternViT release (`OpenGVLab/InternViT-300M-448px`:
+    config.json and safetensors in InternViT's names), or a timm pretrained tag of `model_name` (e.g.
+    `ogvl_dist`: timm fetches it through its hub cache)."""
     if weights.endswith(WEIGHT_FILE_ENDINGS):
-        if weights.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(weights)
-        else:
-            state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        state = _internvit_state(_read_weight_files([Path(weights)]))
+    elif "/" in weights or Path(weights).expanduser().is_dir():
+        folder = resolve_folder("model.vision_weights", weights)
+        files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+        if not files:
+            raise PretrainedPartError(f"model.vision_weights {weights!r}: {folder} holds no *.safetensors or pytorch_model*.bin weights")
+        state = _internvit_state(_read_weight_files(files))
     else:
         pretrained = resolve_part("model.vision_weights", weights, lambda: timm.create_model(
             f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""))

@@ -16,6 +16,7 @@ from h2ovl.data.processor import Processor
 from h2ovl.evaluation.predictions import to_scored
 from h2ovl.evaluation.tasks import TaskScorer
 from h2ovl.model.h2ovl import H2OVL
+from h2ovl.model.parts import resolve_folder
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
@@ -140,7 +141,8 @@ class H2OVLModule(L.LightningModule):
             overrides["downsample_ratio"] = None
         check_reduction(loss_reduction)
         if released:
-            self.model, self.tokenizer = H2OVL.from_released(released), load_tokenizer(released, add_missing=False)
+            folder = resolve_folder("model.released", released)  # a hub id: its snapshot in the cache
+            self.model, self.tokenizer = H2OVL.from_released(folder), load_tokenizer(folder, add_missing=False)
             if overrides or vision_weights or llm or tokenizer:
                 raise ValueError(
                     "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "
