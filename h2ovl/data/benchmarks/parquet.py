@@ -92,11 +92,12 @@ class ParquetRows:
             total += n
         self._total = total
         self._cached: tuple[int, list[dict[str, Any]]] | None = None
+        self._open: tuple[Path, Any] | None = None
         if total == 0:
             raise MetaError(f"{path}: the parquet files hold no rows")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_cached": None}  # workers read their own row groups
+        return {**self.__dict__, "_cached": None, "_open": None}  # workers open and read their own row groups
 
     def __len__(self) -> int:
         return self._total
@@ -104,10 +105,15 @@ class ParquetRows:
     def _group_rows(self, group: int) -> list[dict[str, Any]]:
         """One row group's rows, the last group kept: evaluation reads in order, so each group is read once."""
         if self._cached is None or self._cached[0] != group:
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             file, index = self._groups[group]
-            self._cached = (group, pq.ParquetFile(file).read_row_group(index, columns=self._columns).to_pylist())
+            if self._open is None or self._open[0] != file:
+                self._open = (file, pq.ParquetFile(file))
+            self._cached = None  # the previous group's rows go before the next are read
+            self._cached = (group, self._open[1].read_row_group(index, columns=self._columns).to_pylist())
+            pa.default_memory_pool().release_unused()  # the group's Arrow buffers, now Python objects
         return self._cached[1]
 
     def row(self, index: int) -> BenchmarkRow:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import base64
+from array import array
 import binascii
 import csv
 import io
@@ -30,12 +31,31 @@ REQUIRED = ("index", "question", "answer")
 MAX_REFERENCE = 64
 
 
+class _Index:
+    """Row offsets and `index` values gathered while scanning: 8 bytes each in arrays, so the scan's memory
+    is flat in the row count (integer indices, as VLMEvalKit writes them; other values fall back to text)."""
+
+    def __init__(self) -> None:
+        self.offsets = array("q")
+        self.keys: array | list[str] = array("q")
+
+    def add(self, offset: int, first_line: bytes) -> None:
+        self.offsets.append(offset)
+        key = first_line.split(b"\t", 1)[0].strip(b'"').decode("utf-8", "replace")
+        if isinstance(self.keys, array):
+            if key.isdigit():
+                self.keys.append(int(key))
+                return
+            self.keys = [str(k) for k in self.keys]
+        self.keys.append(key)
+
+
 def _row_offsets(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(the header, each row's byte offset plus the end of the file, each row's `index` field as text).
+    """(the header, each row's byte offset plus the end of the file, each row's `index` field).
 
     A row ends at a newline outside quotes: with doubled quotes inside quoted fields, that is a newline
     after an even number of quote characters in the row."""
-    offsets, keys = [], []
+    index = _Index()
     with path.open("rb") as file:
         header_line = file.readline()
         position = len(header_line)
@@ -47,21 +67,17 @@ def _row_offsets(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
             quotes += line.count(b'"')
             if quotes % 2 == 0:  # the row ends with this line
                 if first_line.strip(b"\r\n") or position - row_start > len(line):  # blank lines are no rows
-                    offsets.append(row_start)
-                    keys.append(first_line.split(b"\t", 1)[0].strip(b'"'))
+                    index.add(row_start, first_line)
                 first_line, quotes = None, 0
         if first_line is not None:  # an unterminated quote runs to the end: a row that will not parse
-            offsets.append(row_start)
-            keys.append(first_line.split(b"\t", 1)[0].strip(b'"'))
-        end = position
+            index.add(row_start, first_line)
+        index.offsets.append(position)
     try:
         header = next(csv.reader([header_line.decode("utf-8")], delimiter="\t"))
     except (UnicodeDecodeError, StopIteration):
         raise MetaError(f"{path}: the first line is not a UTF-8 header of tab-separated column names") from None
-    texts = [k.decode("utf-8", "replace") for k in keys]
-    # VLMEvalKit's indices are integers: 8 bytes a row; anything else is kept as text.
-    index = np.array([int(k) for k in texts], dtype=np.int64) if all(k.isdigit() for k in texts) else np.array(texts, dtype=object)
-    return header, np.array(offsets + [end], dtype=np.int64), index
+    keys = np.frombuffer(index.keys, dtype=np.int64) if isinstance(index.keys, array) else np.array(index.keys, dtype=object)
+    return header, np.frombuffer(index.offsets, dtype=np.int64), keys
 
 
 class VLMEvalKitRows:
