@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/model.py
 	$(PYTHON) benchmarks/packing.py
 	$(PYTHON) benchmarks/generate.py
+	$(PYTHON) benchmarks/eval_files.py
 
 clean:
 	rm -rf outputs .pytest_cache .hypothesis
