@@ -126,3 +126,18 @@ def test_every_benchmark_layout_goes_through_evaluate_end_to_end(tmp_path: Path,
         assert scores["relaxed/human_n"] == 2 and scores["relaxed/augmented_n"] == 1
     if benchmark == "ocrbench":
         assert scores["ocrbench/final_score"] <= 3
+
+
+def test_a_file_evaluate_cannot_read_is_one_line_and_exit_2_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture):
+    stray = tmp_path / "TextVQA_0.5.1_val.json"
+    stray.write_text(json.dumps({"dataset_type": "val", "dataset_name": "vizwiz", "data": []}))
+    assert main(["evaluate", "--released", str(tmp_path / "no-such-model"), "--data", str(stray)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"h2ovl evaluate: error: {stray}: a benchmark file of dataset 'vizwiz'") and len(err.splitlines()) == 1
+
+
+def test_data_inspect_sees_every_benchmark_question_with_its_tiles(tmp_path: Path, capsys: pytest.CaptureFixture):
+    path = write_official("ocrbench", tmp_path)
+    assert main(["data", "inspect", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["ocrbench"]["built"] == 3 and summary["ocrbench"]["mean_tiles"] >= 1

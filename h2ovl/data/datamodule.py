@@ -19,12 +19,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from h2ovl.data.benchmarks import open_benchmark
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
-from h2ovl.data.meta import load_mixture
 from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.processor import Processor
-from h2ovl.data.sources import RecordSource, open_source
+from h2ovl.data.sources import RecordSource, open_sources
 from h2ovl.data.stream import SampleStream, StreamTracker
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
@@ -197,8 +195,7 @@ class H2OVLDataModule(L.LightningDataModule):
         if self.processor is None:
             raise RuntimeError("H2OVLDataModule needs the model's processor: bind(module.processor) (h2ovl fit does)")
         if sources is None:
-            benchmark = open_benchmark(path)
-            sources = [benchmark] if benchmark is not None else [open_source(spec, self.cache_dir) for spec in load_mixture(path)]
+            sources = open_sources(path, self.cache_dir)
         encoder = ConversationEncoder(self.processor.tokenizer, self.max_length)
         return SampleBuilder(sources, self.processor.preprocessor, encoder, self.processor.tokens_per_tile,
                              self.seed if seed is None else seed, split_budget)

@@ -1,4 +1,4 @@
-"""`h2ovl data inspect`: build every sample of a mixture once, as training would, and summarise.
+"""`h2ovl data inspect`: build every sample of a mixture (or a benchmark file) once, as training would, and summarise.
 
 What a researcher checks before a long run: per dataset, how many records build, why the others do
 not, and the token and tile counts the chosen model and preprocessor produce.
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from h2ovl.data.meta import load_mixture
 from h2ovl.data.records import BadSample
 from h2ovl.data.samples import SampleBuilder
-from h2ovl.data.sources import open_source
+from h2ovl.data.sources import open_sources
 from h2ovl.data.template import ConversationEncoder
 
 
@@ -19,7 +18,7 @@ def inspect_mixture(meta: str, preset: str = "tiny", limit: int | None = None, m
     from h2ovl.model.h2ovl import H2OVL
 
     model, tokenizer = H2OVL.from_preset(preset)
-    sources = [open_source(spec) for spec in load_mixture(meta)]
+    sources = open_sources(meta)
     builder = SampleBuilder(sources, model.build_preprocessor(), ConversationEncoder(tokenizer, max_length), model.tokens_per_tile)
     summary = {}
     for d, source in enumerate(sources):

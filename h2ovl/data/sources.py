@@ -12,7 +12,8 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
-from h2ovl.data.meta import DatasetSpec, MetaError
+from h2ovl.data.benchmarks import open_benchmark
+from h2ovl.data.meta import DatasetSpec, MetaError, load_mixture
 from h2ovl.data.records import BadSample, Record, parse_line, to_record
 from h2ovl.errors import read_text_file
 from h2ovl.preprocessing.image_io import ImageSource
@@ -141,3 +142,9 @@ def unpack_blobs(packed: bytes) -> list[bytes]:
 
 def open_source(spec: DatasetSpec, cache_dir: str | None = None) -> RecordSource:
     return OptimizedSource(spec, cache_dir) if spec.optimized else AnnotationSource(spec)
+
+
+def open_sources(path: str, cache_dir: str | None = None) -> list[RecordSource]:
+    """The datasets at `path`: a benchmark file as distributed (`h2ovl.data.benchmarks`), else a mixture."""
+    benchmark = open_benchmark(path)
+    return [benchmark] if benchmark is not None else [open_source(spec, cache_dir) for spec in load_mixture(path)]
