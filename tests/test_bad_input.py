@@ -147,7 +147,7 @@ def test_a_non_utf8_llava_annotation_is_named(tmp_path):
         open_source(load_mixture(_meta(tmp_path, annotation))[0])
 
 
-def test_image_paths_leaving_the_root_are_refused_unless_allowed(tmp_path):
+def test_image_paths_leaving_the_root_are_followed_unless_the_dataset_confines_them(tmp_path):
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)
     noise_image(20, 20).save(tmp_path / "secret.png")
@@ -155,14 +155,14 @@ def test_image_paths_leaving_the_root_are_refused_unless_allowed(tmp_path):
     records = [{"image": path, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
                for path in ("sub/ok.png", "sub/../sub/ok.png", "../secret.png", str(tmp_path / "secret.png"), "sub/../../secret.png")]
     annotation = write_jsonl(tmp_path / "data.jsonl", records)
-    source = open_source(load_mixture(_meta(tmp_path, annotation))[0])
+    source = open_source(load_mixture(_meta(tmp_path, annotation, allow_outside_root=False))[0])
     assert [p.name for p in source.load(0)[1] + source.load(1)[1]] == ["ok.png", "ok.png"]
     for index in (2, 3, 4):
         with pytest.raises(BadSample) as caught:
             source.load(index)
-        assert caught.value.reason == "image_outside_root" and "allow_outside_root" in str(caught.value)
-    allowed = open_source(load_mixture(_meta(tmp_path, annotation, allow_outside_root=True))[0])
-    assert allowed.load(2)[1][0].resolve() == (tmp_path / "secret.png").resolve()
+        assert caught.value.reason == "image_outside_root" and "allow_outside_root: false" in str(caught.value)
+    followed = open_source(load_mixture(_meta(tmp_path, annotation))[0])  # InternVL's default: paths are followed
+    assert [followed.load(i)[1][0].resolve() for i in (2, 3, 4)] == [(tmp_path / "secret.png").resolve()] * 3
     with pytest.raises(MetaError, match="allow_outside_root must be true or false"):
         load_mixture(_meta(tmp_path, annotation, allow_outside_root="yes"))
 

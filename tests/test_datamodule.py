@@ -82,7 +82,7 @@ def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
     dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
     batch = next(iter(dm.train_dataloader()))
     assert (synthetic.folder / "meta.json").is_file() and len(batch["ids"]) == 2
-    assert synthetic.folder.name == "n12-seed0-text+text_only-test0.1-side768-v3"
+    assert synthetic.folder.name == "n12-seed0-text+text_only-test0.1-side768-v4"
     val = next(iter(dm.val_dataloader()))
     assert all("-val-" in i for i in val["ids"]) and val["skipped"] == {}
 

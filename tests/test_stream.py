@@ -32,8 +32,8 @@ def make_mixture(tmp_path, n_good=24, bad=(), repeat=1.0):
     write_jsonl(tmp_path / "ocr.jsonl", records)
     write_jsonl(tmp_path / "chat.jsonl", [conversation(f"question {i}", f"reply {i}", id=f"chat-{i}") for i in range(8)])
     meta = {
-        "ocr": {"root": "images", "annotation": "ocr.jsonl", "repeat_time": repeat},
-        "chat": {"root": "images", "annotation": "chat.jsonl"},
+        "ocr": {"root": "images", "annotation": "ocr.jsonl", "repeat_time": repeat, "relative_to": "meta"},
+        "chat": {"root": "images", "annotation": "chat.jsonl", "relative_to": "meta"},
     }
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     return tmp_path / "meta.json"

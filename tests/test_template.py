@@ -156,3 +156,15 @@ def test_the_tiny_tokenizer_gives_every_digit_its_own_token(tiny, text):
     digit_tokens = [t for t in tokens if any(c.isdigit() for c in t)]
     assert all(len(t.strip()) == 1 for t in digit_tokens) and len(digit_tokens) == sum(c.isdigit() for c in text)
     assert tokenizer.decode(ids(tokenizer, text)) == text
+
+
+def test_a_system_prompt_is_unsupervised_text_before_the_first_question(tokenizer):
+    encoder = ConversationEncoder(tokenizer)
+    system = "You read documents."
+    with_system = encoder.encode([("<image>\nread", "12.50")], [4], "f:1", system=system)
+    without = encoder.encode([("<image>\nread", "12.50")], [4], "f:1")
+    whole = system + PROMPT + IMG_START + IMG_CONTEXT * 4 + IMG_END + "\nread" + END + ANSWER + "12.50" + END
+    assert with_system.input_ids == ids(tokenizer, whole)  # h2ogpt2: the system message, then the turns
+    supervised = [label for label in with_system.labels if label != IGNORE_INDEX]
+    assert supervised == [label for label in without.labels if label != IGNORE_INDEX]  # never supervised
+    assert len(with_system.input_ids) > len(without.input_ids)

@@ -4,7 +4,10 @@ A meta file is a JSON (or YAML) object of named datasets::
 
     {"ocr": {"root": "images/", "annotation": "ocr.jsonl", "repeat_time": 2.0, "max_dynamic_patch": 6}}
 
-Relative paths are resolved against the meta file's folder. `repeat_time` is the mixture weight
+Relative `root`, `annotation` and `optimized` paths are found as InternVL finds them: against the working
+directory, so a stock InternVL meta file (`"root": "playground/data/"`) works unchanged from the folder its
+training runs in; `"relative_to": "meta"` on a dataset finds them against the meta file's folder instead
+(relocatable files: h2ovl's own synthetic data writes it). `repeat_time` is the mixture weight
 (2.0 repeats every record twice per epoch, 0.3 draws 30% of them afresh each epoch). A dataset
 prepared by `h2ovl data optimize` names its LitData folder or URL with `optimized` instead of
 `root`/`annotation`. Everything wrong with a meta file fails here, at start-up, naming the key.
@@ -38,13 +41,16 @@ class DatasetSpec:
     """JPEG re-compression of tiles at a random quality, as InternVL's training augmentation."""
     optimized: str | None = None
     """A LitData folder or URL written by `h2ovl data optimize`."""
-    allow_outside_root: bool = False
-    """Follow image paths that are absolute or climb out of `root` with "..". Off: such a record is a
-    counted `image_outside_root` skip, so a dataset's records reach only the files under its root."""
+    allow_outside_root: bool = True
+    """Follow image paths that are absolute or climb out of `root` with ".." (InternVL's joining does, and
+    annotations on clusters hold absolute paths). Off: such a record is a counted `image_outside_root`
+    skip, so a shared dataset's records reach only the files under its root."""
 
 
 _KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized",
-         "allow_outside_root"}
+         "allow_outside_root", "relative_to"}
+#: where a relative path of a meta file is found: InternVL's working directory, or the meta file's folder
+RELATIVE_TO = ("cwd", "meta")
 
 
 def _read_structured(path: Path) -> Any:
@@ -67,6 +73,7 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
+    """One dataset of a meta file; `base` is the meta file's folder."""
     if not isinstance(entry, dict):
         raise MetaError(f"{where}: dataset {name!r} must be an object, got {type(entry).__name__}")
     unknown = set(entry) - _KEYS
@@ -82,24 +89,35 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
     if min_patch != 1:  # InternVL meta files carry 1 (no effect); another value would be silently ignored
         raise MetaError(f"{where}: dataset {name!r}: min_dynamic_patch={min_patch!r} is not applied per dataset (only 1, "
                         "which changes nothing, is accepted); set model.preprocessor.init_args.min_tiles for the run instead")
-    outside = entry.get("allow_outside_root", False)
+    outside = entry.get("allow_outside_root", True)
     if not isinstance(outside, bool):
         raise MetaError(f"{where}: dataset {name!r}: allow_outside_root must be true or false, got {outside!r}")
+    relative_to = entry.get("relative_to", "cwd")
+    if relative_to not in RELATIVE_TO:
+        raise MetaError(f"{where}: dataset {name!r}: relative_to must be one of {list(RELATIVE_TO)}, got {relative_to!r}")
     common = dict(
         name=name, repeat_time=float(repeat_time), max_dynamic_patch=max_patch, data_augment=bool(entry.get("data_augment", False)),
         allow_outside_root=outside,
     )
+    found_from = Path.cwd() if relative_to == "cwd" else base
     if "optimized" in entry:
-        return DatasetSpec(annotation=None, root=None, optimized=_resolve(base, str(entry["optimized"])), **common)
+        return DatasetSpec(annotation=None, root=None, optimized=_resolve(found_from, str(entry["optimized"])), **common)
     for key in ("root", "annotation"):
         if not isinstance(entry.get(key), str):
             raise MetaError(f"{where}: dataset {name!r} is missing {key!r} (a path)")
-    annotation = Path(_resolve(base, entry["annotation"]))
-    root = Path(_resolve(base, entry["root"]))
-    if not annotation.is_file():
-        raise MetaError(f"{where}: dataset {name!r}: annotation file {annotation} does not exist")
-    if not root.is_dir():
-        raise MetaError(f"{where}: dataset {name!r}: image root {root} is not a folder")
+    annotation = Path(_resolve(found_from, entry["annotation"]))
+    root = Path(_resolve(found_from, entry["root"]))
+    for key, path, exists in (("annotation", annotation, annotation.is_file()), ("root", root, root.is_dir())):
+        if exists:
+            continue
+        what = f"annotation file {path} does not exist" if key == "annotation" else f"image root {path} is not a folder"
+        hint = ""
+        if relative_to == "cwd" and not Path(entry[key]).expanduser().is_absolute():
+            beside = Path(_resolve(base, entry[key]))
+            hint = (f" (relative paths are found from the working directory, {Path.cwd()}, as InternVL finds them; "
+                    + (f"it is at {beside}, beside the meta file: " if beside.exists() else "for paths beside the meta file ")
+                    + "set \"relative_to\": \"meta\" on the dataset)")
+        raise MetaError(f"{where}: dataset {name!r}: {what}{hint}")
     return DatasetSpec(annotation=str(annotation), root=str(root), **common)
 
 

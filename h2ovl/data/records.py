@@ -1,6 +1,8 @@
 """Conversation records (InternVL / LLaVA jsonl format) and the checks that make one trainable.
 
-A record is `{"id", "image": path | [paths] | absent, "conversations": [{"from": "human"|"gpt", "value"}]}`;
+A record is `{"id", "image": path | [paths] | absent, "conversations": [{"from": "human"|"gpt", "value"}]}`,
+optionally opening with a `{"from": "system"}` turn (kept as the record's system prompt, as InternVL's
+h2ogpt2 template puts it before the first question);
 a benchmark record may instead hold one `question` with its `answers` (list) or `answer`. Evaluation fields
 (`answers`, `category`, `scorer`, `task`) ride along as the record's `reference`.
 Anything wrong with a record raises `BadSample`, whose `reason` is a short stable key (for counting
@@ -20,6 +22,7 @@ IMAGE_PLACEHOLDER = "<image>"
 REFERENCE_FIELDS = ("answers", "category", "scorer", "task")
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant"})
+SYSTEM_ROLE = "system"
 
 
 class BadSample(UserError):
@@ -42,6 +45,7 @@ REASONS = {
     "malformed_json": "not a valid JSON object",
     "no_conversations": "record has no conversations",
     "not_alternating": "conversations must alternate human/gpt, starting with human and ending with gpt",
+    "misplaced_system": "a system turn after the first turn (the template has one system prompt, before the first question)",
     "empty_answer": "an assistant answer is empty",
     "image_mismatch": "<image> placeholders do not match the record's images",
     "image_error": "an image could not be read",
@@ -61,6 +65,8 @@ class Record:
     where: str
     reference: dict[str, Any] = field(default_factory=dict, compare=False)
     """What the first answer is scored against: `answer` (its text) and the record's evaluation fields."""
+    system: str = ""
+    """The system prompt, from a leading system turn (text before the first question, never supervised)."""
 
 
 def parse_line(line: str | bytes, where: str) -> dict[str, Any]:
@@ -90,6 +96,18 @@ def to_record(raw: dict[str, Any], where: str) -> Record:
         conversations = _question_turns(raw, where)
     if not isinstance(conversations, list) or not conversations:
         raise BadSample("no_conversations", where, "missing or empty 'conversations'")
+    system = ""
+    if isinstance(conversations[0], dict) and conversations[0].get("from") == SYSTEM_ROLE:
+        system = conversations[0].get("value")
+        if not isinstance(system, str):
+            raise BadSample("malformed_json", where, f"the system turn's value is {system!r}, not text")
+        if IMAGE_PLACEHOLDER in system:
+            raise BadSample("image_mismatch", where, f"the system turn holds {IMAGE_PLACEHOLDER}")
+        conversations = conversations[1:]
+    if any(isinstance(turn, dict) and turn.get("from") == SYSTEM_ROLE for turn in conversations):
+        raise BadSample("misplaced_system", where, "a system turn after the first turn")
+    if not conversations:
+        raise BadSample("no_conversations", where, "only a system turn")
     if len(conversations) % 2:
         raise BadSample("not_alternating", where, f"{len(conversations)} turns (odd)")
     turns = []
@@ -111,7 +129,7 @@ def to_record(raw: dict[str, Any], where: str) -> Record:
     elif placeholders != len(images):
         raise BadSample("image_mismatch", where, f"{placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(images)} images")
     reference = {"answer": turns[0][1], **{key: raw[key] for key in REFERENCE_FIELDS if key in raw}}
-    return Record(id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where, reference=reference)
+    return Record(id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where, reference=reference, system=system)
 
 
 def _question_turns(raw: dict[str, Any], where: str) -> list[dict[str, str]]:

@@ -92,13 +92,14 @@ class AnnotationSource:
         return record, [self._image_path(image, where) for image in record.images]
 
     def _image_path(self, image: str, where: str) -> Path:
-        """`root / image`; unless the dataset allows it, a path that is absolute or climbs out of the root
-        (judged on the text, so a root whose folders are symlinks still works) is refused."""
+        """`root / image` (an absolute path stays itself, as InternVL's joining leaves it); with
+        `allow_outside_root: false`, a path that is absolute or climbs out of the root (judged on the text,
+        so a root whose folders are symlinks still works) is refused."""
         if not self.spec.allow_outside_root:
             normal = os.path.normpath(image)
             if os.path.isabs(image) or normal == ".." or normal.startswith(".." + os.sep):
-                raise BadSample("image_outside_root", where, f"{image!r} is outside {self.root}; set allow_outside_root: true "
-                                "on this dataset in the meta file to follow it")
+                raise BadSample("image_outside_root", where, f"{image!r} is outside {self.root}, and the dataset sets "
+                                "allow_outside_root: false")
         return self.root / image
 
 

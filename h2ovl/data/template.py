@@ -1,6 +1,8 @@
 """The h2ogpt2 prompt template, image-token expansion, label masking and safe truncation.
 
-`<|prompt|>{question}<|end|><|answer|>{answer}<|end|>` per turn, no system prompt and no BOS.
+`{system}<|prompt|>{question}<|end|><|answer|>{answer}<|end|>` per turn after the first, no BOS: the system
+prompt (empty unless a record opens with a system turn) is plain text before the first question, as the
+h2ogpt2 template's `system_template` "{system_message}" writes it, and never supervised.
 Every `<image>` becomes `<img>` + `<IMG_CONTEXT>` x n + `</img>`, n being that image's tile count times
 the model's tokens per tile. Only answers and their closing `<|end|>` are supervised.
 
@@ -58,9 +60,9 @@ def render_prompt(question: str, image_tokens: Sequence[int] = ()) -> str:
     return PROMPT + text + END + ANSWER
 
 
-def conversation_segments(turns: Sequence[tuple[str, str]], image_tokens: Sequence[int]) -> list[Segment]:
+def conversation_segments(turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], system: str = "") -> list[Segment]:
     """The template around the data's text, turn by turn; `<image>` placeholders take the images in order."""
-    segments: list[Segment] = []
+    segments: list[Segment] = [Segment(system, False)] if system else []
     images_left = list(image_tokens)
     for question, answer in turns:
         pieces = question.split(IMAGE_PLACEHOLDER)
@@ -122,11 +124,11 @@ class ConversationEncoder:
         self._special_strings = [t for t in tokenizer.get_added_vocab() if t]
         self._first_text, self._inner_text = _plain_text_tokenizers(tokenizer)
 
-    def encode(self, turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], where: str = "") -> Encoded:
+    def encode(self, turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], where: str = "", system: str = "") -> Encoded:
         """Raises `BadSample` ("truncated", "tokenization", "image_mismatch") rather than return a sample
         without supervision or with a wrong image-token count."""
         try:
-            segments = conversation_segments(turns, image_tokens)
+            segments = conversation_segments(turns, image_tokens, system)
         except ValueError as error:
             raise BadSample("image_mismatch", where, str(error)) from None
         input_ids, labels = self.encode_segments(segments, where)

@@ -17,7 +17,7 @@ __all__ = ["GENERATOR_VERSION", "TASKS", "write_synthetic"]
 
 #: Part of the name of the folder the data module writes synthetic data to (`SyntheticData.folder`):
 #: raise it with any change that alters what a (seed, n, tasks) draws, so old folders are not reused.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: meta files find their paths beside themselves (relative_to: meta)
 
 
 def _record(drawn: Drawn, task: str, index: int, split: str, image_paths: list[str]) -> dict:
@@ -77,7 +77,7 @@ def write_synthetic(
                         image.save(out / "images" / relative)
                         paths.append(relative)
                     file.write(json.dumps(_record(drawn, task, index, split, paths), ensure_ascii=False) + "\n")
-            metas[split][task] = {"root": "images", "annotation": annotation.name, "repeat_time": 1.0, "length": count}
+            metas[split][task] = {"root": "images", "annotation": annotation.name, "relative_to": "meta", "repeat_time": 1.0, "length": count}
     written = {}
     for split, name in (("train", "meta.json"), ("val", "meta_val.json"), ("test", "meta_test.json")):
         if metas[split]:
