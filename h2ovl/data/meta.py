@@ -41,6 +41,16 @@ class DatasetSpec:
     """JPEG re-compression of tiles at a random quality, as InternVL's training augmentation."""
     optimized: str | None = None
     """A LitData folder or URL written by `h2ovl data optimize`."""
+    hf_dataset: str | None = None
+    """A Hugging Face dataset: a save_to_disk folder, parquet files (file, folder or glob) or a hub id."""
+    webdataset: str | None = None
+    """WebDataset tar shards (`train-{000000..000099}.tar` or a glob)."""
+    split: str | None = None
+    """The split of a Hugging Face dataset that holds several."""
+    config: str | None = None
+    """The configuration of a hub dataset that has several."""
+    columns: dict[str, str] | None = None
+    """Our column names -> the dataset's (`{"conversations": "dialog"}`), for HF datasets and WebDataset JSON."""
     allow_outside_root: bool = True
     """Follow image paths that are absolute or climb out of `root` with ".." (InternVL's joining does, and
     annotations on clusters hold absolute paths). Off: such a record is a counted `image_outside_root`
@@ -48,7 +58,9 @@ class DatasetSpec:
 
 
 _KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized",
-         "allow_outside_root", "relative_to"}
+         "allow_outside_root", "relative_to", "hf_dataset", "webdataset", "split", "config", "columns"}
+#: the keys that say where a dataset's records are; exactly one per dataset
+_WHERE = ("annotation", "optimized", "hf_dataset", "webdataset")
 #: where a relative path of a meta file is found: InternVL's working directory, or the meta file's folder
 RELATIVE_TO = ("cwd", "meta")
 
@@ -100,8 +112,13 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
         allow_outside_root=outside,
     )
     found_from = Path.cwd() if relative_to == "cwd" else base
+    given = [key for key in _WHERE if key in entry]
+    if len(given) > 1:
+        raise MetaError(f"{where}: dataset {name!r} names its records twice ({', '.join(given)}): keep one")
     if "optimized" in entry:
         return DatasetSpec(annotation=None, root=None, optimized=_resolve(found_from, str(entry["optimized"])), **common)
+    if "hf_dataset" in entry or "webdataset" in entry:
+        return _streamed_spec(name, entry, found_from, where, common)
     for key in ("root", "annotation"):
         if not isinstance(entry.get(key), str):
             raise MetaError(f"{where}: dataset {name!r} is missing {key!r} (a path)")
@@ -119,6 +136,27 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
                     + "set \"relative_to\": \"meta\" on the dataset)")
         raise MetaError(f"{where}: dataset {name!r}: {what}{hint}")
     return DatasetSpec(annotation=str(annotation), root=str(root), **common)
+
+
+def _streamed_spec(name: str, entry: dict[str, Any], found_from: Path, where: str, common: dict[str, Any]) -> DatasetSpec:
+    """A Hugging Face dataset or WebDataset entry: its location (a local path found like the others, or a
+    hub id), the split/config/columns it may need, and `root` for image paths its rows hold."""
+    key = "hf_dataset" if "hf_dataset" in entry else "webdataset"
+    value = entry[key]
+    if not isinstance(value, str) or not value:
+        raise MetaError(f"{where}: dataset {name!r}: {key} must be a path, glob or hub id, got {value!r}")
+    local = Path(_resolve(found_from, value))
+    # A hub id ("org/name") stays as written when no such local path exists; shard patterns are resolved.
+    location = str(local) if (local.exists() or key == "webdataset" or any(ch in value for ch in "*?[{")) else value
+    columns = entry.get("columns")
+    if columns is not None and not (isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
+        raise MetaError(f"{where}: dataset {name!r}: columns must map our names to the dataset's, got {columns!r}")
+    for field_name in ("split", "config"):
+        if entry.get(field_name) is not None and not isinstance(entry[field_name], str):
+            raise MetaError(f"{where}: dataset {name!r}: {field_name} must be text, got {entry[field_name]!r}")
+    root = _resolve(found_from, entry["root"]) if isinstance(entry.get("root"), str) else None
+    return DatasetSpec(annotation=None, root=root, columns=columns, split=entry.get("split"), config=entry.get("config"),
+                       **{key: location}, **common)
 
 
 def load_mixture(path: str | Path) -> list[DatasetSpec]:

@@ -1,4 +1,5 @@
-"""Random access to the records of one dataset: local annotation files or LitData-optimized chunks.
+"""Random access to the records of one dataset: local annotation files or LitData-optimized chunks here;
+Hugging Face datasets (`hf_source`) and WebDataset shards (`webdataset_source`) in modules of their own.
 
 A jsonl file is indexed once by byte offset (nothing is parsed until a record is needed), so start-up
 stays cheap on millions of lines and a malformed line only costs its own sample.
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from h2ovl.data.benchmarks import open_benchmark
+from h2ovl.data.hf_source import HFDatasetSource
 from h2ovl.data.meta import DatasetSpec, MetaError, load_mixture
 from h2ovl.data.records import BadSample, Record, parse_line, to_record
+from h2ovl.data.webdataset_source import WebDatasetSource
 from h2ovl.errors import read_text_file
 from h2ovl.preprocessing.image_io import ImageSource
 
@@ -142,7 +145,13 @@ def unpack_blobs(packed: bytes) -> list[bytes]:
 
 
 def open_source(spec: DatasetSpec, cache_dir: str | None = None) -> RecordSource:
-    return OptimizedSource(spec, cache_dir) if spec.optimized else AnnotationSource(spec)
+    if spec.optimized:
+        return OptimizedSource(spec, cache_dir)
+    if spec.hf_dataset:
+        return HFDatasetSource(spec, cache_dir)
+    if spec.webdataset:
+        return WebDatasetSource(spec)
+    return AnnotationSource(spec)
 
 
 def open_sources(path: str, cache_dir: str | None = None) -> list[RecordSource]:
