@@ -5,7 +5,7 @@
     h2ovl demo [--out DIR] [--long] [--preprocessing]
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
     h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
-    h2ovl data inspect META [--preset tiny] [--limit N]
+    h2ovl data inspect META [--preset tiny|h2ovl-0.8b|h2ovl-2b] [--tokenizer DIR|HUB_ID] [--limit N]
     h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
     h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer,relaxed} PREDICTIONS.jsonl|OCRBENCH.json
     h2ovl evaluate (--ckpt CKPT | --released DIR|HUB_ID) --data META|JSONL|BENCHMARK [--protocol P] [--limit N]
@@ -153,7 +153,7 @@ def _data_optimize(args: argparse.Namespace) -> int:
 def _data_inspect(args: argparse.Namespace) -> int:
     from h2ovl.data.inspect import inspect_mixture
 
-    print(json.dumps(inspect_mixture(args.meta, args.preset, args.limit)))
+    print(json.dumps(inspect_mixture(str(args.meta), args.preset, args.limit, args.max_length, args.tokenizer)))
     return 0
 
 
@@ -263,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.set_defaults(handler=_data_optimize)
     inspect = data.add_parser("inspect", help="build every sample once; print lengths, tiles and bad-sample counts")
     inspect.add_argument("meta", type=Path)
-    inspect.add_argument("--preset", default="tiny", help="model preset whose tokenizer and preprocessor to use")
+    inspect.add_argument("--preset", default="tiny", help="model preset whose tokenizer and preprocessor to use (tiny, h2ovl-0.8b, h2ovl-2b, ...)")
+    inspect.add_argument("--tokenizer", help="the preset's tokenizer: a folder or hub id (the real presets need one)")
+    inspect.add_argument("--max-length", type=int, default=2048, help="the training max_length (truncation counts as in training)")
     inspect.add_argument("--limit", type=int, help="at most this many records per dataset")
     inspect.set_defaults(handler=_data_inspect)
 

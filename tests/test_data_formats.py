@@ -132,3 +132,25 @@ def test_a_fit_trains_on_a_mixture_of_a_hub_dataset_webdataset_shards_and_jsonl(
     assert checkpoint["global_step"] == 3
     stream = checkpoint["H2OVLDataModule"]["per_rank"][0]["stream"]
     assert sum(worker["next"] for worker in stream["workers"].values()) >= 6  # 3 steps of 2 samples were drawn
+
+
+@pytest.mark.parametrize(("preset", "preprocessor"), [("h2ovl-0.8b", "DynamicResolution"), ("h2ovl-2b", "MSAC")])
+def test_data_inspect_shows_the_real_presets_tokens_and_tiles_from_their_tokenizer_alone(tmp_path: Path, capsys, preset, preprocessor):
+    """The presets' own tiling at 448 px (dynamic resolution for the 0.8B, MSAC for the 2B), 256 tokens a tile
+    after pixel shuffle. Only the tokenizer is loaded: the model is never built."""
+    import h2ovl.preprocessing
+    from h2ovl.cli import main
+    from support.sentencepiece_tokenizer import write_sentencepiece_tokenizer
+
+    tiler = getattr(h2ovl.preprocessing, preprocessor)(tile_size=448, max_tiles=6)
+    counts = [tiler(open_image(row["image"]["bytes"])).tiles.shape[0] for row in conversation_rows(12)]
+    tiles = {str(k): counts.count(k) for k in sorted(set(counts))}
+
+    write_sentencepiece_tokenizer(tmp_path / "tokenizer")
+    meta = _meta(tmp_path, data={"hf_dataset": str(write_hf_dataset(tmp_path / "hf", "conversations"))})
+    assert main(["data", "inspect", str(meta), "--preset", preset, "--tokenizer", str(tmp_path / "tokenizer"), "--max-length", "8192"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["data"]
+    assert summary["built"] == 12 and summary["skipped"] == {} and summary["tiles"] == tiles
+    assert summary["mean_tokens"] > 256 * sum(counts) / 12 and sum(summary["tokens"].values()) == 12
+    assert main(["data", "inspect", str(meta), "--preset", preset]) == 2
+    assert "needs its tokenizer: pass --tokenizer" in capsys.readouterr().err
