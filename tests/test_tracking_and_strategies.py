@@ -137,6 +137,15 @@ def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(tm
     assert [line.split(" (")[0] for line in lines] == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
     assert re.match(r"step 2/4 \(50%\), \d+\.\d+ steps/s, ETA \w+, train/loss \d", lines[1]), lines[1]
 
+    # A run bounded by epochs, as every paper recipe is: the total is epochs x steps per epoch.
+    caplog.clear()
+    epochs = tiny_run_config(tmp_path, "progress-epochs", -1, steps_per_epoch=3)
+    epochs["trainer"].update(enable_progress_bar=True, max_epochs=2)
+    with caplog.at_level(logging.INFO, logger="h2ovl.training.progress"):
+        assert main(["fit", "--config", str(write_config(tmp_path / "e.yaml", epochs))]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "h2ovl.training.progress"]
+    assert [line.split(" (")[0] for line in lines] == [f"step {k}/6" for k in range(1, 7)]
+
 
 def test_sweep_heartbeat_shows_step_total_and_eta():
     from types import SimpleNamespace

@@ -1,9 +1,11 @@
 """Training progress a researcher can follow: optimizer steps against `max_steps`, with a rate and an ETA.
 
 On the endless iterable data of a run, Lightning's per-epoch bar reads "Epoch 0/-2" and "50/9": here the
-bar counts optimizer steps to `trainer.max_steps` (epochs only when a run is bounded by them). Without a
-terminal (a log file, a sweep trial), a bar is only printed at the end, so a line is logged every
-`log_every` steps instead: `step 120/500 (24%), 2.31 steps/s, ETA 2m44s, train/loss 1.204`.
+bar counts optimizer steps to the run's end: `trainer.max_steps`, or, for a run bounded by epochs (every
+paper recipe), Lightning's `estimated_stepping_batches` (epochs x steps per epoch, which the data module
+knows or estimates from its index). Without a terminal (a log file, a SLURM job, a sweep trial), a bar is
+only printed at the end, so a line is logged every `log_every` steps instead:
+`step 120/500 (24%), 2.31 steps/s, ETA 2m44s, train/loss 1.204`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,16 @@ class StepProgress(TQDMProgressBar):
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._started: tuple[float, int] | None = None
 
+    @staticmethod
+    def total_steps(trainer: L.Trainer) -> int | None:
+        """The optimizer steps the run will take: `max_steps`, else the epochs' estimate (None: unknown)."""
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return trainer.max_steps
+        estimated = trainer.estimated_stepping_batches
+        return int(estimated) if estimated not in (None, float("inf")) and estimated > 0 else None
+
     def _by_steps(self, trainer: L.Trainer) -> bool:
-        return trainer.max_steps is not None and trainer.max_steps > 0
+        return self.total_steps(trainer) is not None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.interactive:
@@ -53,7 +63,7 @@ class StepProgress(TQDMProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
         if self._by_steps(trainer) and self.train_progress_bar is not None:
-            self.train_progress_bar.reset(total=trainer.max_steps)
+            self.train_progress_bar.reset(total=self.total_steps(trainer))
             self.train_progress_bar.n = trainer.global_step
             self.train_progress_bar.set_description("train")
             self.train_progress_bar.refresh()
@@ -67,13 +77,13 @@ class StepProgress(TQDMProgressBar):
             self.train_progress_bar.n = step
             self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
             self.train_progress_bar.refresh()
-        every = self.log_every or max(1, trainer.max_steps // 20)
+        every = self.log_every or max(1, self.total_steps(trainer) // 20)
         if not self.interactive and trainer.is_global_zero and step % every == 0 and self._started is not None:
             log.info(self.line(trainer, pl_module))
 
     def line(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
         """`step 120/500 (24%), 2.31 steps/s, ETA 2m44s, train/loss 1.204`."""
-        step, total = trainer.global_step, trainer.max_steps
+        step, total = trainer.global_step, self.total_steps(trainer)
         began, first = self._started or (time.monotonic(), step)
         rate = (step - first) / max(time.monotonic() - began, 1e-9)
         eta = duration((total - step) / rate) if rate > 0 else "?"
