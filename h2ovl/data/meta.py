@@ -159,13 +159,20 @@ def _streamed_spec(name: str, entry: dict[str, Any], found_from: Path, where: st
                        **{key: location}, **common)
 
 
+def _first_character(path: Path) -> bytes:
+    with path.open("rb") as file:
+        head = file.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")  # a UTF-8 BOM, whitespace
+    return head[:1]
+
+
 def load_mixture(path: str | Path) -> list[DatasetSpec]:
     """The datasets of a meta file; a bare .jsonl or LLaVA .json list is a one-dataset mixture
     whose images are relative to the file's folder."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise MetaError(f"data file {path} does not exist")
-    if path.suffix == ".jsonl":
+    if path.suffix == ".jsonl" or (path.suffix == ".json" and _first_character(path) == b"["):
+        # A LLaVA list (told by its first character: a list of millions of records is not parsed here)
         return [DatasetSpec(name=path.stem, annotation=str(path), root=str(path.parent))]
     meta = _read_structured(path)
     if isinstance(meta, list):  # LLaVA: the annotation file itself

@@ -18,7 +18,7 @@ from h2ovl.data.hf_source import HFDatasetSource
 from h2ovl.data.meta import DatasetSpec, MetaError, load_mixture
 from h2ovl.data.records import BadSample, Record, parse_line, to_record
 from h2ovl.data.webdataset_source import WebDatasetSource
-from h2ovl.errors import read_text_file
+from h2ovl.data.line_index import line_index, llava_as_jsonl
 from h2ovl.preprocessing.image_io import ImageSource
 
 
@@ -32,65 +32,50 @@ class RecordSource(Protocol):
 
 
 class AnnotationSource:
-    """Records of a `.jsonl` file (one per non-blank line) or a LLaVA `.json` list, images under `root`."""
+    """Records of a `.jsonl` file (one per non-blank line) or a LLaVA `.json` list, images under `root`.
+
+    The file is read through its cached line index (`h2ovl.data.line_index`: 16 bytes a record, memory-
+    mapped, shared by every process); a LLaVA list is read through its JSON Lines conversion, made once.
+    """
 
     def __init__(self, spec: DatasetSpec) -> None:
         assert spec.annotation is not None and spec.root is not None
         self.spec = spec
         self.path = Path(spec.annotation)
         self.root = Path(spec.root)
-        if self.path.suffix == ".jsonl":
-            self._offsets, self._lines = self._index_lines(self.path)
-            self._items = None
-        else:
-            text = read_text_file(self.path, MetaError, "the annotation file")
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise MetaError(f"{self.path}: the annotation file is not valid JSON: {error}") from None
-            if not isinstance(items, list):
-                raise MetaError(f"{self.path}: a .json annotation file must hold a list of records")
-            self._items = items
+        self._llava = self.path.suffix != ".jsonl"
+        self._lines = llava_as_jsonl(self.path, MetaError) if self._llava else self.path
+        self._index = line_index(self._lines)
         if len(self) == 0:
             raise MetaError(f"{self.path}: dataset {spec.name!r} holds no records (an empty or blank annotation file)")
 
-    @staticmethod
-    def _index_lines(path: Path) -> tuple[list[int], list[int]]:
-        offsets, line_numbers, offset = [], [], 0
-        with path.open("rb") as file:
-            for number, line in enumerate(file, start=1):
-                if line.strip():
-                    offsets.append(offset)
-                    line_numbers.append(number)
-                offset += len(line)
-        return offsets, line_numbers
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_index": None}  # each process maps the cached index itself, never a copy
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._index = line_index(self._lines)
 
     def __len__(self) -> int:
-        return len(self._items) if self._items is not None else len(self._offsets)
+        return len(self._index)
 
     def where(self, index: int) -> str:
-        if self._items is not None:
+        if self._llava:
             return f"{self.path}[{index}]"
-        return f"{self.path}:{self._lines[index]}"
+        return f"{self.path}:{int(self._index[index, 1])}"
+
+    def _line(self, index: int) -> bytes:
+        with self._lines.open("rb") as file:
+            file.seek(int(self._index[index, 0]))
+            return file.readline()
 
     def raw_text(self, index: int) -> str:
         """The record as JSON text, as stored."""
-        if self._items is not None:
-            return json.dumps(self._items[index], ensure_ascii=False)
-        with self.path.open("rb") as file:
-            file.seek(self._offsets[index])
-            return file.readline().decode("utf-8", errors="replace")
+        return self._line(index).decode("utf-8", errors="replace")
 
     def load(self, index: int) -> tuple[Record, list[ImageSource]]:
         where = self.where(index)
-        if self._items is not None:
-            raw = self._items[index]
-            if not isinstance(raw, dict):
-                raise BadSample("malformed_json", where, f"expected an object, got {type(raw).__name__}")
-        else:
-            with self.path.open("rb") as file:
-                file.seek(self._offsets[index])
-                raw = parse_line(file.readline(), where)
+        raw = parse_line(self._line(index), where)
         record = to_record(raw, where)
         return record, [self._image_path(image, where) for image in record.images]
 

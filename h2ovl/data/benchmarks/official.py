@@ -150,10 +150,17 @@ def _load(file: Path) -> Any:
         raise MetaError(f"{file}: not valid JSON: {error}") from None
 
 
+#: the official files are at most a few MB (TextVQA's val annotations, the largest, ~10 MB); a JSON file
+#: larger than this is training data (a LLaVA list), never parsed here just to be told apart
+MAX_RELEASE_BYTES = 64 << 20
+
+
 def _load_if_json(file: Path) -> Any:
-    """The parsed file, or None when it does not parse: then it is no benchmark release, and the reader of
-    meta files and records reports what is wrong with it in its own words."""
+    """The parsed file, or None when it does not parse or is too large to be a release: then it is no
+    benchmark release, and the reader of meta files and records reports what is wrong with it in its own words."""
     try:
+        if file.stat().st_size > MAX_RELEASE_BYTES:
+            return None
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
