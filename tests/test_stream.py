@@ -220,10 +220,10 @@ def test_a_mixture_without_any_valid_sample_stops(tmp_path, tiny):
 
 
 # -- resume ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pack_tokens", [None, 384])
-def test_resume_continues_exactly(tmp_path, tiny, pack_tokens):
+@pytest.mark.parametrize(("pack_tokens", "group_by_length"), [(None, None), (384, None), (None, 6)])
+def test_resume_continues_exactly(tmp_path, tiny, pack_tokens, group_by_length):
     meta = make_mixture(tmp_path, bad=BAD)
-    kwargs = dict(pack_tokens=pack_tokens, pack_buffer=6, seed=5)
+    kwargs = dict(pack_tokens=pack_tokens, pack_buffer=6, seed=5, group_by_length=group_by_length)
     uninterrupted = ids_of(take(iter(stream_for(meta, tiny, **kwargs)), 30))
     assert len(uninterrupted) > len(set(uninterrupted)) >= 32  # crossed into the next epoch
 
@@ -258,3 +258,48 @@ def test_resume_refuses_a_different_worker_count(tmp_path, tiny):
     stream = stream_for(make_mixture(tmp_path), tiny, state=StreamState(num_workers=3, world_size=1))
     with pytest.raises(ValueError, match="same num_workers"):
         next(iter(stream))
+
+
+def test_length_grouped_batches_take_the_oldest_and_its_nearest_lengths():
+    from h2ovl.data.packing import length_grouped_batch
+
+    assert length_grouped_batch([50, 10, 48, 52, 11, 90], 3) == [0, 2, 3]
+    assert length_grouped_batch([10, 50, 11, 12, 90], 2) == [0, 2]  # ties in spread: the older window
+    assert length_grouped_batch([5, 6], 4) == [0, 1]
+
+
+def test_length_grouping_pads_less_and_serves_every_sample(tmp_path, tiny):
+    meta = make_mixture(tmp_path, n_good=24)
+
+    def run(group):
+        batches = take(iter(stream_for(meta, tiny, batch_size=4, group_by_length=group)), 8)
+        real = sum(int(b["attention_mask"].sum()) for b in batches)
+        width = sum(b["input_ids"].numel() for b in batches)
+        return 1 - real / width, batches
+
+    (grouped, batches), (in_order, _) = run(16), run(None)
+    assert grouped < in_order
+    # Served: every position read so far but those still buffered, each once.
+    last = batches[-1]["stream"]
+    read = ids_of(take(iter(stream_for(meta, tiny, batch_size=1)), last["next"]))
+    expected = [sample for position, sample in enumerate(read) if position not in set(last["pending"])]
+    assert sorted(ids_of(batches)) == sorted(expected)
+
+
+def test_persistent_workers_restart_each_epoch_from_the_consumed_position(tmp_path, tiny):
+    """Workers kept across epochs: when an epoch's iterator is dropped with batches prefetched, the next
+    iterator makes them again (read from shared memory), so the batches equal an uninterrupted run's."""
+    meta = make_mixture(tmp_path)
+    kwargs = dict(pack_tokens=384, pack_buffer=4)
+    uninterrupted = ids_of(take(iter(DataLoader(stream_for(meta, tiny, state=StreamState(2, 1), **kwargs), batch_size=None, num_workers=2)), 12))
+
+    tracker = StreamTracker(2, 1)
+    shared = tracker.share(capacity=4)
+    loader = DataLoader(stream_for(meta, tiny, state=tracker.state, shared=shared, **kwargs), batch_size=None, num_workers=2,
+                        persistent_workers=True, prefetch_factor=3)
+    served = []
+    for epoch_batches in (5, 4, 3):  # Lightning drops each epoch's iterator after len() batches
+        for batch in take(iter(loader), epoch_batches):
+            tracker.observe(batch)
+            served.append(batch)
+    assert ids_of(served) == uninterrupted

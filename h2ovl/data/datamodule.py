@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.accelerators import CUDAAccelerator
 import torch
 from torch.utils.data import DataLoader
 
@@ -95,6 +96,8 @@ class H2OVLDataModule(L.LightningDataModule):
         pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
         pack_tiles: at most this many tiles per packed sequence.
         pack_buffer: samples held back to choose from when filling a packed row (first-fit decreasing).
+        group_by_length: padded batches (no packing) chosen from a buffer of this many samples by length,
+            the oldest sample always in the next batch (less padding; resumes exactly). None: in order.
         steps_per_epoch: batches per Lightning epoch; None: one pass over this rank's share.
         val_limit: validate on the first N records of the validation data (None: all of it).
         test_limit: test and predict on the first N records of the test data (None: all of it).
@@ -118,6 +121,7 @@ class H2OVLDataModule(L.LightningDataModule):
         pack_tokens: int | None = None,
         pack_tiles: int = 64,
         pack_buffer: int = 64,
+        group_by_length: int | None = None,
         steps_per_epoch: int | None = None,
         val_limit: int | None = None,
         test_limit: int | None = None,
@@ -128,7 +132,8 @@ class H2OVLDataModule(L.LightningDataModule):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("global_batch_size", global_batch_size),
                             ("global_batch_rows", global_batch_rows), ("max_length", max_length), ("pack_tokens", pack_tokens),
-                            ("pack_tiles", pack_tiles), ("pack_buffer", pack_buffer), ("steps_per_epoch", steps_per_epoch),
+                            ("pack_tiles", pack_tiles), ("pack_buffer", pack_buffer), ("group_by_length", group_by_length),
+                            ("steps_per_epoch", steps_per_epoch),
                             ("val_limit", val_limit), ("test_limit", test_limit)):
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be at least 1, got {value}")
@@ -152,7 +157,10 @@ class H2OVLDataModule(L.LightningDataModule):
         self.global_batch = (global_batch_size, "global_batch_size") if pack_tokens is None else (global_batch_rows, "global_batch_rows")
         self.num_workers = num_workers
         self.max_length = max_length
+        if group_by_length is not None and pack_tokens is not None:
+            raise ValueError("data.group_by_length groups padded batches; with data.pack_tokens the rows are packed: set one")
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
+        self.group_by_length = group_by_length
         self.steps_per_epoch = steps_per_epoch
         self.val_limit, self.test_limit = val_limit, test_limit
         self.seed = seed
@@ -216,11 +224,13 @@ class H2OVLDataModule(L.LightningDataModule):
             pack_tokens=self.pack_tokens,
             pack_tiles=self.pack_tiles,
             pack_buffer=self.pack_buffer,
+            group_by_length=self.group_by_length,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
             on_bad_sample=self.on_bad_sample,
             state=self.tracker.state,  # shared: each new epoch's iterator starts where consumption stopped
+            shared=self.tracker.share(self.stream_buffer) if self.num_workers > 0 else None,
         )
         stream.steps_per_epoch = self.steps_per_epoch or self._estimate_steps(stream)
         return stream
@@ -241,11 +251,20 @@ class H2OVLDataModule(L.LightningDataModule):
         per_row = max(1.0, self.pack_tokens * 0.95 / mean)
         return max(1, math.ceil(stream.rank_size / (per_row * self.batch_size)))
 
+    @property
+    def stream_buffer(self) -> int:
+        """The most samples a loader worker holds back (its pending positions)."""
+        return self.pack_buffer if self.pack_tokens else max(self.group_by_length or 0, self.batch_size)
+
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         self._train_stream = self.train_stream(rank, world)
-        return DataLoader(self._train_stream, batch_size=None, num_workers=self.num_workers)
+        # Pinned host memory for the copy to a GPU; workers kept across epochs (they restart from the
+        # consumed position in shared memory, so nothing they had prefetched is lost).
+        on_gpu = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
+        return DataLoader(self._train_stream, batch_size=None, num_workers=self.num_workers, pin_memory=on_gpu,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader | list:
         val = self._resolve_paths()["val"]

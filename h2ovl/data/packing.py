@@ -30,6 +30,19 @@ def best_fit_row(lengths: Sequence[int], tiles: Sequence[int], max_tokens: int, 
     return sorted(chosen)
 
 
+def length_grouped_batch(lengths: Sequence[int], batch_size: int) -> list[int]:
+    """Indices (into a buffer of candidates, oldest first) for one padded batch of similar lengths: the
+    oldest candidate, so none waits forever, and the `batch_size - 1` others that make the tightest window
+    of lengths around it (ties: the older ones)."""
+    if len(lengths) <= batch_size:
+        return list(range(len(lengths)))
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    where = order.index(0)
+    starts = range(max(0, where - batch_size + 1), min(where, len(order) - batch_size) + 1)
+    best = min(starts, key=lambda s: (lengths[order[s + batch_size - 1]] - lengths[order[s]], s))
+    return sorted(order[best : best + batch_size])
+
+
 def collate_rows(rows: Sequence[Sequence[Sample]], pad_token_id: int, packed: bool, pad_to_multiple_of: int = 8) -> dict:
     """Rows of samples (one sample per row unless packed) -> the model's batch.
 

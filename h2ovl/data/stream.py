@@ -12,6 +12,9 @@ worker `s` of `W` takes every W-th of those. A worker's state is the next positi
 positions it read but has not emitted yet (the packing buffer). Every batch carries its worker's state;
 `StreamTracker` (main process) keeps the state of the last *consumed* batch of each worker, which is
 what a checkpoint saves. Worker roles rotate on resume so batches keep their uninterrupted order.
+Persistent loader workers (kept across Lightning's epochs) read that consumed state from shared memory
+(`SharedPositions`) whenever their iterator restarts, so the batches they had prefetched when an epoch
+ended are made again, not lost: an epoch boundary is a resume.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from h2ovl.data.packing import best_fit_row, collate_rows
+from h2ovl.data.packing import best_fit_row, collate_rows, length_grouped_batch
 from h2ovl.data.records import BadSample
 from h2ovl.data.samples import Sample, SampleBuilder
 from h2ovl.errors import SettingError
@@ -76,6 +80,35 @@ class StreamState:
         return cls(state["num_workers"], state["world_size"], state["batches"], workers)
 
 
+class SharedPositions:
+    """The consumed `StreamState` of one rank in shared memory: written by the main process as batches are
+    consumed, read by (persistent) loader workers when their iterator restarts. One int64 row per logical
+    worker: next position, pending count, the pending positions; and the count of consumed batches."""
+
+    def __init__(self, num_workers: int, world_size: int, capacity: int) -> None:
+        self.num_workers, self.world_size, self.capacity = num_workers, world_size, capacity
+        self.rows = torch.zeros((num_workers, 2 + capacity), dtype=torch.long).share_memory_()
+        self.batches = torch.zeros(1, dtype=torch.long).share_memory_()
+
+    def write(self, state: StreamState) -> None:
+        self.batches[0] = state.batches
+        for worker, position in state.workers.items():
+            pending = position["pending"]
+            if len(pending) > self.capacity:
+                raise RuntimeError(f"{len(pending)} pending positions exceed the shared capacity {self.capacity}")
+            row = self.rows[worker]
+            row[0], row[1] = position["next"], len(pending)
+            row[2 : 2 + len(pending)] = torch.tensor(pending, dtype=torch.long)
+
+    def read(self) -> StreamState:
+        state = StreamState(self.num_workers, self.world_size, int(self.batches[0]))
+        for worker in range(self.num_workers):
+            row = self.rows[worker].tolist()
+            if row[0] or row[1]:
+                state.workers[worker] = {"next": row[0], "pending": row[2 : 2 + row[1]]}
+        return state
+
+
 class SampleStream(IterableDataset):
     """Endless batches for one rank.
 
@@ -85,9 +118,12 @@ class SampleStream(IterableDataset):
         pack_tokens: pack samples into rows of at most this many tokens (None: one sample per row).
         pack_tiles: at most this many tiles per packed row (bounds the ViT's memory).
         pack_buffer: samples considered at once when filling a row (more: fuller rows).
+        group_by_length: padded batches (no packing) drawn from a buffer of this many samples, each batch
+            the oldest sample and the others closest to it in length (less padding); None: in order.
         seed, rank, world_size: the order and this rank's share of it.
         on_bad_sample: "skip" (count, log the first few, take the next record) or "raise".
         state: where to resume (`StreamState`), None to start at the beginning.
+        shared: the consumed state in shared memory, read by every new iterator (persistent workers).
         steps_per_epoch: `len()` of the stream, i.e. the batches of one Lightning epoch.
     """
 
@@ -99,12 +135,14 @@ class SampleStream(IterableDataset):
         pack_tokens: int | None = None,
         pack_tiles: int = 64,
         pack_buffer: int = 64,
+        group_by_length: int | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
         on_bad_sample: str = "skip",
         state: StreamState | None = None,
         steps_per_epoch: int | None = None,
+        shared: SharedPositions | None = None,
     ) -> None:
         if on_bad_sample not in ("skip", "raise"):
             raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
@@ -116,9 +154,13 @@ class SampleStream(IterableDataset):
         self.pack_tokens = pack_tokens
         self.pack_tiles = pack_tiles
         self.pack_buffer = max(pack_buffer, batch_size) if pack_tokens else 0
+        if group_by_length is not None and pack_tokens:
+            raise SettingError("data.group_by_length groups padded batches; packed rows (data.pack_tokens) need no grouping")
+        self.group_by_length = max(group_by_length, batch_size) if group_by_length else None
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.on_bad_sample = on_bad_sample
         self.state = state
+        self.shared = shared
         self.steps_per_epoch = steps_per_epoch
         self.sizes = [len(source) for source in builder.sources]
         self.repeat_times = [source.spec.repeat_time for source in builder.sources]
@@ -149,7 +191,7 @@ class SampleStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        state = self.state or StreamState(num_workers, self.world_size)
+        state = self.shared.read() if self.shared is not None else (self.state or StreamState(num_workers, self.world_size))
         if (state.num_workers, state.world_size) != (num_workers, self.world_size):
             raise SettingError(
                 f"cannot resume a data position saved with {state.num_workers} loader workers x {state.world_size} ranks "
@@ -191,7 +233,7 @@ class SampleStream(IterableDataset):
                 buffer.append((position, sample))
         skipped.clear()  # these were counted before the interruption
 
-        target = self.pack_buffer if self.pack_tokens else self.batch_size
+        target = self.pack_buffer if self.pack_tokens else (self.group_by_length or self.batch_size)
         while True:
             rows: list[list[Sample]] = []
             while len(rows) < self.batch_size:
@@ -203,6 +245,11 @@ class SampleStream(IterableDataset):
                 if self.pack_tokens:
                     chosen = best_fit_row([s.length for _, s in buffer], [s.n_tiles for _, s in buffer], self.pack_tokens, self.pack_tiles)
                     rows.append([buffer[i][1] for i in chosen])
+                    taken = set(chosen)
+                    buffer = [item for i, item in enumerate(buffer) if i not in taken]
+                elif self.group_by_length:
+                    chosen = length_grouped_batch([s.length for _, s in buffer], self.batch_size)
+                    rows.extend([buffer[i][1]] for i in chosen)
                     taken = set(chosen)
                     buffer = [item for i, item in enumerate(buffer) if i not in taken]
                 else:
@@ -225,6 +272,7 @@ class StreamTracker:
 
     def __init__(self, num_workers: int, world_size: int) -> None:
         self.state = StreamState(max(num_workers, 1), world_size)
+        self.shared: SharedPositions | None = None
         self.skipped: dict[int, Counter[str]] = defaultdict(Counter)
         """data epoch -> "dataset/reason" -> count"""
 
@@ -232,6 +280,8 @@ class StreamTracker:
         info = batch["stream"]
         self.state.batches += 1
         self.state.workers[info["worker"]] = {"next": info["next"], "pending": info["pending"]}
+        if self.shared is not None:
+            self.shared.write(self.state)
         self.skipped[info["data_epoch"]].update(info["skipped"])
 
     def report(self, data_epoch: int | None = None) -> dict[str, dict[str, int]]:
@@ -249,6 +299,14 @@ class StreamTracker:
     def state_dict(self) -> dict[str, Any]:
         return {"stream": self.state.to_dict(), "skipped": {str(e): dict(c) for e, c in self.skipped.items()}}
 
+    def share(self, capacity: int) -> SharedPositions:
+        """The consumed state in shared memory, for loader workers that outlive an iterator."""
+        self.shared = SharedPositions(self.state.num_workers, self.state.world_size, capacity)
+        self.shared.write(self.state)
+        return self.shared
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = StreamState.from_dict(state["stream"])
+        if self.shared is not None:
+            self.shared.write(self.state)
         self.skipped = defaultdict(Counter, {int(e): Counter(c) for e, c in state["skipped"].items()})
