@@ -115,23 +115,33 @@ def test_columns_map_a_datasets_own_names_and_splits_must_be_named(tmp_path: Pat
         load_mixture(_meta(tmp_path, data={"hf_dataset": str(tmp_path / "dd"), "webdataset": "x.tar"}))
 
 
-def test_a_fit_trains_on_a_mixture_of_a_hub_dataset_webdataset_shards_and_jsonl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_fit_trains_on_every_format_at_once_from_a_stock_internvl_style_meta_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Parquet shards, a save_to_disk folder, WebDataset shards and an InternVL jsonl (root relative to the
+    working directory, one absolute image path), with weights, through `h2ovl fit`."""
     from conftest import conversation, noise_image, write_jsonl
     from h2ovl.cli import main
     from training_runs import last_checkpoint, tiny_run_config, write_config
 
-    (tmp_path / "images").mkdir()
-    noise_image(50, 30).save(tmp_path / "images" / "a.png")
-    write_jsonl(tmp_path / "chat.jsonl", [conversation(f"<image>\nq{i}", f"a{i}", "a.png", id=f"chat-{i}") for i in range(4)])
-    meta = _meta(tmp_path, hub={"hf_dataset": str(write_hf_dataset(tmp_path / "hf", "messages", layout="parquet")), "repeat_time": 0.5},
-                 shards={"webdataset": write_webdataset(tmp_path / "wds")}, chat={"root": "images", "annotation": "chat.jsonl"})
+    (tmp_path / "playground" / "data").mkdir(parents=True)
+    noise_image(50, 30).save(tmp_path / "playground" / "data" / "a.png")
+    noise_image(40, 60).save(tmp_path / "elsewhere.png")
+    write_jsonl(tmp_path / "playground" / "chat.jsonl", [conversation(f"<image>\nq{i}", f"a{i}", "a.png" if i % 2 else str(tmp_path / "elsewhere.png"),
+                                                                   id=f"chat-{i}") for i in range(4)])
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({
+        "parquet": {"hf_dataset": str(write_hf_dataset(tmp_path / "pq", "messages", layout="parquet")), "repeat_time": 0.5},
+        "disk": {"hf_dataset": str(write_hf_dataset(tmp_path / "disk", "texts")), "repeat_time": 0.5},
+        "shards": {"webdataset": write_webdataset(tmp_path / "wds")},
+        "internvl": {"root": "playground/data/", "annotation": "playground/chat.jsonl", "data_augment": False, "repeat_time": 2, "length": 4},
+    }))
     monkeypatch.chdir(tmp_path)
     config = tiny_run_config(tmp_path, "formats", 3, train=str(meta), val=None)
     assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
     checkpoint = last_checkpoint(tmp_path, "formats")
     assert checkpoint["global_step"] == 3
-    stream = checkpoint["H2OVLDataModule"]["per_rank"][0]["stream"]
-    assert sum(worker["next"] for worker in stream["workers"].values()) >= 6  # 3 steps of 2 samples were drawn
+    stream = checkpoint["H2OVLDataModule"]["per_rank"][0]
+    assert sum(worker["next"] for worker in stream["stream"]["workers"].values()) >= 6  # 3 steps of 2 samples were drawn
+    assert all(not counts for counts in stream["skipped"].values())  # every record drawn built
 
 
 @pytest.mark.parametrize(("preset", "preprocessor"), [("h2ovl-0.8b", "DynamicResolution"), ("h2ovl-2b", "MSAC")])

@@ -54,16 +54,15 @@ def _write_aside(target: Path, prefix: str, write) -> None:
             old.unlink(missing_ok=True)
 
 
-def scan_lines(path: Path) -> np.ndarray:
-    """[n, 2] int64: the byte offset and 1-based line number of every line holding more than whitespace."""
-    offsets, numbers = [], []
+def _scan_chunks(path: Path):
+    """Per 64 MiB of text: (byte offsets, 1-based line numbers) of the lines holding more than whitespace."""
     position, line = 0, 0
     with path.open("rb") as file:
         carry = b""
         while True:
             chunk = file.read(_CHUNK)
             if not chunk and not carry:
-                break
+                return
             data = carry + chunk
             ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
             if not chunk:  # the last line, without a newline
@@ -73,28 +72,41 @@ def scan_lines(path: Path) -> np.ndarray:
             keep = lengths > 0
             for i in np.flatnonzero(keep & (lengths <= 8)):  # short lines: whitespace only is no record
                 keep[i] = bool(data[starts[i] : ends[i]].strip())
-            offsets.append(position + starts[keep])
-            numbers.append(line + 1 + np.flatnonzero(keep))
+            yield (position + starts[keep]).astype(np.int64), (line + 1 + np.flatnonzero(keep)).astype(np.int64)
             consumed = int(ends[-1]) + 1 if len(ends) else 0
             line += len(ends)
             position += consumed
             carry = data[consumed:] if chunk else b""
-    if not offsets:
+
+
+def scan_lines(path: Path) -> np.ndarray:
+    """[n, 2] int64: the byte offset and 1-based line number of every line holding more than whitespace."""
+    chunks = list(_scan_chunks(path))
+    if not chunks:
         return np.empty((0, 2), dtype=np.int64)
-    return np.stack([np.concatenate(offsets), np.concatenate(numbers)], axis=1).astype(np.int64)
+    return np.stack([np.concatenate([o for o, _ in chunks]), np.concatenate([n for _, n in chunks])], axis=1)
+
+
+def _write_index(path: Path, temporary: Path) -> None:
+    """The index written straight into a memory-mapped `.npy` (file pages, not the process's memory)."""
+    chunks = list(_scan_chunks(path))
+    total = sum(len(o) for o, _ in chunks)
+    index = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.int64, shape=(total, 2))
+    row = 0
+    while chunks:
+        offsets, numbers = chunks.pop(0)
+        index[row : row + len(offsets), 0] = offsets
+        index[row : row + len(offsets), 1] = numbers
+        row += len(offsets)
+    index.flush()
+    del index
 
 
 def line_index(path: Path) -> np.ndarray:
     """The memory-mapped index of `path`, built and cached on first use."""
     cached, prefix = cache_path(path, "index", ".npy")
     if not cached.is_file():
-        index = scan_lines(path)
-
-        def write(temporary: Path) -> None:
-            with open(temporary, "wb") as out:
-                np.save(out, index)
-
-        _write_aside(cached, prefix, write)
+        _write_aside(cached, prefix, lambda temporary: _write_index(path, temporary))
     return np.load(cached, mmap_mode="r")
 
 
