@@ -13,8 +13,6 @@ from torchmetrics import MeanMetric
 
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
-from h2ovl.evaluation.predictions import to_scored
-from h2ovl.evaluation.tasks import TaskScorer
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.model.parts import resolve_folder
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
@@ -167,7 +165,12 @@ class H2OVLModule(L.LightningModule):
         if self.val_generation.every < 1:
             raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
         generated = max(self.val_generation.samples, self.val_generation.final_samples or 0)
-        self.val_scorer = TaskScorer(self.val_generation.task) if generated > 0 else None
+        self.val_scorer = None
+        if generated > 0:
+            # The scorers (rapidfuzz, zss) load only where validation answers: a bare training image need not have them.
+            from h2ovl.evaluation.tasks import TaskScorer
+
+            self.val_scorer = TaskScorer(self.val_generation.task)
         self._validation_runs = 0
         self._step_loss = GlobalLossNormalizer()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
@@ -275,6 +278,8 @@ class H2OVLModule(L.LightningModule):
             if rows or sharded:
                 records = generate_answers(self.model, self.tokenizer, batch, budget, rows or [0], synced=sharded)
                 if rows:
+                    from h2ovl.evaluation.predictions import to_scored
+
                     self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
 
     @property
