@@ -102,7 +102,7 @@ class StepTimer(L.Callback):
     """Seconds and FLOPs of the steps after `warmup`, and the peak memory they reached."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.seconds, self.flops, self.steps, self.peak_bytes = warmup, 0.0, 0, 0, 0
+        self.warmup, self.seconds, self.flops, self.steps, self.peak_bytes, self.peak_reserved = warmup, 0.0, 0, 0, 0, 0
 
     def _sync(self, module: L.LightningModule) -> None:
         if module.device.type == "cuda":
@@ -121,7 +121,8 @@ class StepTimer(L.Callback):
             self.flops += module.flops_per_batch
             self.steps += 1
         if module.device.type == "cuda":
-            self.peak_bytes = torch.cuda.max_memory_allocated()
+            # reserved is what the allocator holds (what runs out first); allocated is what tensors use
+            self.peak_bytes, self.peak_reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
 
 
 def run(stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argparse.Namespace, tokenizer_dir: str) -> dict:
@@ -148,7 +149,8 @@ def run(stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argp
         "stage": stage, "mode": mode, "checkpointing": checkpointing, "micro_batch": micro_batch,
         "samples_per_s": micro_batch * timer.steps / seconds, "tokens_per_s": tokens / seconds,
         "tflops_per_s": timer.flops / seconds / 1e12, "mfu": timer.flops / seconds / peak if peak else None,
-        "peak_gib": timer.peak_bytes / 2**30, "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage],
+        "peak_gib": timer.peak_bytes / 2**30, "peak_reserved_gib": timer.peak_reserved / 2**30,
+        "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage], "error": None,
     }
 
 
@@ -175,6 +177,10 @@ def table(rows: list[dict]) -> str:
     lines = ["| stage | mode | act. ckpt | micro-batch | samples/s | paper samples/s | tokens/s | TFLOP/s | MFU | peak GiB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
+                         f"failed: {r['error']} | {r['paper_samples_per_s']} | | | | |")
+            continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         lines.append(f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
                      f"{r['samples_per_s']:.2f} | {r['paper_samples_per_s']} | {r['tokens_per_s']:,.0f} | {r['tflops_per_s']:.1f} | {mfu} | {r['peak_gib']:.1f} |")
@@ -207,23 +213,30 @@ def main(argv: list[str] | None = None) -> int:
         for stage in args.stages:
             for mode in args.modes:
                 for checkpointing in args.checkpointing:
+                    # Each row stands alone: an exception (out of memory or any other) is that row's result,
+                    # and the rows so far are written after every row, so a later crash loses nothing.
                     try:
-                        rows.append(run(stage, mode, checkpointing == "on", args.micro_batch, args, tokenizer_dir))
-                    except torch.cuda.OutOfMemoryError:
-                        print(f"{stage} {mode} checkpointing {checkpointing}: out of memory at micro-batch {args.micro_batch}", file=sys.stderr)
+                        row = run(stage, mode, checkpointing == "on", args.micro_batch, args, tokenizer_dir)
+                    except Exception as error:  # noqa: BLE001 - recorded in the row, the next row still runs
+                        kind = "out of memory" if isinstance(error, torch.cuda.OutOfMemoryError) else type(error).__name__
+                        row = {"stage": stage, "mode": mode, "checkpointing": checkpointing == "on", "micro_batch": args.micro_batch,
+                               "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage], "error": f"{kind}: {str(error).splitlines()[0][:200]}"}
+                    rows.append(row)
                     gc.collect()
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-                    if rows and rows[-1]["stage"] == stage:
-                        r = rows[-1]
-                        print(f"{stage} {mode} checkpointing {checkpointing}: {r['samples_per_s']:.2f} samples/s, "
-                              f"MFU {r['mfu'] if r['mfu'] is None else format(r['mfu'], '.1%')}, {r['peak_gib']:.1f} GiB", flush=True)
+                    if row["error"]:
+                        print(f"{stage} {mode} checkpointing {checkpointing}: {row['error']}", flush=True)
+                    else:
+                        print(f"{stage} {mode} checkpointing {checkpointing}: {row['samples_per_s']:.2f} samples/s, "
+                              f"MFU {row['mfu'] if row['mfu'] is None else format(row['mfu'], '.1%')}, {row['peak_gib']:.1f} GiB "
+                              f"allocated, {row['peak_reserved_gib']:.1f} GiB reserved", flush=True)
+                    if args.out:
+                        args.out.write_text(json.dumps(rows, indent=2))
             if args.max_batch and not args.tiny:
                 print(f"{stage}: largest micro-batch within 80 GB (single device, activation checkpointing): "
                       f"{largest_micro_batch(stage, args, tokenizer_dir)}", flush=True)
     print(table(rows))
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2))
     return 0
 
 

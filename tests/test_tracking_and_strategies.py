@@ -120,7 +120,35 @@ def test_gpu_training_benchmark_runs_at_the_tiny_shape_without_the_packages_the_
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [(r["mode"], r["checkpointing"]) for r in rows] == [("single", True), ("single", False), ("fsdp", True), ("fsdp", False)]
-    assert all(r["samples_per_s"] > 0 and r["tflops_per_s"] > 0 for r in rows)
+    assert all(r["samples_per_s"] > 0 and r["tflops_per_s"] > 0 and r["error"] is None for r in rows)
+
+
+def test_gpu_training_benchmark_rows_stand_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """A row that raises is that row's result (named), the next rows still run, and the JSON holds every row."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import train_gpu
+
+    calls = []
+
+    def fake_run(stage, mode, checkpointing, micro_batch, args, tokenizer_dir):
+        calls.append((mode, checkpointing))
+        if mode == "single" and checkpointing:
+            raise RuntimeError("a kernel failed")
+        return {"stage": stage, "mode": mode, "checkpointing": checkpointing, "micro_batch": micro_batch, "samples_per_s": 2.0,
+                "tokens_per_s": 10.0, "tflops_per_s": 1.0, "mfu": None, "peak_gib": 0.0, "peak_reserved_gib": 0.0,
+                "paper_samples_per_s": 7.9, "error": None}
+
+    monkeypatch.setattr(train_gpu, "run", fake_run)
+    out = tmp_path / "rows.json"
+    assert train_gpu.main(["--tiny", "--stages", "2b/finetune", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(calls) == len(rows) == 4 and rows[0]["error"] == "RuntimeError: a kernel failed"
+    assert all(r["error"] is None and r["samples_per_s"] == 2.0 for r in rows[1:])
+    printed = capsys.readouterr().out
+    assert "single checkpointing on: RuntimeError: a kernel failed" in printed and "| failed: RuntimeError" in printed
 
 
 def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
