@@ -39,3 +39,12 @@ class Stopped(Exception):
 
 class SettingError(UserError, ValueError):
     """A setting (config key, flag) whose value cannot work with the others or with the run it resumes."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss of an optimizer step is NaN or infinite (`model.nonfinite_loss: stop`): the run ends naming
+    the step and its samples; the fix is a setting (learning rate, clipping, skipping such steps)."""
+
+
+class OutOfMemory(UserError, RuntimeError):
+    """The accelerator ran out of memory; the message names the settings that decide how much a step needs."""

@@ -177,3 +177,23 @@ class TrackedConfig(SaveConfigCallback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if isinstance(trainer.logger, MLflowTracker) and trainer.is_global_zero:
             checkpoint[RUN_ID_KEY] = trainer.logger.run_id
+
+
+class OutOfMemoryReport(L.Callback):
+    """On running out of accelerator memory, the exception is noted with what the step held and the settings
+    that decide it (micro-batch, tile budget, packing, activation checkpointing), so `h2ovl fit` ends in
+    one line a user can act on instead of a CUDA traceback."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, torch.OutOfMemoryError):
+            return
+        data = trainer.datamodule
+        preprocessor = getattr(pl_module, "preprocessor", None)
+        tiles = getattr(preprocessor, "max_tiles", None)
+        knobs = [f"data.batch_size={getattr(data, 'batch_size', '?')} (micro-batch; keep the global batch with data.global_batch_size)",
+                 f"tile budget max_tiles={tiles} (model.preprocessor.init_args.max_tiles)" if tiles else "the preprocessor's tile budget",
+                 f"model.gradient_checkpointing={pl_module.hparams.get('gradient_checkpointing')}"]
+        if getattr(data, "pack_tokens", None):
+            knobs.append(f"data.pack_tokens={data.pack_tokens} / data.pack_tiles={data.pack_tiles}")
+        exception.h2ovl_hint = (f"out of accelerator memory at optimizer step {trainer.global_step + 1}; what a step needs is "
+                                f"set by {'; '.join(knobs)}: lower the first two or turn checkpointing on")

@@ -30,9 +30,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from h2ovl.constants import SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import BestCheckpoint, Checkpoint, Throughput, TrackedConfig, checkpoint_run_id, checkpoint_step
+from h2ovl.training.callbacks import (BestCheckpoint, Checkpoint, OutOfMemoryReport, Throughput, TrackedConfig, checkpoint_run_id,
+                                      checkpoint_step)
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
-from h2ovl.errors import CheckpointError, UserError
+from h2ovl.errors import CheckpointError, OutOfMemory, UserError
 from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
@@ -65,6 +66,7 @@ class H2OVLCLI(LightningCLI):
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(BadSampleReport, "bad_samples")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(OutOfMemoryReport, "out_of_memory")
         parser.set_defaults({
             "checkpoint.save_last": True,
             # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
@@ -246,4 +248,10 @@ def run_lightning(argv: Sequence[str]) -> None:
         # LightningCLI warns when given `args` (we pass the composed config so `extends:` works) and
         # prints them, which would dump the whole composed YAML on every command.
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-        H2OVLCLI(args=expand_config_args(list(argv)))
+        try:
+            H2OVLCLI(args=expand_config_args(list(argv)))
+        except torch.OutOfMemoryError as error:
+            hint = getattr(error, "h2ovl_hint", None)  # noted by OutOfMemoryReport while the run was still in reach
+            if hint is None:
+                raise
+            raise OutOfMemory(hint) from error

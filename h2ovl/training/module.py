@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
+from h2ovl.errors import SettingError, TrainingDiverged
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.model.parts import resolve_folder
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
@@ -26,6 +27,8 @@ from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.weights import allow_in_checkpoints, load_checkpoint_weights
 
 log = logging.getLogger(__name__)
+#: the count of optimizer steps skipped for a non-finite loss, in a checkpoint
+SKIPPED_KEY = "h2ovl_skipped_nonfinite"
 
 #: The checkpoint key holding the metrics of the step the checkpoint was saved at (see `_log_step`).
 STEP_METRICS_KEY = "h2ovl_step_metrics"
@@ -103,6 +106,10 @@ class H2OVLModule(L.LightningModule):
             layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
         max_new_tokens: the generation budget of `predict`.
         val_generation: generation-based validation metrics (off unless `samples` > 0).
+        nonfinite_loss: what a NaN or infinite loss of an optimizer step does (checked once per step, after
+            the loss is reduced over the global batch, so every rank decides alike): "stop" ends the run
+            naming the step and its samples, the last checkpoint before it kept; "skip" drops that step's
+            update (no weight or optimizer-state change) and counts it (`train/skipped_nonfinite`).
     """
 
     def __init__(
@@ -127,8 +134,11 @@ class H2OVLModule(L.LightningModule):
         init_exclude: list[str] | None = None,
         max_new_tokens: int = 64,
         val_generation: ValGeneration | None = None,
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
+        if nonfinite_loss not in ("stop", "skip"):
+            raise SettingError(f"model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         if isinstance(preprocessor, ImagePreprocessor):
             preprocessor = preprocessor.config()  # checkpoints and trackers record the plain form
         self.save_hyperparameters()
@@ -176,6 +186,8 @@ class H2OVLModule(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
         self._step_metrics: dict[str, torch.Tensor] = {}  # this step's train/ values (see on_save_checkpoint)
+        self._window_ids: list[str] = []  # the samples of the optimizer step being accumulated
+        self.skipped_nonfinite = 0
         self._unlogged_step: dict[str, Any] | None = None
 
     def _load_weights(self, path: str, exclude: tuple[str, ...] = ()) -> None:
@@ -217,6 +229,7 @@ class H2OVLModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss_sum, weight = self._weighted_loss(batch)
         self._step_loss.add(loss_sum, weight)
+        self._window_ids += batch["ids"]
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
         self._log_step("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
@@ -232,12 +245,34 @@ class H2OVLModule(L.LightningModule):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         loss = self._step_loss.finish_step(trainable, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
         self._log_step("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
+        samples, self._window_ids = self._window_ids, []
+        # One host sync per optimizer step: the global loss is the same on every rank, so all decide alike.
+        finite = bool(torch.isfinite(loss))
+        if not finite:
+            self._nonfinite_step(float(loss), samples, trainable)
+        if self.hparams.nonfinite_loss == "skip":  # the running count, a point every step
+            self._log_step("train/skipped_nonfinite", float(self.skipped_nonfinite), batch_size=1, rank_zero_only=True)
+        if not finite:
+            return
         # Before clipping, so the logged norm shows what clipping acted on. `get_total_norm` reduces
         # sharded (DTensor) gradients across ranks.
         grads = [p.grad for p in trainable if p.grad is not None]
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
             self._log_step("train/grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, batch_size=1, rank_zero_only=True)
+
+    def _nonfinite_step(self, loss: float, samples: list[str], trainable: list[torch.nn.Parameter]) -> None:
+        step = self.trainer.global_step + 1  # the optimizer step this is (1-based, as progress lines count)
+        shown = ", ".join(samples[:8]) + (f" and {len(samples) - 8} more" if len(samples) > 8 else "")
+        if self.hparams.nonfinite_loss == "stop":
+            raise TrainingDiverged(
+                f"the loss of optimizer step {step} is {loss} (samples {shown}); nothing was updated and the last "
+                "checkpoint before it is kept: resume with --ckpt_path last after lowering model.lr, raising "
+                "trainer.gradient_clip_val's strictness, or set model.nonfinite_loss: skip to step over such batches")
+        for parameter in trainable:  # an optimizer skips parameters without a gradient: no update, no moments
+            parameter.grad = None
+        self.skipped_nonfinite += 1
+        log.warning("optimizer step %d skipped: the loss is %s (samples %s)", step, loss, shown)
 
     # -- every step logged exactly once, across a kill and a resume ----------------------------------------
     # Lightning saves a step's checkpoint (callbacks' on_train_batch_end) before it sends that step's metrics
@@ -253,9 +288,11 @@ class H2OVLModule(L.LightningModule):
             # advanced for this batch when callbacks save).
             checkpoint[STEP_METRICS_KEY] = {"step": self.trainer.global_step - 1,
                                             "metrics": {k: float(v) for k, v in self._step_metrics.items()}}
+        checkpoint[SKIPPED_KEY] = self.skipped_nonfinite
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._unlogged_step = checkpoint.get(STEP_METRICS_KEY)
+        self.skipped_nonfinite = checkpoint.get(SKIPPED_KEY, 0)  # the count runs on across a resume
 
     def on_train_start(self) -> None:
         if self._unlogged_step is not None and self.logger is not None and self.trainer.is_global_zero:

@@ -41,3 +41,33 @@ class SigtermAt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class NonFiniteLossAt(L.Callback):
+    """The loss of optimizer step `step` (1-based) becomes NaN: the projector's output is poisoned for that
+    step's batches only (a bad batch), or from then on (`forever`: the weights themselves go bad)."""
+
+    def __init__(self, step: int, forever: bool = False) -> None:
+        self.step, self.forever, self._hook = step, forever, None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
+        if trainer.global_step + 1 == self.step and self._hook is None:
+            self._hook = pl_module.model.projector.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if self._hook is not None and not self.forever and trainer.global_step >= self.step:
+            self._hook.remove()
+            self._hook = None
+
+
+class OutOfMemoryAt(L.Callback):
+    """Raise the accelerator's out-of-memory error in optimizer step `step`, as CUDA would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        import torch
+
+        if trainer.global_step + 1 == self.step:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)")
