@@ -47,6 +47,8 @@ def test_skip_drops_a_nonfinite_steps_update_and_counts_it(tmp_path, monkeypatch
     assert _run(tmp_path, "skipped", 6, fault, nonfinite_loss="skip") == 0
     checkpoint = last_checkpoint(tmp_path, "skipped")
     assert checkpoint["global_step"] == 6
+    # one full-state write per save: last.ckpt alone (no step file holding the same state again)
+    assert sorted(p.name for p in (tmp_path / "runs/skipped/checkpoints").iterdir()) == ["last.ckpt"]
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
     (run,) = mlflow_runs(tmp_path, "skipped")
     losses = metric_history(tmp_path, run.info.run_id, "train/loss")

@@ -69,6 +69,9 @@ class H2OVLCLI(LightningCLI):
         parser.add_lightning_class_args(OutOfMemoryReport, "out_of_memory")
         parser.set_defaults({
             "checkpoint.save_last": True,
+            # One full-state write per save: `last.ckpt` alone. Lightning's default would also keep the newest
+            # `epoch=..-step=..ckpt`, the same state written twice. `save_top_k: -1` keeps every step's file.
+            "checkpoint.save_top_k": 0,
             # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
             # a resumed run's older last.ckpt, which `--ckpt_path last` and `init_from` would then pick.
             "checkpoint.enable_version_counter": False,
