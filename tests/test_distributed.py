@@ -106,3 +106,20 @@ def test_fsdp2_trains_saves_and_resumes_as_one_process(tmp_path: Path):
     resumed = last_checkpoint(tmp_path, "fsdp-resumed")
     assert resumed["global_step"] == STEPS
     _assert_same_weights(single["state_dict"], resumed["state_dict"])
+
+
+def test_fsdp2_reduce_scatters_once_per_optimizer_step_and_trains_as_one_process(tmp_path: Path):
+    """Accumulating two micro-batches per rank: the first reduce-scatters nothing (gradients accumulate in
+    each unit), the last reduces them; the weights equal one process accumulating the same global batch."""
+    import json
+
+    data = _uneven_dataset(tmp_path)
+    counts = tmp_path / "counts.json"
+    common = dict(steps=2, weight_decay=0.5)
+    _fit(tmp_path, "single", data, "--trainer.devices", "1", "--data.global_batch_size", "8", **common)
+    _fit(tmp_path, "fsdp", data, "--data.global_batch_size", "8", "--trainer.callbacks+=support.faults.CountReduceScatter",
+         "--trainer.callbacks.out", str(counts), trainer="fsdp-cpu.yaml", **common)
+    per_batch = json.loads(counts.read_text())
+    assert [idx for idx, _ in per_batch] == [0, 1, 2, 3]  # 2 steps x 2 micro-batches
+    assert [n for idx, n in per_batch if idx % 2 == 0] == [0, 0] and all(n > 0 for idx, n in per_batch if idx % 2 == 1)
+    _assert_same_weights(last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "fsdp")["state_dict"])

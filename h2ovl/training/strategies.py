@@ -10,11 +10,13 @@ same path a GPU cluster takes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
 from h2ovl.model.h2ovl import H2OVL
 
@@ -32,6 +34,10 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
             them until backward (ZeRO-2: less communication, more memory).
         save_distributed_checkpoint: one file per rank instead of a full checkpoint gathered on rank zero
             (default False: a full `last.ckpt`, which `init_from`, `evaluate` and other device counts read).
+        reduce_in_accumulation: reduce-scatter gradients after every micro-batch of an accumulation window
+            (less memory: gradients stay sharded). Default False: the window's micro-batches accumulate
+            unsharded gradients and only its last one reduce-scatters (one reduction per optimizer step, as
+            DDP's no-sync does; Lightning's no-sync covers DDP only), at the memory of one unsharded gradient.
         **kwargs: `ModelParallelStrategy`'s other arguments (`process_group_backend`, `timeout`).
     """
 
@@ -41,6 +47,7 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         reduce_dtype: str | None = "float32",
         reshard_after_forward: bool = True,
         save_distributed_checkpoint: bool = False,
+        reduce_in_accumulation: bool = False,
         **kwargs: Any,
     ) -> None:
         # Pure data parallelism: the whole world shards one replica (no tensor parallel dimension).
@@ -52,6 +59,21 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
             param_dtype=_DTYPES.get(param_dtype or ""), reduce_dtype=_DTYPES.get(reduce_dtype or "")
         )
         self.reshard_after_forward = reshard_after_forward
+        self.reduce_in_accumulation = reduce_in_accumulation
+
+    @contextmanager
+    def block_backward_sync(self) -> Iterator[None]:
+        """Lightning enters this for the micro-batches of an accumulation window but its last: FSDP2 units
+        then keep their gradients (unsharded, summed) instead of reduce-scattering them."""
+        root = getattr(self.lightning_module, "model", None)
+        if self.reduce_in_accumulation or not isinstance(root, FSDPModule):
+            yield
+            return
+        root.set_requires_gradient_sync(False, recurse=True)
+        try:
+            yield
+        finally:
+            root.set_requires_gradient_sync(True, recurse=True)
 
     def setup_environment(self) -> None:
         self._data_parallel_size = self.num_nodes * self.num_processes

@@ -71,3 +71,38 @@ class OutOfMemoryAt(L.Callback):
 
         if trainer.global_step + 1 == self.step:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)")
+
+
+class CountReduceScatter(L.Callback):
+    """Counts the gradient reduce-scatters each micro-batch issues (FSDP2's collective), written by rank zero
+    to `out` as JSON: [[batch_idx, count], ...]."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.counts, self._calls = out, [], 0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import torch.distributed as dist
+
+        for name in ("reduce_scatter_single", "reduce_scatter_tensor"):  # FSDP2 calls one, by release
+            original = getattr(dist, name, None)
+            if original is None:
+                continue
+
+            def counted(*args, _original=original, **kwargs):
+                self._calls += 1
+                return _original(*args, **kwargs)
+
+            setattr(dist, name, counted)
+
+    def on_train_batch_start(self, *args, **kwargs) -> None:
+        self._calls = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.counts.append([batch_idx, self._calls])
+
+    def on_train_end(self, trainer: L.Trainer, *args) -> None:
+        import json
+
+        if trainer.is_global_zero:
+            with open(self.out, "w") as handle:
+                json.dump(self.counts, handle)
