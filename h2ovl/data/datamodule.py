@@ -24,7 +24,8 @@ from h2ovl.data.evaluation import EvalCollator, EvalSamples
 from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.processor import Processor
 from h2ovl.data.sources import RecordSource, open_sources
-from h2ovl.data.stream import SampleStream, StreamTracker
+from h2ovl.data.elastic import rederive
+from h2ovl.data.stream import SampleStream, StreamTracker, epoch_length
 from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.template import ConversationEncoder
 from h2ovl.errors import SettingError
@@ -169,6 +170,7 @@ class H2OVLDataModule(L.LightningDataModule):
         self.tracker = StreamTracker(num_workers, 1)
         self.processor: Processor | None = None
         self._train_stream: SampleStream | None = None
+        self._elastic: list[dict[str, Any]] | None = None  # per-rank positions saved by a run of another shape
 
     # -- wiring -----------------------------------------------------------------------------------------
     def bind(self, processor: Processor) -> H2OVLDataModule:
@@ -215,10 +217,16 @@ class H2OVLDataModule(L.LightningDataModule):
     # -- loaders ----------------------------------------------------------------------------------------
     def train_stream(self, rank: int = 0, world_size: int = 1) -> SampleStream:
         train = self._resolve_paths()["train"]
+        builder = self.builder(train)
+        if self._elastic is not None:  # a checkpoint of another shape: positions from the common consumed prefix
+            epoch_size = epoch_length([len(s) for s in builder.sources], [s.spec.repeat_time for s in builder.sources])
+            self.tracker = StreamTracker(self.num_workers, world_size)
+            self.tracker.load_state_dict(rederive(self._elastic, rank, world_size, self.num_workers, epoch_size))
+            self._elastic = None
         if self.tracker.state.world_size != world_size and not self.tracker.state.workers:
             self.tracker = StreamTracker(self.num_workers, world_size)
         stream = SampleStream(
-            self.builder(train),
+            builder,
             batch_size=self.batch_size,
             pad_token_id=self.pad_token_id,
             pack_tokens=self.pack_tokens,
@@ -304,14 +312,16 @@ class H2OVLDataModule(L.LightningDataModule):
         return {"per_rank": [state]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Each rank takes its own saved position; a run of another shape (devices or loader workers)
+        re-derives its positions from all of them when its stream is built (`h2ovl.data.elastic`)."""
         per_rank = state_dict.get("per_rank", [state_dict])
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        if len(per_rank) != world:
-            raise SettingError(
-                f"the checkpoint's data position was saved by {len(per_rank)} processes, this run has {world}; "
-                "resume with the same number of devices (or start a new stage with init_from)"
-            )
-        self.tracker.load_state_dict(per_rank[rank])
+        same_shape = len(per_rank) == world and per_rank[rank]["stream"]["num_workers"] == max(self.num_workers, 1)
+        if same_shape:
+            self.tracker.load_state_dict(per_rank[rank])
+            self._elastic = None
+        else:
+            self._elastic = per_rank
 
 
 def accumulation_steps(global_batch: int, batch_size: int, world_size: int, configured: int = 1, name: str = "global_batch_size") -> int:

@@ -106,3 +106,15 @@ class CountReduceScatter(L.Callback):
         if trainer.is_global_zero:
             with open(self.out, "w") as handle:
                 json.dump(self.counts, handle)
+
+
+class StopAt(L.Callback):
+    """End the fit gracefully after `step` optimizer steps (its schedule still planned for `max_steps`), as a
+    job reaching its time limit after saving would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
