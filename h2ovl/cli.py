@@ -1,6 +1,6 @@
 """The `h2ovl` command: one entry point whose subcommands each hand off to the module that does the work.
 
-    h2ovl preview IMAGE [--preprocessor FixedResize|DynamicResolution|MSAC|CLASS_PATH] [--max-tiles N] [--tile-size T]
+    h2ovl preview IMAGE [--preprocessor fixed|dynamic|msac|CLASS_PATH] [--max-tiles N] [--tile-size T]
                   [--no-thumbnail] [--fast-path] [--out PNG] [--json]
     h2ovl demo [--out DIR] [--long] [--preprocessing]
     h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="draw the tiling of one image and print its facts")
     preview.add_argument("image", type=Path)
     preview.add_argument("--preprocessor", default="DynamicResolution",
-                         help="a preprocessor class, as configs name it: FixedResize, DynamicResolution, MSAC or a class path")
+                         help="fixed, dynamic or msac (or the class, as configs name it: FixedResize, DynamicResolution, MSAC, a class path)")
     preview.add_argument("--max-tiles", type=int, default=6)
     preview.add_argument("--tile-size", type=int, default=448)
     preview.add_argument("--patch-size", type=int, default=14, help="ViT patch size, for the visual-token count")

@@ -169,3 +169,20 @@ def test_mixed_views_show_each_image_through_one_choice_the_same_every_time_wher
     assert [type(rebuilt.choose(p)) for p in paths] == [type(c) for c in chosen]
     with pytest.raises(ValueError, match=r"tile sizes \[32, 64\]"):
         MixedViews([FixedResize(tile_size=T), FixedResize(tile_size=64)])
+
+
+def test_the_short_names_build_their_preprocessors_and_a_wrong_name_lists_them(tmp_path, capsys):
+    from h2ovl.cli import main
+    from h2ovl.errors import SettingError
+    from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, instantiate_preprocessor
+
+    for short, cls in (("fixed", FixedResize), ("dynamic", DynamicResolution), ("MSAC", MSAC)):
+        assert type(instantiate_preprocessor(short)) is cls
+    with pytest.raises(SettingError, match=r"name one of fixed \(FixedResize\), dynamic \(DynamicResolution\), msac \(MSAC\)"):
+        instantiate_preprocessor("tiles")
+    from conftest import noise_image
+
+    noise_image(300, 100).save(tmp_path / "a.png")
+    assert main(["preview", str(tmp_path / "a.png"), "--preprocessor", "dynamic", "--json", "--out", str(tmp_path / "p.png")]) == 0
+    assert main(["preview", str(tmp_path / "a.png"), "--preprocessor", "tiles"]) == 2
+    assert "name one of fixed (FixedResize)" in capsys.readouterr().err

@@ -25,8 +25,3 @@ class Processor:
     def pad_token_id(self) -> int:
         tokenizer = self.tokenizer
         return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-    @classmethod
-    def for_model(cls, model: Any, tokenizer: Any) -> Processor:
-        """The processor of an `H2OVL` model and its tokenizer."""
-        return cls(tokenizer, model.build_preprocessor(), model.tokens_per_tile)

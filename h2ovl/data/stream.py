@@ -195,7 +195,8 @@ class SampleStream(IterableDataset):
         if (state.num_workers, state.world_size) != (num_workers, self.world_size):
             raise SettingError(
                 f"cannot resume a data position saved with {state.num_workers} loader workers x {state.world_size} ranks "
-                f"on {num_workers} x {self.world_size}; resume with the same num_workers and devices"
+                f"on {num_workers} x {self.world_size}; resume with the same num_workers and devices (h2ovl fit re-derives the "
+                "position for another shape: h2ovl.data.elastic)"
             )
         logical = (worker + state.batches) % num_workers
         saved = state.workers.get(logical, {"next": 0, "pending": []})

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from h2ovl.errors import SettingError
 from h2ovl.preprocessing.grids import Grid, tile_budget_per_image
 from h2ovl.preprocessing.render import render_exact, render_fast
 from h2ovl.preprocessing.image_io import (
@@ -136,17 +137,27 @@ class ImagePreprocessor(ABC):
         return f"{type(self).__name__}({args})"
 
 
+#: the names the docs and the command line use, for the three preprocessors of the ablation
+SHORT_NAMES = {"fixed": "FixedResize", "dynamic": "DynamicResolution", "msac": "MSAC"}
+
+
 def instantiate_preprocessor(config: dict[str, Any] | str) -> ImagePreprocessor:
     """The one way a preprocessor is built from its description, in configs, checkpoints and on the
     command line alike: a `class_path`/`init_args` mapping (the form `config()` returns), or just a class
-    path; jsonargparse resolves a bare class name of a known subclass (`MSAC`) too."""
+    path; jsonargparse resolves a bare class name of a known subclass (`MSAC`) too, and the short names
+    `fixed`, `dynamic` and `msac` are taken for theirs."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--preprocessor", type=ImagePreprocessor)
-    described = {"class_path": config} if isinstance(config, str) else config
+    described = {"class_path": config} if isinstance(config, str) else dict(config)
+    short = SHORT_NAMES.get(str(described.get("class_path", "")).lower())
+    if short is not None:
+        described["class_path"] = f"h2ovl.preprocessing.{short}"
     try:
         return parser.instantiate(parser.parse_object({"preprocessor": described})).preprocessor
     except Exception as error:  # noqa: BLE001 - jsonargparse's own errors name the path and value
-        raise ValueError(f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}") from None
+        choices = ", ".join(f"{short} ({name})" for short, name in SHORT_NAMES.items())
+        raise SettingError(f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}; "
+                           f"name one of {choices} or a class path of an ImagePreprocessor") from None
 
