@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from h2ovl.errors import read_text_file
 from h2ovl.partial_writes import PARTIAL_PREFIX, partial_path, remove_stale_partials
 
 _CHUNK = 64 << 20
@@ -115,8 +116,6 @@ def llava_as_jsonl(path: Path, error: type[Exception]) -> Path:
     converted, prefix = cache_path(path, "lines", ".lines")
     if converted.is_file():
         return converted
-    from h2ovl.errors import read_text_file
-
     try:
         items = json.loads(read_text_file(path, error, "the annotation file"))
     except json.JSONDecodeError as decode_error:
