@@ -10,11 +10,11 @@ dataset in memory (loader workers share the page cache). Rows become records thr
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import Any
 
 from h2ovl.data.meta import DatasetSpec, MetaError
+from h2ovl.data.parquet_shards import parquet_files
 from h2ovl.data.records import Record, to_record
 from h2ovl.data.schemas import row_to_record
 from h2ovl.preprocessing.image_io import ImageSource
@@ -29,10 +29,7 @@ def open_hf_dataset(name: str, split: str | None = None, config: str | None = No
         if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
             loaded = datasets.load_from_disk(str(path), keep_in_memory=False)
         elif path.suffix == ".parquet" or any(ch in name for ch in "*?[") or (path.is_dir() and any(path.rglob("*.parquet"))):
-            files = sorted(glob.glob(name, recursive=True)) if any(ch in name for ch in "*?[") else (
-                [str(f) for f in sorted(path.rglob("*.parquet"))] if path.is_dir() else [str(path)])
-            if not files:
-                raise MetaError(f"hf_dataset {name!r}: no parquet files there")
+            files = [str(f) for f in parquet_files(name)]
             loaded = datasets.load_dataset("parquet", data_files={"train": files}, split="train", cache_dir=cache_dir)
         elif path.exists():
             raise MetaError(f"hf_dataset {name!r}: neither a save_to_disk folder (state.json) nor parquet files")

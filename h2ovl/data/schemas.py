@@ -35,7 +35,7 @@ def _renamed(row: Mapping[str, Any], columns: Mapping[str, str] | None) -> dict[
     return out
 
 
-def _image_source(value: Any, root: Path, where: str) -> ImageSource:
+def image_source(value: Any, root: Path, where: str) -> ImageSource:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, str) and value:
@@ -53,7 +53,7 @@ def row_images(row: Mapping[str, Any], root: Path, where: str) -> list[ImageSour
     if value is None:
         return []
     values = value if isinstance(value, (list, tuple)) else [value]
-    return [_image_source(v, root, where) for v in values if v is not None]
+    return [image_source(v, root, where) for v in values if v is not None]
 
 
 def _message_text(content: Any, where: str) -> str:

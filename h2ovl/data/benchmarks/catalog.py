@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from h2ovl.data.meta import MetaError
+from h2ovl.errors import SettingError
+
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -34,8 +37,6 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 
 def benchmark(name: str) -> Benchmark:
-    from h2ovl.data.meta import MetaError
-
     if name not in BENCHMARKS:
         raise MetaError(f"unknown benchmark {name!r}: choose from {sorted(BENCHMARKS)}")
     return BENCHMARKS[name]
@@ -64,8 +65,6 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def protocol(name: str) -> Protocol:
-    from h2ovl.errors import SettingError
-
     if name not in PROTOCOLS:
         raise SettingError(f"unknown protocol {name!r}: choose from {sorted(PROTOCOLS)}")
     return PROTOCOLS[name]

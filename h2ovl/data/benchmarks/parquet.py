@@ -16,14 +16,13 @@ validation and a test split side by side) must be told apart by naming the files
 from __future__ import annotations
 
 import bisect
-import glob
-import re
 from pathlib import Path
 from typing import Any
 
 from h2ovl.data.benchmarks.rows import BenchmarkRow, answer_list, text_field
 from h2ovl.data.meta import MetaError
-from h2ovl.data.records import BadSample
+from h2ovl.data.parquet_shards import parquet_files
+from h2ovl.data.schemas import image_source
 
 #: benchmark -> (columns that identify it, id column or None for the row's position, answers column, category column)
 SCHEMAS: dict[str, tuple[frozenset[str], str | None, str, str | None]] = {
@@ -33,25 +32,6 @@ SCHEMAS: dict[str, tuple[frozenset[str], str | None, str, str | None]] = {
     "infovqa": (frozenset({"questionId", "question", "answers", "answer_type", "image_url", "image"}), "questionId", "answers", None),
     "chartqa": (frozenset({"type", "question", "answer", "image"}), None, "answer", "type"),
 }
-_SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}(-[^.]*)?\.parquet$")
-
-
-def parquet_files(path: str) -> list[Path]:
-    """The shards a file, folder (searched below) or glob names, of one split."""
-    if any(ch in path for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(path, recursive=True))
-    elif Path(path).is_dir():
-        files = sorted(Path(path).rglob("*.parquet"))
-    else:
-        files = [Path(path)]
-    if not files:
-        raise MetaError(f"{path}: no parquet files there")
-    splits = {m.group("split") if (m := _SHARD.match(f.name)) else f.name for f in files}
-    if len(splits) > 1 and all(_SHARD.match(f.name) for f in files):
-        raise MetaError(f"{path} holds the splits {sorted(splits)}: name one, e.g. {Path(path) / (sorted(splits)[0] + '-*.parquet')}")
-    return files
-
-
 def recognise(columns: set[str]) -> str | None:
     found = [name for name, (needed, *_) in SCHEMAS.items() if needed <= columns]
     return found[0] if len(found) == 1 else None
@@ -91,6 +71,9 @@ class ParquetRows:
             self._starts.append(total)
             total += n
         self._total = total
+        self._file_starts: dict[Path, int] = {}  # each file's first row, for "<file> row <n>" in messages
+        for (file, _), start in zip(self._groups, self._starts):
+            self._file_starts.setdefault(file, start)
         self._cached: tuple[int, list[dict[str, Any]]] | None = None
         self._open: tuple[Path, Any] | None = None
         if total == 0:
@@ -120,19 +103,10 @@ class ParquetRows:
         group = bisect.bisect_right(self._starts, index) - 1
         local = index - self._starts[group]
         file = self._groups[group][0]
-        where = f"{file} row {index - self._file_start(file) + 1}"
+        where = f"{file} row {index - self._file_starts[file] + 1}"
         raw = self._group_rows(group)[local]
-        image = raw.get("image")
-        if isinstance(image, dict) and image.get("bytes"):
-            source: Path | bytes = image["bytes"]
-        elif isinstance(image, dict) and image.get("path"):
-            source = file.parent / image["path"]
-        else:
-            raise BadSample("image_error", where, f"no image bytes or path: {str(image)[:60]!r}")
+        source = image_source(raw.get("image"), file.parent, where)
         id_ = str(raw[self._id]) if self._id else str(index)
         category = raw.get(self._category) if self._category else None
         return BenchmarkRow(id=id_, question=text_field(raw, "question", where), answers=answer_list(raw.get(self._answers), self._answers, where),
                             image=source, where=where, category=category)
-
-    def _file_start(self, file: Path) -> int:
-        return next(self._starts[g] for g, (f, _) in enumerate(self._groups) if f == file)
