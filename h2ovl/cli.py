@@ -82,7 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     from h2ovl.demo.ablation import demo_spec
 
-    return _run_ablation(demo_spec(args.long, args.out), _sweep_options(args, out=str(args.out / "sweeps")))
+    return _run_ablation(demo_spec(args.long, args.out, args.stage_seed), _sweep_options(args, out=str(args.out / "sweeps")))
 
 
 def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
     demo.add_argument("--long", action="store_true", help="the longer, stronger demo (ablations/cpu-demo-long.yaml)")
     demo.add_argument("--dry-run", action="store_true", help="print the ablation's trials; run nothing")
+    demo.add_argument("--stage-seed", type=int, help="the shared stages' seed (default: the spec's, 0); docs/results.md "
+                                                     "records the demo over several")
     demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     # Two single-threaded trials at a time: on 2 cores the fine-tunes take 5 minutes instead of 8 (same
     # metrics; each variant's two seeds share the machine, so samples/s stays comparable across rows).

@@ -59,6 +59,11 @@ def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_wit
     assert main(["demo", "--long", "--dry-run", "--out", str(tmp_path)]) == 0
     long_plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert long_plan["folder"] == str(tmp_path / "sweeps" / "cpu-demo-long") and len(long_plan["trials"]) > len(names)
+    # The shared stages run once, under their own seed: a robustness study varies it alone.
+    assert [t["seed"] for t in plan["trials"][:3]] == [0, 0, 0]
+    assert main(["demo", "--dry-run", "--stage-seed", "2", "--out", str(tmp_path / "other")]) == 0
+    reseeded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["trials"]
+    assert [t["seed"] for t in reseeded[:3]] == [2, 2, 2] and [t["seed"] for t in reseeded[3:]] == [t["seed"] for t in plan["trials"][3:]]
 
 
 def test_demo_data_goes_under_its_out_folder(tmp_path: Path):

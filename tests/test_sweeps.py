@@ -65,6 +65,7 @@ def client(tmp: Path):
     ({"base": "missing.yaml"}, "base experiment .*missing.yaml does not exist"),
     ({"strategy": "bayes"}, "strategy must be one of"),
     ({"seeds": [0, 0]}, "seeds must be a non-empty list of distinct integers"),
+    ({"stage_seed": "one"}, "stage_seed must be an integer"),
     ({"variants": {"a": {}}, "baseline": "b"}, "baseline 'b' is not one of the variants"),
     ({"strategy": "random", "search": {"model.lr": {"low": 1, "high": 0}}, "trials": 2}, "search.model.lr: low must be below high"),
     ({"strategy": "optuna", "trials": 2}, "needs a `search` space"),

@@ -14,11 +14,13 @@ DEMO_SPEC = Path(__file__).resolve().parents[2] / "ablations" / "cpu-demo.yaml"
 DEMO_LONG_SPEC = DEMO_SPEC.with_name("cpu-demo-long.yaml")
 
 
-def demo_spec(long: bool, out: Path) -> SweepSpec:
+def demo_spec(long: bool, out: Path, stage_seed: int | None = None) -> SweepSpec:
     """The demo's spec with its synthetic data written under `out` beside its sweep (the specs name
     `outputs/demo...`, which is where `make demo` puts everything), so `h2ovl demo --out DIR` keeps the
     whole demo but the MLflow store in DIR."""
     spec = load_spec(DEMO_LONG_SPEC if long else DEMO_SPEC)
+    if stage_seed is not None:
+        spec.stage_seed = stage_seed
     for overrides in [spec.overrides, *(stage.get("overrides", {}) for stage in spec.init_stages)]:
         synthetic = overrides.get("data.synthetic")
         if isinstance(synthetic, dict) and "out" in synthetic:

@@ -158,7 +158,7 @@ class Sweep:
         rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
                  "status": "changed: " + ", ".join(changed[t.name][:5]) if t.name in changed
                  else self.state.trial(t.name).get("status", "pending")} for t in trials]
-        stages = [{"trial": t.name, "overrides": t.overrides, "status": self.state.trial(t.name).get("status", "pending")}
+        stages = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides, "status": self.state.trial(t.name).get("status", "pending")}
                   for t in self.init_trials()]
         return stages + rows
 
@@ -167,7 +167,7 @@ class Sweep:
         """The init stages as trials: `init-stage`, or `init-stage-1`, `init-stage-2`... for a curriculum."""
         stages = self.spec.init_stages
         names = [INIT_STAGE] if len(stages) == 1 else [f"{INIT_STAGE}-{k}" for k in range(1, len(stages) + 1)]
-        return [Trial(name=name, variant=name, seed=self.spec.seeds[0], overrides=dict(stage.get("overrides") or {}))
+        return [Trial(name=name, variant=name, seed=self.spec.stage_seed, overrides=dict(stage.get("overrides") or {}))
                 for name, stage in zip(names, stages)]
 
     def settings(self, trial: Trial) -> dict[str, str]:

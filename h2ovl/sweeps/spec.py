@@ -6,6 +6,7 @@
     report: [val/cer/exact_match]         # more table columns
     baseline: dynamic                     # the variant the table's differences are against
     seeds: [0, 1]                         # every configuration runs once per seed
+    stage_seed: 0                         # the init stages' seed (default: the first of `seeds`)
     overrides: {trainer.max_steps: 300}   # dotted keys set in every trial (whole values replaced)
     init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt;
                                           # a list of them is a curriculum, each from the one before
@@ -39,7 +40,7 @@ class SpecError(UserError, ValueError):
 
 
 STRATEGIES = ("grid", "random", "optuna")
-_KEYS = {"name", "base", "experiment", "metric", "report", "baseline", "seeds", "overrides", "init_stage", "variants",
+_KEYS = {"name", "base", "experiment", "metric", "report", "baseline", "seeds", "stage_seed", "overrides", "init_stage", "variants",
          "grid", "strategy", "search", "trials", "optuna", "slurm", "claims"}
 
 
@@ -77,6 +78,8 @@ class SweepSpec:
     report: list[str]
     baseline: str | None
     seeds: list[int]
+    stage_seed: int
+    """The init stages' seed: they run once, so a robustness study varies it apart from the trials' seeds."""
     overrides: dict[str, Any]
     init_stages: list[dict[str, Any]]
     """Runs before the trials, in order, each starting from the one before; the last one's checkpoint
@@ -199,6 +202,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
         raise SpecError(f"{path}: seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    stage_seed = raw.get("stage_seed", seeds[0])
+    if not isinstance(stage_seed, int) or isinstance(stage_seed, bool):
+        raise SpecError(f"{path}: stage_seed must be an integer, got {stage_seed!r}")
     variants = raw.get("variants") or {}
     if not isinstance(variants, dict) or not all(isinstance(v, dict) or v is None for v in variants.values()):
         raise SpecError(f"{path}: variants must map names to mappings of overrides")
@@ -221,7 +227,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     spec = SweepSpec(
         path=path, name=str(raw["name"]), base=base, experiment=str(raw.get("experiment") or raw["name"]),
         metric=metric["name"], mode=metric.get("mode", "min"), report=list(raw.get("report") or []),
-        baseline=baseline, seeds=seeds, overrides=dict(raw.get("overrides") or {}),
+        baseline=baseline, seeds=seeds, stage_seed=stage_seed, overrides=dict(raw.get("overrides") or {}),
         init_stages=_init_stages(path, raw.get("init_stage")), variants=variants, grid=grid, strategy=strategy, search=search,
         trials=int(trials or 0), optuna=dict(raw.get("optuna") or {}), slurm=dict(raw.get("slurm") or {}),
     )
