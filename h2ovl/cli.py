@@ -22,7 +22,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from h2ovl.synth.tasks import TASKS
 
 if TYPE_CHECKING:
     from h2ovl.sweeps import SweepOptions
+    from h2ovl.sweeps.results import Table
     from h2ovl.sweeps.spec import SweepSpec
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -81,8 +82,15 @@ def _demo(args: argparse.Namespace) -> int:
         run_preprocessing_demo(args.out)
         return 0
     from h2ovl.demo.ablation import demo_spec
+    from h2ovl.demo.recorded import placement
 
-    return _run_ablation(demo_spec(args.long, args.out, args.stage_seed), _sweep_options(args, out=str(args.out / "sweeps")))
+    spec = demo_spec(args.long, args.out, args.stage_seed)
+
+    def against_recorded_runs(table: Table) -> str:
+        means = {row.variant: row.mean(spec.metric) for row in table.rows if row.mean(spec.metric) is not None}
+        return placement(means, spec) if not args.long else ""
+
+    return _run_ablation(spec, _sweep_options(args, out=str(args.out / "sweeps")), epilogue=against_recorded_runs)
 
 
 def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
@@ -102,7 +110,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if args.dry_run or not summary["failed"] else 1
 
 
-def _run_ablation(spec: SweepSpec, options: SweepOptions) -> int:
+def _run_ablation(spec: SweepSpec, options: SweepOptions, epilogue: Callable[[Table], str] | None = None) -> int:
+    """Runs the sweep, then prints its table and verdicts (and `epilogue`'s text about the table)."""
     from h2ovl.sweeps import Sweep, report, table_for
 
     sweep = Sweep(spec, options)
@@ -113,6 +122,8 @@ def _run_ablation(spec: SweepSpec, options: SweepOptions) -> int:
     client, table = table_for(options.tracking_uri, sweep_id=sweep.sweep_id)
     files = report(client, table, sweep.folder / "results", sweep)
     print("\n" + files.pop("table"))
+    if epilogue is not None and (text := epilogue(table)):
+        print("\n" + text)
     print(json.dumps({**summary, **files}))
     return 0 if not summary["failed"] else 1
 

@@ -123,3 +123,19 @@ def test_fsdp2_reduce_scatters_once_per_optimizer_step_and_trains_as_one_process
     assert [idx for idx, _ in per_batch] == [0, 1, 2, 3]  # 2 steps x 2 micro-batches
     assert [n for idx, n in per_batch if idx % 2 == 0] == [0, 0] and all(n > 0 for idx, n in per_batch if idx % 2 == 1)
     _assert_same_weights(last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "fsdp")["state_dict"])
+
+
+def test_hybrid_sharding_replicates_across_groups_and_trains_as_one_process(tmp_path: Path):
+    """`shard_size: 1` over two processes: two replicas, each sharded over one process (HSDP, a 2-D mesh);
+    gradients all-reduced between them. The weights equal one process on the same global batch, and the
+    full checkpoint resumes."""
+    import json
+
+    data = _uneven_dataset(tmp_path)
+    placements = tmp_path / "placements.json"
+    _fit(tmp_path, "single", data, "--trainer.devices", "1", steps=2, weight_decay=0.5)
+    _fit(tmp_path, "hsdp", data, "--trainer.strategy.shard_size", "1", "--trainer.callbacks+=support.faults.RecordPlacements",
+         "--trainer.callbacks.out", str(placements), trainer="fsdp-cpu.yaml", steps=2, weight_decay=0.5)
+    recorded = json.loads(placements.read_text())
+    assert recorded["mesh"] == ["replicate", "shard"] and recorded["placements"] == ["(Replicate(), Shard(dim=0))"]
+    _assert_same_weights(last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "hsdp")["state_dict"])

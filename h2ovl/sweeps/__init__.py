@@ -36,6 +36,9 @@ def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> 
     held-out answers (`gallery.png`, when its trials' checkpoints are on this machine)."""
     from h2ovl.sweeps.plots import write_plots
 
+    if sweep is not None and sweep.spec.init_stages:
+        table.spread += (f" The seeds share one run of the init stages (seed {sweep.spec.stage_seed}): how far another run "
+                         "of those stages (another seed, another machine's kernels) moves a variant is not in it.")
     files = {**write_table(table, out), **write_plots(client, table, out)}
     text = to_markdown(table)
     if sweep is not None and sweep.spec.claims:

@@ -51,6 +51,8 @@ class Table:
     experiment_id: str | None = None
     left_out: dict[str, int] = field(default_factory=dict)
     """Runs not in the numbers, by MLflow status (FAILED, KILLED, RUNNING)."""
+    spread: str = "± is the sample standard deviation over each variant's finished seeds."
+    """What the table's "±" is the spread of, printed under it."""
 
     def diff(self, row: Row, metric: str) -> float | None:
         base = next((r for r in self.rows if r.variant == self.baseline), None)
@@ -183,6 +185,7 @@ def headers(table: Table) -> list[str]:
 def to_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(headers(table)) + " |", "|" + "---|" * len(headers(table))]
     lines += ["| " + " | ".join(_cells(table, row)) + " |" for row in table.rows]
+    lines += ["", table.spread]
     if table.left_out:
         counts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(table.left_out.items()))
         lines += ["", f"Finished runs only: {sum(table.left_out.values())} left out ({counts})."]

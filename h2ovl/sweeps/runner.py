@@ -38,7 +38,7 @@ from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
 from h2ovl.sweeps.preloaded import one_cpu_process, preloadable, start_forkserver
 from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
-from h2ovl.sweeps.spec import SweepSpec, Trial
+from h2ovl.sweeps.spec import INIT_STAGE, SweepSpec, Trial
 from h2ovl.sweeps.state import FAILED, FINISHED, INTERRUPTED, SweepState
 from h2ovl.sweeps.trials import last_checkpoint, log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INIT_STAGE = "init-stage"
 
 
 class SweepInterrupted(Stopped):
@@ -159,17 +158,10 @@ class Sweep:
                  "status": "changed: " + ", ".join(changed[t.name][:5]) if t.name in changed
                  else self.state.trial(t.name).get("status", "pending")} for t in trials]
         stages = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides, "status": self.state.trial(t.name).get("status", "pending")}
-                  for t in self.init_trials()]
+                  for t in self.spec.stage_trials()]
         return stages + rows
 
     # -- what a trial is: its name and its resolved config --------------------------------------------------
-    def init_trials(self) -> list[Trial]:
-        """The init stages as trials: `init-stage`, or `init-stage-1`, `init-stage-2`... for a curriculum."""
-        stages = self.spec.init_stages
-        names = [INIT_STAGE] if len(stages) == 1 else [f"{INIT_STAGE}-{k}" for k in range(1, len(stages) + 1)]
-        return [Trial(name=name, variant=name, seed=self.spec.stage_seed, overrides=dict(stage.get("overrides") or {}))
-                for name, stage in zip(names, stages)]
-
     def settings(self, trial: Trial) -> dict[str, str]:
         """The trial's resolved config, flattened, without what the sweep adds for bookkeeping (its folder,
         MLflow run, parent and start checkpoint): what makes two attempts the same trial."""
@@ -182,7 +174,7 @@ class Sweep:
     def changed_trials(self, trials: list[Trial]) -> dict[str, list[str]]:
         """Trials recorded with settings other than the spec's now, and the keys that differ."""
         changed = {}
-        for trial in (*self.init_trials(), *trials):
+        for trial in (*self.spec.stage_trials(), *trials):
             saved = self.state.trial(trial.name).get("settings")
             if saved is None:
                 continue
@@ -203,7 +195,7 @@ class Sweep:
             listed = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for name, keys in changed.items())
             raise SettingError(f"sweep {self.sweep_id!r}: {len(changed)} trials ran with other settings than the spec "
                                f"gives now: {listed}. Run it under a new --sweep-id, or pass --force to rerun them from scratch")
-        stages = [t.name for t in self.init_trials()]
+        stages = [t.name for t in self.spec.stage_trials()]
         first_changed = next((k for k, name in enumerate(stages) if name in changed), None)
         if first_changed is not None:  # the stages after it, and every trial, started from its checkpoint
             changed.update({name: [] for name in stages[first_changed:]})
@@ -355,12 +347,12 @@ class Sweep:
 
     def stage_start(self, trial: Trial) -> str | None:
         """The checkpoint an init stage starts from: the stage before it (None for the first)."""
-        stages = self.init_trials()
+        stages = self.spec.stage_trials()
         index = [t.name for t in stages].index(trial.name)
         return self.stage_checkpoint(stages[index - 1]) if index else None
 
     def run_init_stages(self, parent: str) -> None:
-        stages = self.init_trials()
+        stages = self.spec.stage_trials()
         for trial in stages:
             if self.state.trial(trial.name).get("status") != FINISHED:
                 command, log_file, env, config = self.prepare(trial, parent, role=INIT_STAGE)
@@ -376,7 +368,7 @@ class Sweep:
     def best_variant(self) -> tuple[str, float] | None:
         """(variant, mean over its seeds) of the best configuration by the sweep's metric, over finished trials."""
         values: dict[str, list[float]] = {}
-        stages = {t.name for t in self.init_trials()}
+        stages = {t.name for t in self.spec.stage_trials()}
         for name, t in self.state.data["trials"].items():
             if t.get("status") == FINISHED and t.get("value") is not None and name not in stages:
                 values.setdefault(name.rsplit("/seed=", 1)[0], []).append(t["value"])
@@ -406,7 +398,7 @@ class Sweep:
         the background (`h2ovl.sweeps.data_ahead`), so neither waits in front of the first step of a stage."""
         from h2ovl.sweeps.data_ahead import DataAhead
 
-        trials = [*self.init_trials(), *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else [])]
+        trials = [*self.spec.stage_trials(), *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else [])]
         trials = [t for t in trials if self.state.trial(t.name).get("status") != FINISHED]
         configs = [trial_config(self.spec, self.sweep_id, t, Path("trial"), {}, None, None) for t in trials]
         if configs and not self._device_slots() and one_cpu_process(configs[0]):  # its trials will be forked

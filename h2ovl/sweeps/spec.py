@@ -40,6 +40,7 @@ class SpecError(UserError, ValueError):
 
 
 STRATEGIES = ("grid", "random", "optuna")
+INIT_STAGE = "init-stage"  # the init stages' trial names (and their MLflow runs' role tag)
 _KEYS = {"name", "base", "experiment", "metric", "report", "baseline", "seeds", "stage_seed", "overrides", "init_stage", "variants",
          "grid", "strategy", "search", "trials", "optuna", "slurm", "claims"}
 
@@ -117,6 +118,13 @@ class SweepSpec:
             axes_tags = {"variant": variant, **axes} if variant else axes
             out.append((name, {**variant_overrides, **axes}, axes_tags))
         return out
+
+    def stage_trials(self) -> list[Trial]:
+        """The init stages as trials, under `stage_seed`: `init-stage`, or `init-stage-1`, `init-stage-2`...
+        for a curriculum."""
+        names = [INIT_STAGE] if len(self.init_stages) == 1 else [f"{INIT_STAGE}-{k}" for k in range(1, len(self.init_stages) + 1)]
+        return [Trial(name=name, variant=name, seed=self.stage_seed, overrides=dict(stage.get("overrides") or {}))
+                for name, stage in zip(names, self.init_stages)]
 
     def expand(self) -> list[Trial]:
         if self.strategy == "optuna":

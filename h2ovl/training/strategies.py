@@ -1,4 +1,6 @@
 """FSDP2 for H2OVL: every ViT block and LLM decoder layer its own `fully_shard` unit, then the root.
+Optionally hybrid (HSDP): parameters sharded within groups of `shard_size` processes (a node's GPUs, over
+its fast links) and replicated across the groups (gradients all-reduced between nodes, once per step).
 
 Lightning's `ModelParallelStrategy` sets up the process group and the device mesh and calls the
 module's `configure_model`, which hands the model to `H2OVLFSDPStrategy.parallelize`. FSDP2 rather than
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
+from h2ovl.errors import SettingError
 from h2ovl.model.h2ovl import H2OVL
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -38,6 +43,9 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
             (less memory: gradients stay sharded). Default False: the window's micro-batches accumulate
             unsharded gradients and only its last one reduce-scatters (one reduction per optimizer step, as
             DDP's no-sync does; Lightning's no-sync covers DDP only), at the memory of one unsharded gradient.
+        shard_size: processes that shard one replica. None (default): all of them (plain FSDP). An
+            integer dividing the world size, or "node" (the processes of one node): hybrid sharding, with
+            world size / shard_size replicas whose gradients are all-reduced.
         **kwargs: `ModelParallelStrategy`'s other arguments (`process_group_backend`, `timeout`).
     """
 
@@ -48,6 +56,7 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         reshard_after_forward: bool = True,
         save_distributed_checkpoint: bool = False,
         reduce_in_accumulation: bool = False,
+        shard_size: int | Literal["node"] | None = None,
         **kwargs: Any,
     ) -> None:
         # Pure data parallelism: the whole world shards one replica (no tensor parallel dimension).
@@ -60,6 +69,9 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         )
         self.reshard_after_forward = reshard_after_forward
         self.reduce_in_accumulation = reduce_in_accumulation
+        if not (shard_size is None or shard_size == "node" or (isinstance(shard_size, int) and shard_size >= 1)):
+            raise SettingError(f"strategy shard_size must be a positive integer, 'node' or null, got {shard_size!r}")
+        self.shard_size = shard_size
 
     @contextmanager
     def block_backward_sync(self) -> Iterator[None]:
@@ -79,10 +91,22 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         self._data_parallel_size = self.num_nodes * self.num_processes
         super().setup_environment()
 
+    def sharding_mesh(self) -> DeviceMesh:
+        """The mesh `fully_shard` takes: 1-D over every process, or 2-D (replicate, shard) for hybrid sharding."""
+        if self.shard_size is None:
+            return self.device_mesh["data_parallel"]
+        shard = self.num_processes if self.shard_size == "node" else self.shard_size
+        if self.world_size % shard:
+            raise SettingError(f"strategy shard_size {self.shard_size!r} ({shard} processes) does not divide the "
+                               f"{self.world_size} processes of this run")
+        mesh = init_device_mesh(self.root_device.type, (self.world_size // shard, shard), mesh_dim_names=("replicate", "shard"))
+        rank_zero_info(f"hybrid sharding: {self.world_size // shard} replicas, each sharded over {shard} processes")
+        return mesh
+
     def parallelize(self, model: H2OVL) -> None:
         """Shard `model` in place: its repeated layers one unit each, the rest (embeddings, projector,
         head, norms) in the root unit."""
-        mesh = self.device_mesh["data_parallel"]
+        mesh = self.sharding_mesh()
         options = {"mesh": mesh, "mp_policy": self.mixed_precision, "reshard_after_forward": self.reshard_after_forward}
         for layer in model.shard_units():
             fully_shard(layer, **options)

@@ -118,3 +118,22 @@ class StopAt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
         if trainer.global_step >= self.step:
             trainer.should_stop = True
+
+
+class RecordPlacements(L.Callback):
+    """Writes (rank zero, at the start of training) the device-mesh dimensions and the DTensor placements
+    of the model's parameters to `out` as JSON: {"mesh": [...], "placements": [...]} (one per distinct)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import json
+
+        from torch.distributed.tensor import DTensor
+
+        tensors = [p for p in pl_module.parameters() if isinstance(p, DTensor)]
+        if trainer.is_global_zero:
+            with open(self.out, "w") as handle:
+                json.dump({"mesh": list(tensors[0].device_mesh.mesh_dim_names or ()) if tensors else [],
+                           "placements": sorted({str(p.placements) for p in tensors})}, handle)
