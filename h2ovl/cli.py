@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from h2ovl.errors import Stopped, UserError
+from h2ovl.errors import RankLost, Stopped, UserError
 from h2ovl.preprocessing import ImagePreprocessor, tokens_per_tile
 from h2ovl.synth.tasks import TASKS
 
@@ -406,6 +406,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Stopped as stopped:
         print(f"h2ovl {command}: {stopped}", file=sys.stderr)
         return 128 + stopped.signum
+    except RankLost as lost:
+        if debug:
+            raise
+        print(f"h2ovl {command}: {_one_line(lost)}", file=sys.stderr)
+        return 1
     except user_errors as err:
         if debug:
             raise

@@ -29,6 +29,12 @@ def read_text_file(path: str | os.PathLike, error: type[UserError], what: str) -
         raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
 
 
+class RankLost(Exception):
+    """Another process of a distributed run died or stopped answering within the collective timeout; this
+    one stopped too. Not the user's mistake, yet a traceback of the collective that noticed it tells nothing
+    more: the command ends in one line naming the rank, exit code 1."""
+
+
 class Stopped(Exception):
     """The command was told to stop (a signal) and stopped cleanly; it exits with 128 + the signal number."""
 

@@ -1,17 +1,20 @@
 """Faults at scale, named: a NaN or infinite loss stops the run naming the step and its samples with the last
 good checkpoint kept (or, under `model.nonfinite_loss: skip`, drops that update and counts it); running
-out of accelerator memory ends in one line naming the settings that decide a step's memory."""
+out of accelerator memory ends in one line naming the settings that decide a step's memory; a rank that
+dies, or stops answering, stops every other rank within the collective timeout, in one line."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from h2ovl.cli import main
-from training_runs import last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
+from training_runs import ROOT, h2ovl_fit, last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
 
 
 def _error_line(capsys) -> str:
@@ -71,3 +74,24 @@ def test_nonfinite_loss_accepts_only_stop_or_skip():
 
     with pytest.raises(SettingError, match="nonfinite_loss must be 'stop' or 'skip'"):
         H2OVLModule(nonfinite_loss="ignore")
+
+
+@pytest.mark.slow  # two-process runs
+@pytest.mark.parametrize(("fault", "timeout"), [("SigkillRankAt", None), ("HangRankAt", "0:01:00")], ids=["killed", "silent"])
+def test_a_lost_rank_stops_every_rank_in_one_line_within_the_timeout(tmp_path: Path, fault: str, timeout: str | None):
+    """Two DDP processes over gloo; at step 2 rank one is SIGKILLed (rank zero notices at once) or stops
+    answering (rank zero's next collective times out). Rank zero ends in one line with exit code 1, and kills
+    the silent rank it launched: no process of the run is left (the test would wait for its open stderr)."""
+    config = tiny_run_config(tmp_path, "lost", 20, global_batch_size=4)
+    config["extends"].append({"trainer": str(ROOT / "configs/trainer/ddp-cpu.yaml")})
+    args = [f"--trainer.callbacks+=support.faults.{fault}", "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "2"]
+    if timeout:  # it bounds the start's rendezvous too: a minute, so a loaded machine's slow start passes
+        args += ["--trainer.strategy.init_args.timeout", timeout]
+    started = time.monotonic()
+    result = h2ovl_fit(write_config(tmp_path / "lost.yaml", config), *args, check=False, timeout=240)
+    assert result.returncode == 1 and time.monotonic() - started < 200
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("h2ovl fit:")]
+    assert line.startswith("h2ovl fit: rank 0 lost contact with another process of the run") and "--ckpt_path last" in line
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "lost.yaml")], capture_output=True, text=True).stdout.split()
+    assert not left

@@ -4,6 +4,7 @@ id bookkeeping that ties a run, its checkpoints and its MLflow record together."
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,17 @@ class OutOfMemoryReport(L.Callback):
             knobs.append(f"data.pack_tokens={data.pack_tokens} / data.pack_tiles={data.pack_tiles}")
         exception.h2ovl_hint = (f"out of accelerator memory at optimizer step {trainer.global_step + 1}; what a step needs is "
                                 f"set by {'; '.join(knobs)}: lower the first two or turn checkpointing on")
+
+
+class StopLaunchedRanks(L.Callback):
+    """When a run fails on the node's first process, the ranks it launched are killed with it. Lightning's
+    launcher starts ranks 1..N-1 of a node as child processes of rank 0 and kills them on Ctrl-C only: after
+    any other error they would wait in their next collective until its timeout, or forever in a step that
+    never reaches one, holding their GPUs and the job."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+        launcher = trainer.strategy.launcher
+        if isinstance(launcher, _SubprocessScriptLauncher) and getattr(launcher, "procs", None):
+            launcher.kill(signal.SIGKILL)

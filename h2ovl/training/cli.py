@@ -26,14 +26,15 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from h2ovl.constants import SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import (BestCheckpoint, Checkpoint, OutOfMemoryReport, Throughput, TrackedConfig, checkpoint_run_id,
+from h2ovl.training.callbacks import (BestCheckpoint, Checkpoint, OutOfMemoryReport, StopLaunchedRanks, Throughput, TrackedConfig, checkpoint_run_id,
                                       checkpoint_step)
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
-from h2ovl.errors import CheckpointError, OutOfMemory, UserError
+from h2ovl.errors import CheckpointError, OutOfMemory, RankLost, UserError
 from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
@@ -144,6 +145,7 @@ class H2OVLCLI(LightningCLI):
                 trainer.callbacks[index] = StepProgress()
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a configured plugin is kept
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(StopLaunchedRanks())
         return trainer
 
     # What is done with a checkpoint (resumed training, validation, test, prediction) lands in the run that
@@ -258,3 +260,22 @@ def run_lightning(argv: Sequence[str]) -> None:
             if hint is None:
                 raise
             raise OutOfMemory(hint) from error
+        except RuntimeError as error:
+            if not lost_another_rank(error):
+                raise
+            raise RankLost(f"rank {rank_zero_only.rank} lost contact with another process of the run, which died or "
+                           f"stopped answering ({str(error).strip().splitlines()[0][:200]}); every process has stopped. "
+                           "Resume with --ckpt_path last, on the same or another number of processes; how long a rank "
+                           "waits for a silent one is trainer.strategy.init_args.timeout (default 0:30:00)") from error
+
+
+#: What the collective backends say when a peer process is gone (gloo: its socket closed; NCCL and gloo: the
+#: collective timed out); torch raises them as plain RuntimeErrors (DistBackendError, a subclass, for NCCL).
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Timed out waiting",
+              "Application timeout caused pair closure",
+              "Watchdog caught collective operation timeout", "NCCL communicator was aborted")
+
+
+def lost_another_rank(error: BaseException) -> bool:
+    """Whether `error` is a collective that failed because another rank died or went silent."""
+    return isinstance(error, torch.distributed.DistBackendError) or any(sign in str(error) for sign in _PEER_GONE)

@@ -137,3 +137,29 @@ class RecordPlacements(L.Callback):
             with open(self.out, "w") as handle:
                 json.dump({"mesh": list(tensors[0].device_mesh.mesh_dim_names or ()) if tensors else [],
                            "placements": sorted({str(p.placements) for p in tensors})}, handle)
+
+
+class SigkillRankAt(L.Callback):
+    """SIGKILL the process of global rank `rank` once `step` optimizer steps are done (a node lost mid-run);
+    the other ranks go on into the next step's collectives."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HangRankAt(L.Callback):
+    """The process of global rank `rank` stops answering (sleeps) once `step` optimizer steps are done, as a
+    rank stuck on a dead file system or a wedged device would; the others wait in their next collective."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        import time
+
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            time.sleep(3600)
