@@ -558,3 +558,52 @@ def test_a_preloaded_trial_runs_h2ovl_in_a_process_of_its_own_with_its_log_and_e
     assert not preloadable(command, cpu, "0")  # a GPU slot: CUDA must see its devices before anything starts
     assert not preloadable(command, {"trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}}, None)
     assert not preloadable(["h2ovl", "fit"], cpu, None)
+
+
+@pytest.mark.slow  # a trial signalled, killed and run again
+def test_slurms_pre_timeout_signal_reaches_the_trial_which_requeues_and_resumes(tmp_path: Path):
+    """A SLURM array task runs its trial through `run_command` in its main thread; the trial is in a process
+    group of its own. SLURM's warning (submitit asks for SIGUSR2) reaches this task: the trial gets SIGUSR1,
+    Lightning's auto-requeue saves `hpc_ckpt_1.ckpt` and calls `scontrol requeue <array job>_<task>`, and
+    SLURM kills the job (here the fake scontrol does). The same command run again (the requeued task)
+    resumes from that checkpoint into the same MLflow run and finishes."""
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    from training_runs import mlflow_runs, tiny_run_config, write_config
+
+    marker, requeued = tmp_path / "step3", tmp_path / "scontrol.txt"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {requeued}\nkill -9 $PPID\n')  # SLURM ends the job it requeues
+    scontrol.chmod(0o755)
+    config = tiny_run_config(tmp_path, "trial", 8)
+    config["trainer"]["callbacks"] = [{"class_path": "support.faults.SlowSteps", "init_args": {"seconds": 0.5, "marker": str(marker), "at": 3}}]
+    command = [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(write_config(tmp_path / "trial.yaml", config))]
+    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_NODELIST": "localhost", "SLURM_JOB_NAME": "trial",
+             "SLURM_JOB_ID": "4243", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "3", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+             "SLURM_NODEID": "0", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    task = ("import json, sys; from pathlib import Path; from h2ovl.sweeps.trials import run_command; "
+            f"sys.exit(run_command(json.loads(sys.argv[1]), Path({str(tmp_path / 'fit.log')!r}), json.loads(sys.argv[2])))")
+    array_task = subprocess.Popen([sys.executable, "-c", task, json.dumps(command), json.dumps(slurm)], cwd=tmp_path)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and time.monotonic() < deadline and array_task.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists(), (tmp_path / "fit.log").read_text()[-3000:]
+    array_task.send_signal(signal.SIGUSR2)
+    assert array_task.wait(timeout=120) == 256 - signal.SIGKILL  # run_command returned -9: the trial was killed
+    assert requeued.read_text().split() == ["requeue", "4242_3"]
+    checkpoint = torch.load(tmp_path / "runs/trial/hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
+    assert 3 <= checkpoint["global_step"] < 8
+
+    requeued.unlink()
+    rerun = subprocess.run([sys.executable, "-c", task, json.dumps(command), json.dumps(slurm)], cwd=tmp_path, timeout=240)
+    assert rerun.returncode == 0, (tmp_path / "fit.log").read_text()[-3000:]
+    assert f"resuming from {tmp_path / 'runs/trial/hpc_ckpt_1.ckpt'}" in (tmp_path / "fit.log").read_text()
+    (run,) = mlflow_runs(tmp_path, "trial")
+    assert run.info.status == "FINISHED" and torch.load(tmp_path / "runs/trial/checkpoints/last.ckpt", weights_only=False)["global_step"] == 8

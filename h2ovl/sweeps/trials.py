@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,9 @@ def run_command(command: list[str], log: Path, env: dict[str, str] | None = None
 
     The trial gets its own process group, so `stop_trials` reaches it and everything it started (data
     loader workers) with one signal, and it learns the sweep's pid, so it stops itself should the sweep
-    die without a word (SIGKILL; see `h2ovl.training.cli.watch_parent`)."""
+    die without a word (SIGKILL; see `h2ovl.training.cli.watch_parent`). Being in a group of its own, it
+    would miss SLURM's warning before the time limit, which reaches this process (a SLURM array task, where
+    this runs in the main thread): that warning is forwarded (`forward_requeue_signals`)."""
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}{'  (forked, imports preloaded)' if preload else ''}\n")
         out.flush()
@@ -106,10 +110,41 @@ def run_command(command: list[str], log: Path, env: dict[str, str] | None = None
         with _running_lock:
             _running[process.pid] = process
         try:
-            return process.wait()
+            with forward_requeue_signals(process.pid):
+                return process.wait()
         finally:
             with _running_lock:
                 _running.pop(process.pid, None)
+
+
+#: SLURM's warning before a job's time limit (`--signal`): SIGUSR1 as Lightning's SLURM environment expects
+#: it, SIGUSR2 as submitit asks for it.
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
+@contextmanager
+def forward_requeue_signals(process_group: int) -> Iterator[None]:
+    """While a trial runs in the main thread: SLURM's pre-timeout signal, caught here, reaches the trial's
+    process group as SIGUSR1, on which Lightning's SLURM auto-requeue saves `hpc_ckpt_<n>.ckpt` and requeues
+    the job; the requeued trial resumes from it (`h2ovl.training.cli`). submitit's own handler (which cannot
+    checkpoint a trial it does not own) is set aside meanwhile. Off the main thread (trials side by side on
+    one machine) signals cannot be caught, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            os.killpg(process_group, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in REQUEUE_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_trials(sig: int = signal.SIGTERM, grace: float = 60.0) -> list[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -151,7 +153,22 @@ class H2OVLCLI(LightningCLI):
     # What is done with a checkpoint (resumed training, validation, test, prediction) lands in the run that
     # trained it.
     def before_fit(self) -> None:
+        self._resume_from_requeue_checkpoint()
         self._continue_tracked_run()
+
+    def _resume_from_requeue_checkpoint(self) -> None:
+        """A job SLURM requeued (Lightning's auto-requeue saved `hpc_ckpt_<n>.ckpt` on the pre-timeout signal)
+        resumes from that checkpoint when it is newer than what `--ckpt_path` names (nothing, or `last`):
+        the command that restarts is the one first submitted. Named explicitly, it is checked and continues
+        its MLflow run like any other."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") not in (None, "last") or not SLURMEnvironment.detect():
+            return
+        requeued = requeue_checkpoint(Path(self.trainer.default_root_dir))
+        named = resolve_ckpt_path(config.get("ckpt_path"), self.trainer)
+        if requeued is not None and (named is None or requeued.stat().st_mtime >= named.stat().st_mtime):
+            log.info("resuming from %s, saved when SLURM requeued this job", requeued)
+            config["ckpt_path"] = str(requeued)
 
     def before_validate(self) -> None:
         self._continue_tracked_run()
@@ -177,6 +194,14 @@ class H2OVLCLI(LightningCLI):
         if run_id:
             log.info("resuming MLflow run %s from %s", run_id, ckpt)
             tracker.continue_run(run_id)
+
+
+def requeue_checkpoint(root: Path) -> Path | None:
+    """The newest `hpc_ckpt_<n>.ckpt` under `root` (the trainer's default_root_dir, where Lightning's SLURM
+    auto-requeue writes them, numbering up), or None."""
+    numbered = [(int(match.group(1)), path) for path in root.glob("hpc_ckpt_*.ckpt")
+                if (match := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
+    return max(numbered)[1] if numbered else None
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:

@@ -163,3 +163,19 @@ class HangRankAt(L.Callback):
 
         if trainer.global_rank == self.rank and trainer.global_step >= self.step:
             time.sleep(3600)
+
+
+class SlowSteps(L.Callback):
+    """Each optimizer step takes at least `seconds` more, and `marker` is written once `at` steps are done:
+    a run slow enough for a test to signal it mid-training, and the moment to do so."""
+
+    def __init__(self, seconds: float, marker: str, at: int) -> None:
+        self.seconds, self.marker, self.at = seconds, marker, at
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        import time
+        from pathlib import Path
+
+        time.sleep(self.seconds)
+        if trainer.global_step >= self.at and trainer.is_global_zero:
+            Path(self.marker).touch()
