@@ -27,8 +27,11 @@ demo: $(STAMP)
 demo-long: $(STAMP)
 	$(VENV)/bin/h2ovl demo --long --out outputs/demo-long
 
-# Everything but the tests marked `slow`, on parallel workers.
+# Lint and format check (ruff, settings in pyproject.toml), then everything but the tests marked
+# `slow`, on parallel workers.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest -n $(WORKERS) -m "not slow"
 
 # Only the tests marked `slow` (whole sweeps, killed and resumed runs, every loss reduction, the paper

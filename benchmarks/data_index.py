@@ -21,8 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-IMAGES = [("page", 1240, 1754), ("page", 1654, 2339), ("photo", 1024, 768), ("photo", 1600, 1200), ("strip", 2000, 500),
-          ("strip", 1800, 300), ("page", 1000, 1414), ("photo", 800, 600)]
+IMAGES = [
+    ("page", 1240, 1754),
+    ("page", 1654, 2339),
+    ("photo", 1024, 768),
+    ("photo", 1600, 1200),
+    ("strip", 2000, 500),
+    ("strip", 1800, 300),
+    ("page", 1000, 1414),
+    ("photo", 800, 600),
+]
 
 
 def _status_mb(field: str) -> float:
@@ -48,9 +56,19 @@ def write_data(folder: Path, records: int) -> Path:
     path = folder / "train.jsonl"
     with path.open("w", encoding="utf-8") as out:
         for r in range(records):
-            out.write(json.dumps({"id": f"r{r}", "image": f"images/{r % len(IMAGES)}.jpg", "conversations": [
-                {"from": "human", "value": "<image>\nWhat is the total amount on this document?"},
-                {"from": "gpt", "value": f"The total is {r % 9973}.{r % 100:02d}."}]}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"r{r}",
+                        "image": f"images/{r % len(IMAGES)}.jpg",
+                        "conversations": [
+                            {"from": "human", "value": "<image>\nWhat is the total amount on this document?"},
+                            {"from": "gpt", "value": f"The total is {r % 9973}.{r % 100:02d}."},
+                        ],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -61,7 +79,11 @@ def child_index(path: str) -> None:
     start = time.perf_counter()
     index = line_index.line_index(Path(path))
     seconds = time.perf_counter() - start
-    print(json.dumps({"records": len(index), "seconds": round(seconds, 1), "peak_mb": round(_status_mb("VmHWM") - base, 1)}))
+    print(
+        json.dumps(
+            {"records": len(index), "seconds": round(seconds, 1), "peak_mb": round(_status_mb("VmHWM") - base, 1)}
+        )
+    )
 
 
 def child_worker(path: str, reads: int) -> None:
@@ -77,8 +99,16 @@ def child_worker(path: str, reads: int) -> None:
     for _ in range(reads):
         source.load(rng.randrange(len(source)))
     private = _status_mb("RssAnon") - anon_before
-    print(json.dumps({"records": len(source), "open_seconds": round(opened, 2), "private_mb": round(private, 1),
-                      "private_bytes_per_record": round(private * 2**20 / len(source), 2)}))
+    print(
+        json.dumps(
+            {
+                "records": len(source),
+                "open_seconds": round(opened, 2),
+                "private_mb": round(private, 1),
+                "private_bytes_per_record": round(private * 2**20 / len(source), 2),
+            }
+        )
+    )
 
 
 def child_pipeline(path: str, samples: int, fast_path: bool) -> None:
@@ -94,8 +124,12 @@ def child_pipeline(path: str, samples: int, fast_path: bool) -> None:
     from h2ovl.preprocessing import MSAC
 
     tokenizer = build_tiny_tokenizer()
-    builder = SampleBuilder([open_source(load_mixture(path)[0])], MSAC(tile_size=448, max_tiles=6, fast_path=fast_path),
-                            ConversationEncoder(tokenizer, 8192), tokens_per_tile=256)
+    builder = SampleBuilder(
+        [open_source(load_mixture(path)[0])],
+        MSAC(tile_size=448, max_tiles=6, fast_path=fast_path),
+        ConversationEncoder(tokenizer, 8192),
+        tokens_per_tile=256,
+    )
     builder.build(0, 0)  # warm up
     start, tiles, batch = time.perf_counter(), 0, []
     for i in range(samples):
@@ -123,8 +157,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        {"index": lambda: child_index(rest[0]), "worker": lambda: child_worker(rest[0], int(rest[1])),
-         "pipeline": lambda: child_pipeline(rest[0], int(rest[1]), rest[2] == "fast")}[kind]()
+        {
+            "index": lambda: child_index(rest[0]),
+            "worker": lambda: child_worker(rest[0], int(rest[1])),
+            "pipeline": lambda: child_pipeline(rest[0], int(rest[1]), rest[2] == "fast"),
+        }[kind]()
         return
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.out or Path(scratch)
@@ -134,17 +171,33 @@ def main() -> None:
         for old in folder.glob(".train.jsonl.index-*"):
             old.unlink()  # a cold index
         cold = run("--child", "index", str(path))
-        print(f"index, cold: {cold['records']:,} records in {cold['seconds']} s, peak {cold['peak_mb']} MB "
-              f"({cold['peak_mb'] * 2**20 / cold['records']:.1f} bytes a record, once)")
+        print(
+            f"index, cold: {cold['records']:,} records in {cold['seconds']} s, peak {cold['peak_mb']} MB "
+            f"({cold['peak_mb'] * 2**20 / cold['records']:.1f} bytes a record, once)"
+        )
         worker = run("--child", "worker", str(path), "10000")
-        print(f"a worker (cached index, 10,000 random reads): opened in {worker['open_seconds']} s, private memory "
-              f"{worker['private_mb']} MB = {worker['private_bytes_per_record']} bytes a record (goal <= 16)")
+        print(
+            f"a worker (cached index, 10,000 random reads): opened in {worker['open_seconds']} s, private memory "
+            f"{worker['private_mb']} MB = {worker['private_bytes_per_record']} bytes a record (goal <= 16)"
+        )
         rates = {mode: run("--child", "pipeline", str(path), str(args.samples), mode) for mode in ("exact", "fast")}
         for mode, rate in rates.items():
-            print(f"pipeline, one core, MSAC 448 ({mode} decoding): {rate['samples_per_s']} samples/s "
-                  f"({rate['mean_tiles']} tiles a sample; goal >= 12)")
-        print(json.dumps({"benchmark": "data_index", "records": cold["records"], "file_gib": round(path.stat().st_size / 2**30, 2),
-                          "index": cold, "worker": worker, "pipeline": rates}))
+            print(
+                f"pipeline, one core, MSAC 448 ({mode} decoding): {rate['samples_per_s']} samples/s "
+                f"({rate['mean_tiles']} tiles a sample; goal >= 12)"
+            )
+        print(
+            json.dumps(
+                {
+                    "benchmark": "data_index",
+                    "records": cold["records"],
+                    "file_gib": round(path.stat().st_size / 2**30, 2),
+                    "index": cold,
+                    "worker": worker,
+                    "pipeline": rates,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -80,15 +80,37 @@ def write_files(folder: Path, rows: int) -> tuple[Path, Path]:
     questions = [f"What is the total on page {i}?" for i in range(rows)]
     answers = [str([f"{i}.50", f"${i}.50"]) for i in range(rows)]
     tsv = folder / "DocVQA_VAL.tsv"
-    pd.DataFrame({"index": range(rows), "image": encoded, "question": questions, "answer": answers}).to_csv(tsv, sep="\t", index=False)
+    pd.DataFrame({"index": range(rows), "image": encoded, "question": questions, "answer": answers}).to_csv(
+        tsv, sep="\t", index=False
+    )
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    schema = pa.schema([("questionId", pa.string()), ("question", pa.string()), ("question_types", pa.list_(pa.string())), ("image", image),
-                        ("docId", pa.int64()), ("ucsf_document_id", pa.string()), ("ucsf_document_page_no", pa.string()),
-                        ("answers", pa.list_(pa.string())), ("data_split", pa.string())])
-    table = pa.table({"questionId": [str(49153 + i) for i in range(rows)], "question": questions, "question_types": [["form"]] * rows,
-                      "image": [{"bytes": jpeg, "path": None} for jpeg in jpegs], "docId": list(range(rows)), "ucsf_document_id": ["x"] * rows,
-                      "ucsf_document_page_no": ["1"] * rows, "answers": [[f"{i}.50"] for i in range(rows)], "data_split": ["val"] * rows},
-                     schema=schema)
+    schema = pa.schema(
+        [
+            ("questionId", pa.string()),
+            ("question", pa.string()),
+            ("question_types", pa.list_(pa.string())),
+            ("image", image),
+            ("docId", pa.int64()),
+            ("ucsf_document_id", pa.string()),
+            ("ucsf_document_page_no", pa.string()),
+            ("answers", pa.list_(pa.string())),
+            ("data_split", pa.string()),
+        ]
+    )
+    table = pa.table(
+        {
+            "questionId": [str(49153 + i) for i in range(rows)],
+            "question": questions,
+            "question_types": [["form"]] * rows,
+            "image": [{"bytes": jpeg, "path": None} for jpeg in jpegs],
+            "docId": list(range(rows)),
+            "ucsf_document_id": ["x"] * rows,
+            "ucsf_document_page_no": ["1"] * rows,
+            "answers": [[f"{i}.50"] for i in range(rows)],
+            "data_split": ["val"] * rows,
+        },
+        schema=schema,
+    )
     parquet = folder / "DocVQA" / "validation-00000-of-00001.parquet"
     parquet.parent.mkdir()
     pq.write_table(table, parquet, row_group_size=100)
@@ -96,7 +118,9 @@ def write_files(folder: Path, rows: int) -> tuple[Path, Path]:
 
 
 def measure(reader: str, path: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", reader, str(path)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", reader, str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -115,12 +139,20 @@ def main() -> None:
             for layout, path in zip(("tsv", "parquet"), write_files(Path(scratch), rows)):
                 ours, whole = measure("h2ovl", path), measure("whole", path)
                 assert ours["rows"] == whole["rows"] == rows
-                row = {"layout": layout, "rows": rows, "file_mb": round(path.stat().st_size / 2**20, 1), "h2ovl_peak_mb": ours["peak_mb"],
-                       "whole_file_peak_mb": whole["peak_mb"], "h2ovl_rows_per_s": round(rows / ours["seconds"])}
+                row = {
+                    "layout": layout,
+                    "rows": rows,
+                    "file_mb": round(path.stat().st_size / 2**20, 1),
+                    "h2ovl_peak_mb": ours["peak_mb"],
+                    "whole_file_peak_mb": whole["peak_mb"],
+                    "h2ovl_rows_per_s": round(rows / ours["seconds"]),
+                }
                 results.append(row)
                 ratio = row["whole_file_peak_mb"] / max(row["h2ovl_peak_mb"], 0.1)
-                print(f"{layout:<8} {rows:>7} {row['file_mb']:>8} {row['h2ovl_peak_mb']:>9} {row['whole_file_peak_mb']:>9} {ratio:>6.1f} "
-                      f"{row['h2ovl_rows_per_s']:>13}")
+                print(
+                    f"{layout:<8} {rows:>7} {row['file_mb']:>8} {row['h2ovl_peak_mb']:>9} {row['whole_file_peak_mb']:>9} {ratio:>6.1f} "
+                    f"{row['h2ovl_rows_per_s']:>13}"
+                )
     print(json.dumps({"benchmark": "eval_files", "results": results}))
 
 

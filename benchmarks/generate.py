@@ -50,7 +50,9 @@ def main() -> None:
     pad = tokenizer.pad_token_id
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         metas = SyntheticData(out=folder, n=args.samples * 2, seed=0, test_fraction=0.5, max_side=512).ensure()
-        data = H2OVLDataModule(val_batch_size=1).bind(Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile))
+        data = H2OVLDataModule(val_batch_size=1).bind(
+            Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
+        )
         singles = list(data.eval_dataloader(str(metas["test"]), limit=args.samples))
         data.val_batch_size = args.batch
         batched = list(data.eval_dataloader(str(metas["test"]), limit=args.samples))
@@ -62,7 +64,11 @@ def main() -> None:
         "samples": len(one_by_one),
         "batch": args.batch,
         "new_tokens": args.new_tokens,
-        "prompt_tokens": {"min": min(prompt_lengths), "mean": round(sum(prompt_lengths) / len(prompt_lengths), 1), "max": max(prompt_lengths)},
+        "prompt_tokens": {
+            "min": min(prompt_lengths),
+            "mean": round(sum(prompt_lengths) / len(prompt_lengths), 1),
+            "max": max(prompt_lengths),
+        },
         "samples_per_s_one_at_a_time": round(single_rate, 2),
         "samples_per_s_batched": round(batched_rate, 2),
         "speedup": round(batched_rate / single_rate, 2),

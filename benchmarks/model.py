@@ -33,11 +33,23 @@ def build_hf():
 
     torch.manual_seed(0)
     vision = InternVLVisionConfig(
-        hidden_size=192, num_hidden_layers=4, num_attention_heads=4, intermediate_size=768,
-        image_size=[TILE, TILE], patch_size=[8, 8], attention_bias=True,
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=768,
+        image_size=[TILE, TILE],
+        patch_size=[8, 8],
+        attention_bias=True,
     )
-    text = LlamaConfig(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=8,
-                       num_key_value_heads=4, vocab_size=VOCAB, tie_word_embeddings=False)
+    text = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        vocab_size=VOCAB,
+        tie_word_embeddings=False,
+    )
     config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN_ID, downsample_ratio=0.5)
     config._attn_implementation = "sdpa"
     return InternVLForConditionalGeneration(config)
@@ -67,8 +79,12 @@ def worker(which: str, checkpoint: Path, steps: int, threads: int) -> dict:
 
         model = build_hf()
         normalise = TileNormalizer()
+
         # transformers takes normalised floats; normalising inside the step keeps the work equal.
-        step = lambda: model(input_ids=inputs["input_ids"], pixel_values=normalise(inputs["tiles"]), labels=inputs["labels"]).loss  # noqa: E731
+        def step() -> torch.Tensor:
+            pixels = normalise(inputs["tiles"])
+            return model(input_ids=inputs["input_ids"], pixel_values=pixels, labels=inputs["labels"]).loss
+
     model.train()
     step().backward()  # warm-up (allocations, kernel selection)
     model.zero_grad(set_to_none=True)
@@ -114,25 +130,44 @@ def main() -> None:
         save_hf_internvl_as_released(build_hf(), Path(tmp))
         for _ in range(args.rounds):
             for which in ("ours", "hf"):
-                command = [sys.executable, __file__, "--worker", which, "--checkpoint", tmp, "--steps", str(args.steps), "--threads", str(args.threads)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    which,
+                    "--checkpoint",
+                    tmp,
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                ]
                 output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 results[which].append(json.loads(output.strip().splitlines()[-1]))
     best = {which: max(runs, key=lambda r: r["samples_per_s"]) for which, runs in results.items()}
     peak = {which: min(r["peak_rss_mib"] for r in runs) for which, runs in results.items()}
     same_loss = abs(best["ours"]["loss"] - best["hf"]["loss"]) < 1e-3
-    print(f"batch {BATCH} x ({TILES_PER_SAMPLE} tiles of {TILE}px + {TEXT_TOKENS} text tokens), {args.threads} threads, "
-          f"{args.steps} steps x {args.rounds} rounds; same loss: {same_loss}")
+    print(
+        f"batch {BATCH} x ({TILES_PER_SAMPLE} tiles of {TILE}px + {TEXT_TOKENS} text tokens), {args.threads} threads, "
+        f"{args.steps} steps x {args.rounds} rounds; same loss: {same_loss}"
+    )
     for which, label in (("ours", "h2ovl"), ("hf", "transformers InternVL")):
-        print(f"  {label:<22} {best[which]['samples_per_s']:7.2f} samples/s   peak RSS during steps {peak[which]:7.1f} MiB")
-    print(json.dumps({
-        "ours_samples_per_s": round(best["ours"]["samples_per_s"], 3),
-        "hf_samples_per_s": round(best["hf"]["samples_per_s"], 3),
-        "speed_ratio": round(best["ours"]["samples_per_s"] / best["hf"]["samples_per_s"], 3),
-        "ours_peak_rss_mib": round(peak["ours"], 1),
-        "hf_peak_rss_mib": round(peak["hf"], 1),
-        "memory_ratio": round(peak["ours"] / peak["hf"], 3),
-        "same_loss": same_loss,
-    }))
+        print(
+            f"  {label:<22} {best[which]['samples_per_s']:7.2f} samples/s   peak RSS during steps {peak[which]:7.1f} MiB"
+        )
+    print(
+        json.dumps(
+            {
+                "ours_samples_per_s": round(best["ours"]["samples_per_s"], 3),
+                "hf_samples_per_s": round(best["hf"]["samples_per_s"], 3),
+                "speed_ratio": round(best["ours"]["samples_per_s"] / best["hf"]["samples_per_s"], 3),
+                "ours_peak_rss_mib": round(peak["ours"], 1),
+                "hf_peak_rss_mib": round(peak["hf"], 1),
+                "memory_ratio": round(peak["ours"] / peak["hf"], 3),
+                "same_loss": same_loss,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -78,10 +78,15 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as folder:
         synthetic = SyntheticData(out=folder, n=args.samples + 60, seed=0, test_fraction=0)
-        preprocessors = {"dynamic": DynamicResolution(tile_size=64, max_tiles=6), "msac": MSAC(tile_size=64, max_tiles=6)}
+        preprocessors = {
+            "dynamic": DynamicResolution(tile_size=64, max_tiles=6),
+            "msac": MSAC(tile_size=64, max_tiles=6),
+        }
         for name, preprocessor in preprocessors.items():
             common = dict(synthetic=synthetic, max_length=args.pack_tokens, seed=0)
-            padded_dm = H2OVLDataModule(batch_size=args.batch, **common).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
+            padded_dm = H2OVLDataModule(batch_size=args.batch, **common).bind(
+                Processor(tokenizer, preprocessor, model.tokens_per_tile)
+            )
             # Packed rows hold about args.batch samples' worth of tokens between them.
             rows = max(1, args.batch // 4)
             packed_dm = H2OVLDataModule(batch_size=rows, pack_tokens=args.pack_tokens, pack_buffer=64, **common)
@@ -99,7 +104,11 @@ def main() -> None:
             lengths = [int(n) for b in padded for n in b["attention_mask"].sum(1)]
             results[name] = {
                 "samples": sum(len(b["ids"]) for b in padded),
-                "tokens_per_sample": {"min": min(lengths), "mean": round(sum(lengths) / len(lengths), 1), "max": max(lengths)},
+                "tokens_per_sample": {
+                    "min": min(lengths),
+                    "mean": round(sum(lengths) / len(lengths), 1),
+                    "max": max(lengths),
+                },
                 "tiles_per_sample": {"min": min(tiles), "mean": round(sum(tiles) / len(tiles), 2), "max": max(tiles)},
                 "real_fraction_padded": round(real_fraction(padded), 4),
                 "real_fraction_packed": round(real_fraction(packed), 4),

@@ -27,7 +27,17 @@ from h2ovl.demo.sample_images import render_document
 from h2ovl.preprocessing import MSAC, DynamicResolution, ImagePreprocessor, TileNormalizer
 from h2ovl.preprocessing.reference import reference_pixel_values
 
-SIZES = [(300, 200), (640, 480), (800, 1100), (1024, 768), (1240, 1754), (1920, 1080), (3000, 800), (2480, 3508), (4000, 3000)]
+SIZES = [
+    (300, 200),
+    (640, 480),
+    (800, 1100),
+    (1024, 768),
+    (1240, 1754),
+    (1920, 1080),
+    (3000, 800),
+    (2480, 3508),
+    (4000, 3000),
+]
 
 
 def write_images(folder: Path) -> list[Path]:
@@ -75,19 +85,19 @@ def main() -> None:
             return normalize(preprocessor(path).tiles)
 
         identical = all(torch.equal(reference_one(p), ours(default, p)) for p in paths)
-        diffs = [
-            (default(p).tiles.float() - fast(p).tiles.float()).abs().mean().item() for p in paths
-        ]
+        diffs = [(default(p).tiles.float() - fast(p).tiles.float()).abs().mean().item() for p in paths]
         n_tiles = sum(default(p).n_tiles for p in paths)
 
         timings = {"reference": 0.0, "default": 0.0, "fast": 0.0}
         for path in paths:  # per image, interleaved, so drift in machine load hits all three alike
-            timings["reference"] += best_time(lambda: reference_one(path), args.repeats)
-            timings["default"] += best_time(lambda: ours(default, path), args.repeats)
-            timings["fast"] += best_time(lambda: ours(fast, path), args.repeats)
+            timings["reference"] += best_time(lambda path=path: reference_one(path), args.repeats)
+            timings["default"] += best_time(lambda path=path: ours(default, path), args.repeats)
+            timings["fast"] += best_time(lambda path=path: ours(fast, path), args.repeats)
 
     rate = {name: len(paths) / seconds for name, seconds in timings.items()}
-    print(f"{len(paths)} images ({len(SIZES)} sizes x JPEG/PNG), {n_tiles} tiles, {args.preprocessor}, one core, best of {args.repeats}")
+    print(
+        f"{len(paths)} images ({len(SIZES)} sizes x JPEG/PNG), {n_tiles} tiles, {args.preprocessor}, one core, best of {args.repeats}"
+    )
     for name in timings:
         print(f"  {name:<9} {rate[name]:7.2f} images/s  ({timings[name] * 1e3 / len(paths):6.1f} ms/image)")
     result = {

@@ -42,7 +42,13 @@ STAGES: dict[str, tuple[str, Trainable]] = {
     "2b/finetune": ("h2ovl-2b", Trainable(vision=True, projector=True, llm=True)),
 }
 #: samples/s per H100 implied by the paper's Table 2 (samples x epochs / (8 GPUs x hours))
-PAPER_SAMPLES_PER_S = {"0.8b/pretrain-1": 15.4, "0.8b/pretrain-2": 36.1, "0.8b/finetune": 8.1, "2b/pretrain": 20.3, "2b/finetune": 7.9}
+PAPER_SAMPLES_PER_S = {
+    "0.8b/pretrain-1": 15.4,
+    "0.8b/pretrain-2": 36.1,
+    "0.8b/finetune": 8.1,
+    "2b/pretrain": 20.3,
+    "2b/finetune": 7.9,
+}
 
 
 def stand_in_tokenizer(folder: Path, pieces: int = 32000, with_h2ovl_tokens: bool = True) -> str:
@@ -57,12 +63,16 @@ def stand_in_tokenizer(folder: Path, pieces: int = 32000, with_h2ovl_tokens: boo
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     if with_h2ovl_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(ADDED_TOKENS)})  # the markers stay text, as released
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": list(ADDED_TOKENS)}
+        )  # the markers stay text, as released
     tokenizer.save_pretrained(str(folder))
     return str(folder)
 
 
-def synthetic_batch(tokenizer: Any, micro_batch: int, tiles: int, tile_size: int, tokens_per_tile: int, text: int, answer: int) -> dict:
+def synthetic_batch(
+    tokenizer: Any, micro_batch: int, tiles: int, tile_size: int, tokens_per_tile: int, text: int, answer: int
+) -> dict:
     """`micro_batch` identical-shape samples: prompt, one image of `tiles` tiles, text, a supervised answer."""
     ids = tokenizer.convert_tokens_to_ids
     image = [ids(IMG_START)] + [ids(IMG_CONTEXT)] * (tiles * tokens_per_tile) + [ids(IMG_END)]
@@ -72,7 +82,14 @@ def synthetic_batch(tokenizer: Any, micro_batch: int, tiles: int, tile_size: int
     words = plain[torch.randint(0, len(plain), (text + 2,), generator=generator)].tolist()
     # one plain word stands for each text marker (<|prompt|>, <|answer|>), as in the released tokenizers
     prompt_marker, answer_marker, words = words[0], words[1], words[2:]
-    row = [prompt_marker] + image + words[: text - answer] + [ids(END), answer_marker] + words[text - answer :] + [ids(END)]
+    row = (
+        [prompt_marker]
+        + image
+        + words[: text - answer]
+        + [ids(END), answer_marker]
+        + words[text - answer :]
+        + [ids(END)]
+    )
     length = len(row)
     input_ids = torch.tensor([row] * micro_batch)
     labels = torch.full_like(input_ids, -100)
@@ -83,7 +100,9 @@ def synthetic_batch(tokenizer: Any, micro_batch: int, tiles: int, tile_size: int
         "position_ids": torch.arange(length).expand(micro_batch, length).clone(),
         "attention_mask": torch.ones_like(input_ids),
         "sample_index": torch.arange(micro_batch).unsqueeze(1).expand(micro_batch, length).clone(),
-        "pixel_values": torch.randint(0, 256, (micro_batch * tiles, 3, tile_size, tile_size), dtype=torch.uint8, generator=generator),
+        "pixel_values": torch.randint(
+            0, 256, (micro_batch * tiles, 3, tile_size, tile_size), dtype=torch.uint8, generator=generator
+        ),
         "tiles_per_sample": torch.full((micro_batch,), tiles),
         "packed": False,
         "ids": [str(i) for i in range(micro_batch)],
@@ -125,20 +144,34 @@ class StepTimer(L.Callback):
             self.peak_bytes, self.peak_reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
 
 
-def run(stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argparse.Namespace, tokenizer_dir: str) -> dict:
+def run(
+    stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argparse.Namespace, tokenizer_dir: str
+) -> dict:
     preset, trainable = STAGES[stage]
     if args.tiny:
         preset = "tiny-mistral" if preset == "h2ovl-2b" else "tiny"
-    module = H2OVLModule(preset=preset, tokenizer=tokenizer_dir, trainable=trainable, gradient_checkpointing=checkpointing)
+    module = H2OVLModule(
+        preset=preset, tokenizer=tokenizer_dir, trainable=trainable, gradient_checkpointing=checkpointing
+    )
     model = module.model
-    batch = synthetic_batch(module.tokenizer, micro_batch, args.tiles, model.vision.tile_size, model.tokens_per_tile, args.text, args.answer)
+    batch = synthetic_batch(
+        module.tokenizer, micro_batch, args.tiles, model.vision.tile_size, model.tokens_per_tile, args.text, args.answer
+    )
     timer = StepTimer(args.warmup)
     gpu = torch.cuda.is_available() and not args.tiny
     strategy = H2OVLFSDPStrategy(param_dtype="bfloat16" if gpu else None) if mode == "fsdp" else "auto"
     trainer = L.Trainer(
-        accelerator="gpu" if gpu else "cpu", devices=1, strategy=strategy, precision="bf16-mixed" if gpu else "32-true",
-        max_steps=args.warmup + args.steps, gradient_clip_val=1.0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+        accelerator="gpu" if gpu else "cpu",
+        devices=1,
+        strategy=strategy,
+        precision="bf16-mixed" if gpu else "32-true",
+        max_steps=args.warmup + args.steps,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
     )
     trainer.fit(module, DataLoader(Repeat(batch, args.warmup + args.steps), batch_size=None))
     device = trainer.strategy.root_device
@@ -146,11 +179,18 @@ def run(stage: str, mode: str, checkpointing: bool, micro_batch: int, args: argp
     seconds = max(timer.seconds, 1e-9)
     tokens = int(batch["attention_mask"].sum()) * timer.steps
     return {
-        "stage": stage, "mode": mode, "checkpointing": checkpointing, "micro_batch": micro_batch,
-        "samples_per_s": micro_batch * timer.steps / seconds, "tokens_per_s": tokens / seconds,
-        "tflops_per_s": timer.flops / seconds / 1e12, "mfu": timer.flops / seconds / peak if peak else None,
-        "peak_gib": timer.peak_bytes / 2**30, "peak_reserved_gib": timer.peak_reserved / 2**30,
-        "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage], "error": None,
+        "stage": stage,
+        "mode": mode,
+        "checkpointing": checkpointing,
+        "micro_batch": micro_batch,
+        "samples_per_s": micro_batch * timer.steps / seconds,
+        "tokens_per_s": tokens / seconds,
+        "tflops_per_s": timer.flops / seconds / 1e12,
+        "mfu": timer.flops / seconds / peak if peak else None,
+        "peak_gib": timer.peak_bytes / 2**30,
+        "peak_reserved_gib": timer.peak_reserved / 2**30,
+        "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage],
+        "error": None,
     }
 
 
@@ -162,7 +202,14 @@ def largest_micro_batch(stage: str, args: argparse.Namespace, tokenizer_dir: str
     fits, size = 0, 1
     while size <= 256:
         try:
-            run(stage, "single", True, size, argparse.Namespace(**{**vars(args), "steps": 1, "warmup": 1}), tokenizer_dir)
+            run(
+                stage,
+                "single",
+                True,
+                size,
+                argparse.Namespace(**{**vars(args), "steps": 1, "warmup": 1}),
+                tokenizer_dir,
+            )
             fits, size = size, size * 2
         except torch.cuda.OutOfMemoryError:
             break
@@ -174,16 +221,22 @@ def largest_micro_batch(stage: str, args: argparse.Namespace, tokenizer_dir: str
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| stage | mode | act. ckpt | micro-batch | samples/s | paper samples/s | tokens/s | TFLOP/s | MFU | peak GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | mode | act. ckpt | micro-batch | samples/s | paper samples/s | tokens/s | TFLOP/s | MFU | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
-                         f"failed: {r['error']} | {r['paper_samples_per_s']} | | | | |")
+            lines.append(
+                f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
+                f"failed: {r['error']} | {r['paper_samples_per_s']} | | | | |"
+            )
             continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        lines.append(f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
-                     f"{r['samples_per_s']:.2f} | {r['paper_samples_per_s']} | {r['tokens_per_s']:,.0f} | {r['tflops_per_s']:.1f} | {mfu} | {r['peak_gib']:.1f} |")
+        lines.append(
+            f"| {r['stage']} | {r['mode']} | {'on' if r['checkpointing'] else 'off'} | {r['micro_batch']} | "
+            f"{r['samples_per_s']:.2f} | {r['paper_samples_per_s']} | {r['tokens_per_s']:,.0f} | {r['tflops_per_s']:.1f} | {mfu} | {r['peak_gib']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -218,9 +271,17 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         row = run(stage, mode, checkpointing == "on", args.micro_batch, args, tokenizer_dir)
                     except Exception as error:  # noqa: BLE001 - recorded in the row, the next row still runs
-                        kind = "out of memory" if isinstance(error, torch.cuda.OutOfMemoryError) else type(error).__name__
-                        row = {"stage": stage, "mode": mode, "checkpointing": checkpointing == "on", "micro_batch": args.micro_batch,
-                               "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage], "error": f"{kind}: {str(error).splitlines()[0][:200]}"}
+                        kind = (
+                            "out of memory" if isinstance(error, torch.cuda.OutOfMemoryError) else type(error).__name__
+                        )
+                        row = {
+                            "stage": stage,
+                            "mode": mode,
+                            "checkpointing": checkpointing == "on",
+                            "micro_batch": args.micro_batch,
+                            "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage],
+                            "error": f"{kind}: {str(error).splitlines()[0][:200]}",
+                        }
                     rows.append(row)
                     gc.collect()
                     if torch.cuda.is_available():
@@ -228,14 +289,20 @@ def main(argv: list[str] | None = None) -> int:
                     if row["error"]:
                         print(f"{stage} {mode} checkpointing {checkpointing}: {row['error']}", flush=True)
                     else:
-                        print(f"{stage} {mode} checkpointing {checkpointing}: {row['samples_per_s']:.2f} samples/s, "
-                              f"MFU {row['mfu'] if row['mfu'] is None else format(row['mfu'], '.1%')}, {row['peak_gib']:.1f} GiB "
-                              f"allocated, {row['peak_reserved_gib']:.1f} GiB reserved", flush=True)
+                        print(
+                            f"{stage} {mode} checkpointing {checkpointing}: {row['samples_per_s']:.2f} samples/s, "
+                            f"MFU {row['mfu'] if row['mfu'] is None else format(row['mfu'], '.1%')}, {row['peak_gib']:.1f} GiB "
+                            f"allocated, {row['peak_reserved_gib']:.1f} GiB reserved",
+                            flush=True,
+                        )
                     if args.out:
                         args.out.write_text(json.dumps(rows, indent=2))
             if args.max_batch and not args.tiny:
-                print(f"{stage}: largest micro-batch within 80 GB (single device, activation checkpointing): "
-                      f"{largest_micro_batch(stage, args, tokenizer_dir)}", flush=True)
+                print(
+                    f"{stage}: largest micro-batch within 80 GB (single device, activation checkpointing): "
+                    f"{largest_micro_batch(stage, args, tokenizer_dir)}",
+                    flush=True,
+                )
     print(table(rows))
     return 0
 

@@ -1,18 +1,18 @@
 """The `h2ovl` command: one entry point whose subcommands each hand off to the module that does the work.
 
-    h2ovl preview IMAGE [--preprocessor fixed|dynamic|msac|CLASS_PATH] [--max-tiles N] [--tile-size T]
-                  [--no-thumbnail] [--fast-path] [--out PNG] [--json]
-    h2ovl demo [--out DIR] [--long] [--preprocessing]
-    h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
-    h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
-    h2ovl data inspect META [--preset tiny|h2ovl-0.8b|h2ovl-2b] [--tokenizer DIR|HUB_ID] [--limit N]
-    h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
-    h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer,relaxed} PREDICTIONS.jsonl|OCRBENCH.json
-    h2ovl evaluate (--ckpt CKPT | --released DIR|HUB_ID) --data META|JSONL|BENCHMARK [--protocol P] [--limit N]
-    h2ovl export (--ckpt CKPT | --released DIR) --out DIR [--format transformers|released]
-    h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
-    h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
-    h2ovl table (--sweep ID | --experiment NAME --metric M ...) [--baseline VARIANT] [--out DIR]
+h2ovl preview IMAGE [--preprocessor fixed|dynamic|msac|CLASS_PATH] [--max-tiles N] [--tile-size T]
+              [--no-thumbnail] [--fast-path] [--out PNG] [--json]
+h2ovl demo [--out DIR] [--long] [--preprocessing]
+h2ovl synth --out DIR --n N [--seed S] [--tasks T ...] [--test-fraction F] [--max-side PX]
+h2ovl data optimize META OUT [--num-workers N] [--chunk-bytes 64MB] [--url-prefix s3://...]
+h2ovl data inspect META [--preset tiny|h2ovl-0.8b|h2ovl-2b] [--tokenizer DIR|HUB_ID] [--limit N]
+h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   (LightningCLI)
+h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer,relaxed} PREDICTIONS.jsonl|OCRBENCH.json
+h2ovl evaluate (--ckpt CKPT | --released DIR|HUB_ID) --data META|JSONL|BENCHMARK [--protocol P] [--limit N]
+h2ovl export (--ckpt CKPT | --released DIR) --out DIR [--format transformers|released]
+h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
+h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
+h2ovl table (--sweep ID | --experiment NAME --metric M ...) [--baseline VARIANT] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from h2ovl.errors import RankLost, Stopped, UserError
 from h2ovl.preprocessing import ImagePreprocessor, tokens_per_tile
 from h2ovl.synth.tasks import TASKS
 
-
 if TYPE_CHECKING:
     from h2ovl.sweeps import SweepOptions
     from h2ovl.sweeps.results import Table
@@ -46,12 +45,20 @@ def preview_preprocessor(args: argparse.Namespace) -> ImagePreprocessor:
 
     from h2ovl.preprocessing import instantiate_preprocessor
 
-    flags = {"tile_size": args.tile_size, "max_tiles": args.max_tiles, "use_thumbnail": not args.no_thumbnail,
-             "fast_path": args.fast_path}
+    flags = {
+        "tile_size": args.tile_size,
+        "max_tiles": args.max_tiles,
+        "use_thumbnail": not args.no_thumbnail,
+        "fast_path": args.fast_path,
+    }
     cls = type(instantiate_preprocessor(args.preprocessor))
     accepted = inspect.signature(cls.__init__).parameters
-    return instantiate_preprocessor({"class_path": f"{cls.__module__}.{cls.__name__}",
-                                     "init_args": {k: v for k, v in flags.items() if k in accepted}})
+    return instantiate_preprocessor(
+        {
+            "class_path": f"{cls.__module__}.{cls.__name__}",
+            "init_args": {k: v for k, v in flags.items() if k in accepted},
+        }
+    )
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -68,8 +75,10 @@ def _preview(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         grids = ", ".join(f"{k} {v[0]}x{v[1]}" for k, v in summary.items() if k.endswith("grid"))
-        print(f"{args.image}: {summary['image_size'][0]}x{summary['image_size'][1]} -> {grids}; "
-              f"{summary['n_tiles']} tiles, {summary['n_tokens']} visual tokens (pixel shuffle on)")
+        print(
+            f"{args.image}: {summary['image_size'][0]}x{summary['image_size'][1]} -> {grids}; "
+            f"{summary['n_tiles']} tiles, {summary['n_tokens']} visual tokens (pixel shuffle on)"
+        )
         if args.out:
             print(f"preview written to {args.out}")
     return 0
@@ -96,10 +105,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _sweep_options(args: argparse.Namespace, out: str | None = None) -> SweepOptions:
     from h2ovl.sweeps import SweepOptions
 
-    return SweepOptions(sweep_id=getattr(args, "sweep_id", None), launcher=getattr(args, "launcher", "local"),
-                        parallel=getattr(args, "parallel", 1), only=getattr(args, "only", None),
-                        dry_run=getattr(args, "dry_run", False), out=out or args.out,
-                        tracking_uri=getattr(args, "tracking_uri", None), force=getattr(args, "force", False))
+    return SweepOptions(
+        sweep_id=getattr(args, "sweep_id", None),
+        launcher=getattr(args, "launcher", "local"),
+        parallel=getattr(args, "parallel", 1),
+        only=getattr(args, "only", None),
+        dry_run=getattr(args, "dry_run", False),
+        out=out or args.out,
+        tracking_uri=getattr(args, "tracking_uri", None),
+        force=getattr(args, "force", False),
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -201,23 +216,44 @@ def _scorer_options(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def _add_scorer_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--vqa-processing", choices=("m4c", "vlmevalkit"),
-                         help="TextVQA answer processing: mmf's m4c evaluator (InternVL's; the default) or VLMEvalKit's "
-                              "(the default under evaluate --protocol vlmevalkit)")
-    command.add_argument("--kie-extract-json", action="store_true",
-                         help="KIE: also read JSON out of code fences or surrounding prose (default: Donut's whole-text JSON)")
-    command.add_argument("--kie-accept-lists", action="store_true",
-                         help="KIE: score top-level JSON lists too (default: a JSON object, as Donut's references are)")
+    command.add_argument(
+        "--vqa-processing",
+        choices=("m4c", "vlmevalkit"),
+        help="TextVQA answer processing: mmf's m4c evaluator (InternVL's; the default) or VLMEvalKit's "
+        "(the default under evaluate --protocol vlmevalkit)",
+    )
+    command.add_argument(
+        "--kie-extract-json",
+        action="store_true",
+        help="KIE: also read JSON out of code fences or surrounding prose (default: Donut's whole-text JSON)",
+    )
+    command.add_argument(
+        "--kie-accept-lists",
+        action="store_true",
+        help="KIE: score top-level JSON lists too (default: a JSON object, as Donut's references are)",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from h2ovl.evaluate import EvaluationRequest, evaluate
 
     request = EvaluationRequest(
-        data=str(args.data), ckpt=args.ckpt, released=args.released, task=args.task, limit=args.limit,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, max_length=args.max_length,
-        precision=args.precision, out=args.out, experiment=args.experiment, tracking_uri=args.tracking_uri,
-        scorer_options=_scorer_options(args), benchmark=args.benchmark, images=args.images, protocol=args.protocol,
+        data=str(args.data),
+        ckpt=args.ckpt,
+        released=args.released,
+        task=args.task,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_length=args.max_length,
+        precision=args.precision,
+        out=args.out,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        scorer_options=_scorer_options(args),
+        benchmark=args.benchmark,
+        images=args.images,
+        protocol=args.protocol,
     )
     print(json.dumps(evaluate(request)))
     return 0
@@ -226,20 +262,27 @@ def _evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from h2ovl.data.benchmarks.catalog import BENCHMARKS, PROTOCOLS
 
-    parser = argparse.ArgumentParser(prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="h2ovl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; main() hands them to LightningCLI
         commands.add_parser(name, help=f"LightningCLI {name} (see `h2ovl {name} --help`)", add_help=False)
 
     preview = commands.add_parser("preview", help="draw the tiling of one image and print its facts")
     preview.add_argument("image", type=Path)
-    preview.add_argument("--preprocessor", default="DynamicResolution",
-                         help="fixed, dynamic or msac (or the class, as configs name it: FixedResize, DynamicResolution, MSAC, a class path)")
+    preview.add_argument(
+        "--preprocessor",
+        default="DynamicResolution",
+        help="fixed, dynamic or msac (or the class, as configs name it: FixedResize, DynamicResolution, MSAC, a class path)",
+    )
     preview.add_argument("--max-tiles", type=int, default=6)
     preview.add_argument("--tile-size", type=int, default=448)
     preview.add_argument("--patch-size", type=int, default=14, help="ViT patch size, for the visual-token count")
     preview.add_argument("--no-thumbnail", action="store_true")
-    preview.add_argument("--fast-path", action="store_true", help="reduced-scale JPEG decoding (see docs/preprocessing.md)")
+    preview.add_argument(
+        "--fast-path", action="store_true", help="reduced-scale JPEG decoding (see docs/preprocessing.md)"
+    )
     preview.add_argument("--out", type=Path, help="where to write the preview PNG")
     preview.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
     preview.set_defaults(handler=_preview)
@@ -249,8 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preprocessing", action="store_true", help="only the preprocessing preview on generated images")
     demo.add_argument("--long", action="store_true", help="the longer, stronger demo (ablations/cpu-demo-long.yaml)")
     demo.add_argument("--dry-run", action="store_true", help="print the ablation's trials; run nothing")
-    demo.add_argument("--stage-seed", type=int, help="the shared stages' seed (default: the spec's, 0); docs/results.md "
-                                                     "records the demo over several")
+    demo.add_argument(
+        "--stage-seed",
+        type=int,
+        help="the shared stages' seed (default: the spec's, 0); docs/results.md records the demo over several",
+    )
     demo.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     # Two single-threaded trials at a time: on 2 cores the fine-tunes take 5 minutes instead of 8 (same
     # metrics; each variant's two seeds share the machine, so samples/s stays comparable across rows).
@@ -276,9 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.set_defaults(handler=_data_optimize)
     inspect = data.add_parser("inspect", help="build every sample once; print lengths, tiles and bad-sample counts")
     inspect.add_argument("meta", type=Path)
-    inspect.add_argument("--preset", default="tiny", help="model preset whose tokenizer and preprocessor to use (tiny, h2ovl-0.8b, h2ovl-2b, ...)")
+    inspect.add_argument(
+        "--preset",
+        default="tiny",
+        help="model preset whose tokenizer and preprocessor to use (tiny, h2ovl-0.8b, h2ovl-2b, ...)",
+    )
     inspect.add_argument("--tokenizer", help="the preset's tokenizer: a folder or hub id (the real presets need one)")
-    inspect.add_argument("--max-length", type=int, default=2048, help="the training max_length (truncation counts as in training)")
+    inspect.add_argument(
+        "--max-length", type=int, default=2048, help="the training max_length (truncation counts as in training)"
+    )
     inspect.add_argument("--limit", type=int, help="at most this many records per dataset")
     inspect.set_defaults(handler=_data_inspect)
 
@@ -293,50 +345,79 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="generate answers for a dataset, score them, log them to MLflow")
     model = evaluate.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="a Lightning checkpoint (logs into its training run)")
-    model.add_argument("--released", help="a released model: its directory (config.json, safetensors, tokenizer) or hub id "
-                                           "(h2oai/h2ovl-mississippi-2b; the Hugging Face cache, HF_HUB_OFFLINE respected)")
-    evaluate.add_argument("--data", required=True,
-                          help="meta file or jsonl of records, or a benchmark as downloaded: official JSON (or ChartQA's "
-                               "test folder), VLMEvalKit TSV, Hugging Face parquet file/folder/glob")
+    model.add_argument(
+        "--released",
+        help="a released model: its directory (config.json, safetensors, tokenizer) or hub id "
+        "(h2oai/h2ovl-mississippi-2b; the Hugging Face cache, HF_HUB_OFFLINE respected)",
+    )
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="meta file or jsonl of records, or a benchmark as downloaded: official JSON (or ChartQA's "
+        "test folder), VLMEvalKit TSV, Hugging Face parquet file/folder/glob",
+    )
     evaluate.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="the benchmark, where the file does not tell")
     evaluate.add_argument("--images", help="an official release's image folder, where it is not beside the file")
-    evaluate.add_argument("--protocol", choices=sorted(PROTOCOLS), default="plain",
-                          help="plain: the question as written, 64 new tokens; vlmevalkit: VLMEvalKit's H2OVL prompts, "
-                               "1024 new tokens and scorers (how the paper's numbers were made)")
+    evaluate.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="plain",
+        help="plain: the question as written, 64 new tokens; vlmevalkit: VLMEvalKit's H2OVL prompts, "
+        "1024 new tokens and scorers (how the paper's numbers were made)",
+    )
     evaluate.add_argument("--task", choices=tasks, default="auto", help="auto: each record's 'scorer' field")
     evaluate.add_argument("--limit", type=int, help="the first N records only")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--max-new-tokens", type=int, help="answer budget (default: the protocol's, else 64)")
     evaluate.add_argument("--max-length", type=int, default=4096, help="prompt tokens kept (images never cut)")
     evaluate.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPU, 32-true on CPU)")
-    evaluate.add_argument("--out", help="folder for predictions.jsonl and scores.json (default outputs/eval/<model>-<data>)")
-    evaluate.add_argument("--experiment", default="evaluate", help="MLflow experiment of a run made for a released model")
-    evaluate.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    evaluate.add_argument(
+        "--out", help="folder for predictions.jsonl and scores.json (default outputs/eval/<model>-<data>)"
+    )
+    evaluate.add_argument(
+        "--experiment", default="evaluate", help="MLflow experiment of a run made for a released model"
+    )
+    evaluate.add_argument(
+        "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+    )
     _add_scorer_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
-    export = commands.add_parser("export", help="write a model in the released InternVL-chat layout or transformers' native InternVL")
+    export = commands.add_parser(
+        "export", help="write a model in the released InternVL-chat layout or transformers' native InternVL"
+    )
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", help="a Lightning checkpoint of a run")
     source.add_argument("--released", help="a released model directory or hub id")
     export.add_argument("--out", type=Path, required=True, help="the folder to write")
-    export.add_argument("--format", choices=("transformers", "released"), default="transformers",
-                        help="transformers: InternVLForConditionalGeneration + processor, no remote code; released: InternVL-chat layout")
+    export.add_argument(
+        "--format",
+        choices=("transformers", "released"),
+        default="transformers",
+        help="transformers: InternVLForConditionalGeneration + processor, no remote code; released: InternVL-chat layout",
+    )
     export.set_defaults(handler=_export)
 
-    for name, handler, description in (("sweep", _sweep, "run a sweep spec: every trial its own `h2ovl fit`"),
-                                       ("ablate", _ablate, "run an ablation spec, then write its table and plots")):
+    for name, handler, description in (
+        ("sweep", _sweep, "run a sweep spec: every trial its own `h2ovl fit`"),
+        ("ablate", _ablate, "run an ablation spec, then write its table and plots"),
+    ):
         command = commands.add_parser(name, help=description)
         command.add_argument("spec", type=Path)
         command.add_argument("--dry-run", action="store_true", help="print the trials and their overrides; run nothing")
-        command.add_argument("--force", action="store_true",
-                             help="rerun from scratch the trials whose resolved config changed since they ran (else an error)")
+        command.add_argument(
+            "--force",
+            action="store_true",
+            help="rerun from scratch the trials whose resolved config changed since they ran (else an error)",
+        )
         command.add_argument("--launcher", choices=("local", "slurm"), default="local")
         command.add_argument("--parallel", type=int, default=1, help="trials at a time (local: on disjoint GPUs)")
         command.add_argument("--only", nargs="+", help="trial or variant names to run")
         command.add_argument("--sweep-id", help="default: the spec's name (the same id resumes)")
         command.add_argument("--out", default="outputs/sweeps", help="sweep folders go here")
-        command.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+        command.add_argument(
+            "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+        )
         command.set_defaults(handler=handler)
 
     table = commands.add_parser("table", help="ablation table (Markdown, CSV, LaTeX) and plots from MLflow alone")

@@ -24,7 +24,9 @@ def read_text_file(path: str | os.PathLike, error: type[UserError], what: str) -
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except UnicodeDecodeError as err:
-        raise error(f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise error(
+            f"{path}: {what} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+        ) from None
     except OSError as err:
         raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
 

@@ -80,7 +80,9 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
     run_id = checkpoint_run_id(path)  # checks the file first: it exists, reads, and holds only data
     # init_from is cleared: the checkpoint's own weights are loaded right after construction.
     with torch.serialization.safe_globals(allowed_globals()):
-        module = H2OVLModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens)
+        module = H2OVLModule.load_from_checkpoint(
+            path, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens
+        )
     return module, run_id
 
 
@@ -100,9 +102,18 @@ def default_out(request: EvaluationRequest, source: BenchmarkSource | None = Non
     return Path("outputs/eval") / f"{model}-{data_name(request, source)}"
 
 
-def predict(module: H2OVLModule, data: str, path: Path, limit: int | None = None, batch_size: int = 8,
-            max_length: int = 4096, split_budget: bool = True, precision: str | None = None, progress: bool = True,
-            sources: list[RecordSource] | None = None) -> PredictionWriter:
+def predict(
+    module: H2OVLModule,
+    data: str,
+    path: Path,
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_length: int = 4096,
+    split_budget: bool = True,
+    precision: str | None = None,
+    progress: bool = True,
+    sources: list[RecordSource] | None = None,
+) -> PredictionWriter:
     """Greedy answers of `module` to the first `limit` samples of `data` (or of `sources` opened from it),
     written to `path` (JSON Lines); the writer holds the counts of samples skipped as bad. `precision`
     None: bf16-mixed on a GPU, 32 on CPU."""
@@ -112,9 +123,17 @@ def predict(module: H2OVLModule, data: str, path: Path, limit: int | None = None
     loader = datamodule.eval_dataloader(data, limit, split_budget=split_budget, sources=sources)
     writer = PredictionWriter(str(path))
     precision = precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
-    trainer = L.Trainer(accelerator="auto", devices=1, precision=precision, logger=False, callbacks=[writer],
-                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-                        default_root_dir=str(path.parent))
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        precision=precision,
+        logger=False,
+        callbacks=[writer],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        default_root_dir=str(path.parent),
+    )
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     return writer
 
@@ -125,12 +144,22 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     max_new_tokens = request.max_new_tokens or how.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
     module, run_id = load_module(request.ckpt, request.released, max_new_tokens)
     out = Path(request.out) if request.out else default_out(request, source)
-    writer = predict(module, request.data, out / "predictions.jsonl", request.limit, request.batch_size, request.max_length,
-                     split_budget=request.released is None, precision=request.precision,
-                     sources=[source] if source is not None else None)
+    writer = predict(
+        module,
+        request.data,
+        out / "predictions.jsonl",
+        request.limit,
+        request.batch_size,
+        request.max_length,
+        split_budget=request.released is None,
+        precision=request.precision,
+        sources=[source] if source is not None else None,
+    )
     samples = read_predictions(out / "predictions.jsonl")
-    options = {task: {**how.scorer_options.get(task, {}), **(request.scorer_options or {}).get(task, {})}
-               for task in {*how.scorer_options, *(request.scorer_options or {})}}
+    options = {
+        task: {**how.scorer_options.get(task, {}), **(request.scorer_options or {}).get(task, {})}
+        for task in {*how.scorer_options, *(request.scorer_options or {})}
+    }
     scores: dict[str, Any] = score_samples(samples, request.task, options)
     scores["skipped"] = sum(writer.skipped.values())
     if writer.skipped:
@@ -147,13 +176,18 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
 
 def write_summary(out: Path, name: str, protocol_name: str, scores: dict[str, Any]) -> None:
     """`summary.csv` (benchmark, protocol, metric, value) and the same as a Markdown table."""
-    rows = [(name, protocol_name, key, float(value)) for key, value in scores.items() if isinstance(value, (int, float))]
+    rows = [
+        (name, protocol_name, key, float(value)) for key, value in scores.items() if isinstance(value, (int, float))
+    ]
     with (out / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["benchmark", "protocol", "metric", "value"])
         writer.writerows(rows)
     table = ["| benchmark | protocol | metric | value |", "|---|---|---|---|"]
-    table += [f"| {b} | {p} | {m} | {v:.4f} |" if not float(v).is_integer() else f"| {b} | {p} | {m} | {int(v)} |" for b, p, m, v in rows]
+    table += [
+        f"| {b} | {p} | {m} | {v:.4f} |" if not float(v).is_integer() else f"| {b} | {p} | {m} | {int(v)} |"
+        for b, p, m, v in rows
+    ]
     (out / "summary.md").write_text("\n".join(table) + "\n", encoding="utf-8")
 
 
@@ -163,18 +197,33 @@ def write_submission(path: Path, id_field: str, samples: list[Scored]) -> None:
     path.write_text(json.dumps(entries, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def track(request: EvaluationRequest, name: str, options: dict[str, dict], scores: dict[str, Any], out: Path,
-          run_id: str | None) -> str | None:
+def track(
+    request: EvaluationRequest,
+    name: str,
+    options: dict[str, dict],
+    scores: dict[str, Any],
+    out: Path,
+    run_id: str | None,
+) -> str | None:
     """Scores as metrics and the written files as artifacts, in the checkpoint's run or a new one."""
-    tracker = MLflowTracker(experiment_name=request.experiment, run_name=f"evaluate-{name}",
-                            tracking_uri=request.tracking_uri, save_dir=str(out))
+    tracker = MLflowTracker(
+        experiment_name=request.experiment,
+        run_name=f"evaluate-{name}",
+        tracking_uri=request.tracking_uri,
+        save_dir=str(out),
+    )
     if run_id:
         tracker.continue_run(run_id)
     numeric = {f"eval/{name}/{key}": float(value) for key, value in scores.items() if isinstance(value, (int, float))}
     tracker.log_metrics(numeric, step=0)
-    tracker.log_hyperparams({f"eval/{name}/task": request.task, f"eval/{name}/data": request.data,
-                             f"eval/{name}/protocol": request.protocol,
-                             f"eval/{name}/scorer_options": json.dumps(options, sort_keys=True)})
+    tracker.log_hyperparams(
+        {
+            f"eval/{name}/task": request.task,
+            f"eval/{name}/data": request.data,
+            f"eval/{name}/protocol": request.protocol,
+            f"eval/{name}/scorer_options": json.dumps(options, sort_keys=True),
+        }
+    )
     for file in ("predictions.jsonl", "scores.json", "summary.csv", "summary.md", "submission.json"):
         if (out / file).is_file():
             tracker.experiment.log_artifact(tracker.run_id, str(out / file), artifact_path=f"eval/{name}")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import noise_image, write_jsonl
 from h2ovl.cli import main
 from h2ovl.data.meta import MetaError, load_mixture
 from h2ovl.data.records import BadSample
@@ -26,6 +25,8 @@ from h2ovl.sweeps.spec import SpecError, load_spec
 from h2ovl.training import checkpoint_io
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.weights import load_checkpoint
+
+from conftest import noise_image, write_jsonl
 from training_runs import tiny_run_config, write_config
 
 MARKER = "h2ovl-unpickled-code-ran"
@@ -56,8 +57,14 @@ def fit_config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bad_files(tmp_path: Path) -> dict[str, Path]:
-    files = {"bad_json": tmp_path / "bad.json", "not_utf8": tmp_path / "latin1.json", "no_annotation": tmp_path / "nokey.json",
-             "garbage_ckpt": tmp_path / "garbage.ckpt", "planted_ckpt": tmp_path / "planted.ckpt", "truncated_ckpt": tmp_path / "cut.ckpt"}
+    files = {
+        "bad_json": tmp_path / "bad.json",
+        "not_utf8": tmp_path / "latin1.json",
+        "no_annotation": tmp_path / "nokey.json",
+        "garbage_ckpt": tmp_path / "garbage.ckpt",
+        "planted_ckpt": tmp_path / "planted.ckpt",
+        "truncated_ckpt": tmp_path / "cut.ckpt",
+    }
     files["bad_json"].write_text("{not json")
     files["not_utf8"].write_bytes(b'{"ds": {"root": "caf\xe9"}}')
     files["no_annotation"].write_text(json.dumps({"ds": {"root": "."}}))
@@ -69,21 +76,37 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--data.train", "{missing}"], "does not exist"),
-    (["--data.train", "{bad_json}"], "bad.json: cannot parse"),
-    (["--data.train", "{not_utf8}"], "latin1.json: the meta file is not UTF-8 text (byte 0xe9"),
-    (["--data.train", "{no_annotation}"], "nokey.json: dataset 'ds' is missing 'annotation'"),
-    (["--trainer.max_steps", "-5"], "max_steps"),
-    (["--model.preset", "nope"], "unknown preset 'nope'"),
-    (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
-    (["--data.on_bad_sample", "skipp"], "'skipp'"),
-    (["--ckpt_path", "{missing}"], "--ckpt_path"),
-    (["--ckpt_path", "{garbage_ckpt}"], "garbage.ckpt: not a readable checkpoint"),
-    (["--ckpt_path", "{truncated_ckpt}"], "cut.ckpt: not a readable checkpoint"),
-    (["--ckpt_path", "{planted_ckpt}"], "planted.ckpt: refusing to load a checkpoint that holds more than weights"),
-], ids=["meta-missing", "meta-bad-json", "meta-not-utf8", "meta-missing-key", "max-steps", "preset", "batch-size-0",
-        "on-bad-sample", "ckpt-missing", "ckpt-garbage", "ckpt-truncated", "ckpt-planted"])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--data.train", "{missing}"], "does not exist"),
+        (["--data.train", "{bad_json}"], "bad.json: cannot parse"),
+        (["--data.train", "{not_utf8}"], "latin1.json: the meta file is not UTF-8 text (byte 0xe9"),
+        (["--data.train", "{no_annotation}"], "nokey.json: dataset 'ds' is missing 'annotation'"),
+        (["--trainer.max_steps", "-5"], "max_steps"),
+        (["--model.preset", "nope"], "unknown preset 'nope'"),
+        (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
+        (["--data.on_bad_sample", "skipp"], "'skipp'"),
+        (["--ckpt_path", "{missing}"], "--ckpt_path"),
+        (["--ckpt_path", "{garbage_ckpt}"], "garbage.ckpt: not a readable checkpoint"),
+        (["--ckpt_path", "{truncated_ckpt}"], "cut.ckpt: not a readable checkpoint"),
+        (["--ckpt_path", "{planted_ckpt}"], "planted.ckpt: refusing to load a checkpoint that holds more than weights"),
+    ],
+    ids=[
+        "meta-missing",
+        "meta-bad-json",
+        "meta-not-utf8",
+        "meta-missing-key",
+        "max-steps",
+        "preset",
+        "batch-size-0",
+        "on-bad-sample",
+        "ckpt-missing",
+        "ckpt-garbage",
+        "ckpt-truncated",
+        "ckpt-planted",
+    ],
+)
 def test_fit_mistakes_are_one_line_and_exit_2(args, expected, fit_config, bad_files, tmp_path, capsys):
     paths = {**bad_files, "missing": tmp_path / "missing.json"}
     args = [arg.format(**paths) for arg in args]
@@ -152,8 +175,16 @@ def test_image_paths_leaving_the_root_are_followed_unless_the_dataset_confines_t
     (images / "sub").mkdir(parents=True)
     noise_image(20, 20).save(tmp_path / "secret.png")
     noise_image(20, 20).save(images / "sub" / "ok.png")
-    records = [{"image": path, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
-               for path in ("sub/ok.png", "sub/../sub/ok.png", "../secret.png", str(tmp_path / "secret.png"), "sub/../../secret.png")]
+    records = [
+        {"image": path, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+        for path in (
+            "sub/ok.png",
+            "sub/../sub/ok.png",
+            "../secret.png",
+            str(tmp_path / "secret.png"),
+            "sub/../../secret.png",
+        )
+    ]
     annotation = write_jsonl(tmp_path / "data.jsonl", records)
     source = open_source(load_mixture(_meta(tmp_path, annotation, allow_outside_root=False))[0])
     assert [p.name for p in source.load(0)[1] + source.load(1)[1]] == ["ok.png", "ok.png"]
@@ -196,12 +227,21 @@ def test_a_full_disk_is_a_named_error_and_the_last_checkpoint_survives(tmp_path,
 
     def fills_the_disk(obj, handle, *args, **kwargs):
         handle.write(b"half")
-        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")  # torch's words for ENOSPC
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0"
+        )  # torch's words for ENOSPC
 
     monkeypatch.setattr(checkpoint_io.torch, "save", fills_the_disk)
-    with pytest.raises(CheckpointError, match="the disk filled up while writing this checkpoint .* the previous one under that name is intact"):
+    with pytest.raises(
+        CheckpointError,
+        match="the disk filled up while writing this checkpoint .* the previous one under that name is intact",
+    ):
         io.save_checkpoint({"step": 2}, target)
-    monkeypatch.setattr(checkpoint_io.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        checkpoint_io.torch,
+        "save",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")),
+    )
     with pytest.raises(CheckpointError, match="disk filled up"):
         io.save_checkpoint({"step": 2}, target)
     monkeypatch.undo()
@@ -231,15 +271,21 @@ def test_a_checkpoints_run_missing_from_the_store_gets_a_new_run(tmp_path):
     """`evaluate --ckpt` (or a resume) with a store that does not hold the checkpoint's run: a new run,
     tagged with the one it continues, instead of an error."""
     from h2ovl.training.tracking import MLflowTracker
+
     from training_runs import mlflow_runs
 
-    tracker = MLflowTracker(experiment_name="moved", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", save_dir=str(tmp_path))
+    tracker = MLflowTracker(
+        experiment_name="moved", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", save_dir=str(tmp_path)
+    )
     tracker.continue_run("0123456789abcdef0123456789abcdef")
     tracker.log_metrics({"eval/x": 1.0}, step=0)
     tracker.finalize("success")
     (run,) = mlflow_runs(tmp_path, "moved")
     assert run.info.run_id != "0123456789abcdef0123456789abcdef"
-    assert run.data.tags["h2ovl.resumed_run_id"] == "0123456789abcdef0123456789abcdef" and run.data.metrics["eval/x"] == 1.0
+    assert (
+        run.data.tags["h2ovl.resumed_run_id"] == "0123456789abcdef0123456789abcdef"
+        and run.data.metrics["eval/x"] == 1.0
+    )
 
 
 def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
@@ -257,11 +303,18 @@ def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
     assert "locked.png: cannot be read: Permission denied" in _one_line_error(capsys, "preview")
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--model.preprocessor", "h2ovl.preprocessing.MSAC"], "makes 448-px tiles but the 'tiny' ViT takes 64-px tiles: set model.preprocessor.init_args.tile_size: 64"),
-    (["--best.monitor", "val/cer/cer", "--model.val_generation.samples", "0"], "validation generates nothing"),
-    (["--trainer.accelerator", "gpu"], "on a CPU machine add --trainer.accelerator cpu"),
-], ids=["tile-size", "monitor-without-generation", "gpu-on-cpu"])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--model.preprocessor", "h2ovl.preprocessing.MSAC"],
+            "makes 448-px tiles but the 'tiny' ViT takes 64-px tiles: set model.preprocessor.init_args.tile_size: 64",
+        ),
+        (["--best.monitor", "val/cer/cer", "--model.val_generation.samples", "0"], "validation generates nothing"),
+        (["--trainer.accelerator", "gpu"], "on a CPU machine add --trainer.accelerator cpu"),
+    ],
+    ids=["tile-size", "monitor-without-generation", "gpu-on-cpu"],
+)
 def test_settings_that_cannot_work_together_are_caught_at_start(args, expected, fit_config, capsys):
     assert main(["fit", "--config", str(fit_config), *args]) == 2
     assert expected in _one_line_error(capsys, "fit")
@@ -269,7 +322,9 @@ def test_settings_that_cannot_work_together_are_caught_at_start(args, expected, 
 
 def test_min_dynamic_patch_is_refused_rather_than_ignored(tmp_path):
     (tmp_path / "images").mkdir()
-    annotation = write_jsonl(tmp_path / "a.jsonl", [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}])
+    annotation = write_jsonl(
+        tmp_path / "a.jsonl", [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
+    )
     assert load_mixture(_meta(tmp_path, annotation, min_dynamic_patch=1))  # InternVL's usual value: no effect
     with pytest.raises(MetaError, match="min_dynamic_patch=2 is not applied per dataset"):
         load_mixture(_meta(tmp_path, annotation, min_dynamic_patch=2))

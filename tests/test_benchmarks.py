@@ -15,6 +15,7 @@ from h2ovl.data.benchmarks import BENCHMARKS, open_benchmark
 from h2ovl.data.meta import MetaError
 from h2ovl.data.records import BadSample
 from h2ovl.preprocessing.image_io import open_image
+
 from support.benchmark_files import questions, write_hf_parquet, write_official, write_vlmevalkit
 
 LAYOUTS = {"official": write_official, "vlmevalkit": write_vlmevalkit, "parquet": write_hf_parquet}
@@ -22,7 +23,9 @@ CASES = [(b, layout) for b in BENCHMARKS for layout in LAYOUTS]
 
 
 @pytest.mark.parametrize(("benchmark", "layout"), CASES)
-def test_every_benchmark_layout_is_recognised_and_read_question_by_question_with_its_image(tmp_path: Path, benchmark: str, layout: str):
+def test_every_benchmark_layout_is_recognised_and_read_question_by_question_with_its_image(
+    tmp_path: Path, benchmark: str, layout: str
+):
     path = LAYOUTS[layout](benchmark, tmp_path / "download")
     source = open_benchmark(path)
     assert source is not None and source.benchmark.name == benchmark
@@ -45,7 +48,9 @@ def test_every_benchmark_layout_is_recognised_and_read_question_by_question_with
 def test_the_vlmevalkit_protocol_words_every_question_as_vlmevalkits_h2ovl_wrapper(tmp_path: Path):
     source = open_benchmark(write_vlmevalkit("docvqa", tmp_path), protocol_name="vlmevalkit")
     record, _ = source.load(0)
-    assert record.turns[0][0] == "<image>\nWhat is written in image 0?\nAnswer the question using a single word or phrase."
+    assert (
+        record.turns[0][0] == "<image>\nWhat is written in image 0?\nAnswer the question using a single word or phrase."
+    )
 
 
 def test_an_unknown_or_ambiguous_file_is_refused_by_name_never_read_as_something_else(tmp_path: Path):
@@ -103,37 +108,63 @@ def test_a_bad_row_is_a_named_skip_not_a_crash(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("benchmark", "layout"), CASES)
-def test_every_benchmark_layout_goes_through_evaluate_end_to_end(tmp_path: Path, tiny, benchmark: str, layout: str,
-                                                                 capsys: pytest.CaptureFixture):
+def test_every_benchmark_layout_goes_through_evaluate_end_to_end(
+    tmp_path: Path, tiny, benchmark: str, layout: str, capsys: pytest.CaptureFixture
+):
     model, tokenizer, _ = tiny
     model.save_released(tmp_path / "released", tokenizer)
     data = LAYOUTS[layout](benchmark, tmp_path / "download")
     out = tmp_path / "eval"
-    assert main(["evaluate", "--released", str(tmp_path / "released"), "--data", str(data), "--max-new-tokens", "3",
-                 "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--released",
+                str(tmp_path / "released"),
+                "--data",
+                str(data),
+                "--max-new-tokens",
+                "3",
+                "--out",
+                str(out),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     task = BENCHMARKS[benchmark].task
     assert scores[f"{task}/n"] == 3 and scores["skipped"] == 0  # every question answered
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["scorer"] == task for r in records)
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0] == "benchmark,protocol,metric,value" and any(line.startswith(f"{benchmark},plain,{task}/") for line in summary)
+    assert summary[0] == "benchmark,protocol,metric,value" and any(
+        line.startswith(f"{benchmark},plain,{task}/") for line in summary
+    )
     assert (out / "submission.json").is_file() == bool(BENCHMARKS[benchmark].submission_id and layout != "vlmevalkit")
     if (out / "submission.json").is_file():
         submission = json.loads((out / "submission.json").read_text())
-        assert [entry[BENCHMARKS[benchmark].submission_id] for entry in submission] == [int(q.id) for q in questions(benchmark)]
+        assert [entry[BENCHMARKS[benchmark].submission_id] for entry in submission] == [
+            int(q.id) for q in questions(benchmark)
+        ]
     if benchmark == "chartqa":
         assert scores["relaxed/human_n"] == 2 and scores["relaxed/augmented_n"] == 1
     if benchmark == "ocrbench":
         assert scores["ocrbench/final_score"] <= 3
 
 
-def test_a_file_evaluate_cannot_read_is_one_line_and_exit_2_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_a_file_evaluate_cannot_read_is_one_line_and_exit_2_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+):
     stray = tmp_path / "TextVQA_0.5.1_val.json"
     stray.write_text(json.dumps({"dataset_type": "val", "dataset_name": "vizwiz", "data": []}))
     assert main(["evaluate", "--released", str(tmp_path / "no-such-model"), "--data", str(stray)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"h2ovl evaluate: error: {stray}: a benchmark file of dataset 'vizwiz'") and len(err.splitlines()) == 1
+    assert (
+        err.startswith(f"h2ovl evaluate: error: {stray}: a benchmark file of dataset 'vizwiz'")
+        and len(err.splitlines()) == 1
+    )
 
 
 def test_data_inspect_sees_every_benchmark_question_with_its_tiles(tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import noise_image
 from h2ovl.cli import main
+
+from conftest import noise_image
 
 
 def test_preview_json_reports_msac_grids_tiles_and_tokens(tmp_path: Path, capsys, write_image):
@@ -25,7 +26,20 @@ def test_preview_json_reports_msac_grids_tiles_and_tokens(tmp_path: Path, capsys
 
 def test_preview_options_change_the_plan(capsys, write_image):
     image = write_image(noise_image(1000, 250), "wide.png")
-    main(["preview", str(image), "--preprocessor", "h2ovl.preprocessing.DynamicResolution", "--max-tiles", "2", "--tile-size", "224", "--no-thumbnail", "--json"])
+    main(
+        [
+            "preview",
+            str(image),
+            "--preprocessor",
+            "h2ovl.preprocessing.DynamicResolution",
+            "--max-tiles",
+            "2",
+            "--tile-size",
+            "224",
+            "--no-thumbnail",
+            "--json",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out.strip())
     assert summary["grid"] == [2, 1] and summary["n_tiles"] == 2 and summary["n_tokens"] == 2 * 64
     main(["preview", str(image), "--preprocessor", "FixedResize", "--json"])
@@ -43,7 +57,9 @@ def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_wit
     assert main(["demo", "--dry-run", "--out", str(tmp_path)]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = [t["trial"] for t in plan["trials"]]
-    assert names[:3] == ["init-stage-1", "init-stage-2", "init-stage-3"] and len(names) == 21  # a curriculum, then the trials
+    assert (
+        names[:3] == ["init-stage-1", "init-stage-2", "init-stage-3"] and len(names) == 21
+    )  # a curriculum, then the trials
     assert {n.rsplit("/", 1)[0] for n in names[3:]} == {f"{p}{s}ps" for p in ("fixed", "dynamic", "msac") for s in "+-"}
     assert {n.rsplit("/", 1)[1] for n in names[3:]} == {"seed=0", "seed=1", "seed=2"}
     # The last shared stage shows each of its images through one of the variants' own preprocessors, all
@@ -63,7 +79,9 @@ def test_demo_is_the_cpu_ablation_over_three_preprocessors_and_pixel_shuffle_wit
     assert [t["seed"] for t in plan["trials"][:3]] == [0, 0, 0]
     assert main(["demo", "--dry-run", "--stage-seed", "2", "--out", str(tmp_path / "other")]) == 0
     reseeded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["trials"]
-    assert [t["seed"] for t in reseeded[:3]] == [2, 2, 2] and [t["seed"] for t in reseeded[3:]] == [t["seed"] for t in plan["trials"][3:]]
+    assert [t["seed"] for t in reseeded[:3]] == [2, 2, 2] and [t["seed"] for t in reseeded[3:]] == [
+        t["seed"] for t in plan["trials"][3:]
+    ]
 
 
 def test_demo_data_goes_under_its_out_folder(tmp_path: Path):
@@ -71,7 +89,9 @@ def test_demo_data_goes_under_its_out_folder(tmp_path: Path):
 
     for long in (False, True):
         spec = demo_spec(long, tmp_path)
-        folders = [spec.overrides["data.synthetic"]["out"]] + [s["overrides"]["data.synthetic"]["out"] for s in spec.init_stages]
+        folders = [spec.overrides["data.synthetic"]["out"]] + [
+            s["overrides"]["data.synthetic"]["out"] for s in spec.init_stages
+        ]
         assert len(folders) == len(set(folders)) == len(spec.init_stages) + 1
         assert all(Path(f).parent == tmp_path for f in folders)
 
@@ -116,9 +136,23 @@ def test_a_pretrained_part_that_cannot_be_had_is_one_line_and_exit_2(tmp_path: P
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(root / "experiments/paper/0.8b/pretrain-1.yaml"),
-         "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "h2ovl.cli",
+            "fit",
+            "--config",
+            str(root / "experiments/paper/0.8b/pretrain-1.yaml"),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr

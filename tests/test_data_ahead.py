@@ -7,18 +7,28 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_sweeps import options, write_spec
 
 import h2ovl.sweeps.runner as runner
 from h2ovl.data.datamodule import SyntheticData
 from h2ovl.sweeps.data_ahead import DataAhead, synthetic_data
 from h2ovl.sweeps.runner import Sweep
 from h2ovl.sweeps.spec import load_spec
-from test_sweeps import options, write_spec
 
 
 def synthetic(tmp: Path, seed: int, tasks: list[str] | None = None) -> dict:
-    return {"data": {"synthetic": {"out": str(tmp / "synthetic"), "n": 6, "seed": seed, "tasks": tasks or ["digits_square"],
-                                   "test_fraction": 0.2, "max_side": 160}}}
+    return {
+        "data": {
+            "synthetic": {
+                "out": str(tmp / "synthetic"),
+                "n": 6,
+                "seed": seed,
+                "tasks": tasks or ["digits_square"],
+                "test_fraction": 0.2,
+                "max_side": 160,
+            }
+        }
+    }
 
 
 def test_each_dataset_is_written_once_in_run_order_and_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -41,8 +41,15 @@ class Recorder(L.LightningModule):
 def fit(tiny, datamodule, tmp_path, max_steps, ckpt_path=None, callbacks=()):
     module = Recorder(tiny)
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, callbacks=list(callbacks), num_sanity_val_steps=0, limit_val_batches=0,
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     if datamodule.processor is None:
         datamodule.bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
@@ -51,7 +58,9 @@ def fit(tiny, datamodule, tmp_path, max_steps, ckpt_path=None, callbacks=()):
 
 
 def datamodule(meta, **kwargs):
-    return H2OVLDataModule(train=str(meta), **{"batch_size": 2, "steps_per_epoch": 3, "pack_tokens": 384, "seed": 1, **kwargs})
+    return H2OVLDataModule(
+        train=str(meta), **{"batch_size": 2, "steps_per_epoch": 3, "pack_tokens": 384, "seed": 1, **kwargs}
+    )
 
 
 def test_fit_resume_consumes_exactly_the_uninterrupted_samples(tmp_path, tiny):
@@ -102,8 +111,13 @@ def test_synthetic_data_left_half_written_by_a_killed_writer_is_removed_by_the_n
 
 def test_each_stage_reads_its_own_split_and_all_of_it(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=60, seed=0, tasks=["text", "text_only"])
-    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
-    ids = {stage: [i for batch in getattr(dm, f"{stage}_dataloader")() for i in batch["ids"]] for stage in ("val", "test", "predict")}
+    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(
+        Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    )
+    ids = {
+        stage: [i for batch in getattr(dm, f"{stage}_dataloader")() for i in batch["ids"]]
+        for stage in ("val", "test", "predict")
+    }
     assert len(ids["val"]) == 3 and all("-val-" in i for i in ids["val"])  # limited on purpose
     assert len(ids["test"]) == 6 and all("-test-" in i for i in ids["test"])  # 3 per task, all of them
     assert ids["predict"] == ids["test"]

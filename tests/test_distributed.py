@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import conversation, noise_image, write_jsonl
 from h2ovl.data.stream import epoch_order
+
+from conftest import conversation, noise_image, write_jsonl
 from training_runs import ROOT, h2ovl_fit, last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
 
 N_RECORDS, SEED, STEPS = 24, 0, 4
@@ -57,14 +58,17 @@ def _assert_same_weights(expected: dict, actual: dict) -> None:
 
 
 def _assert_same_losses(tmp: Path, expected: str, actual: str) -> None:
-    losses = {name: metric_history(tmp, mlflow_runs(tmp, name)[0].info.run_id, "train/loss") for name in (expected, actual)}
+    losses = {
+        name: metric_history(tmp, mlflow_runs(tmp, name)[0].info.run_id, "train/loss") for name in (expected, actual)
+    }
     assert sorted(losses[actual]) == list(range(STEPS))
     for step, loss in losses[actual].items():
         assert loss == pytest.approx(losses[expected][step], abs=1e-5)
 
 
 @pytest.mark.parametrize(
-    "reduction", ["token", pytest.param("sample", marks=pytest.mark.slow), pytest.param("square", marks=pytest.mark.slow)]
+    "reduction",
+    ["token", pytest.param("sample", marks=pytest.mark.slow), pytest.param("square", marks=pytest.mark.slow)],
 )
 def test_ddp_with_text_only_micro_batches_matches_one_process(tmp_path: Path, reduction: str):
     data = _uneven_dataset(tmp_path)
@@ -78,7 +82,10 @@ def test_ddp_with_text_only_micro_batches_matches_one_process(tmp_path: Path, re
     _assert_same_losses(tmp_path, "single", "ddp")
     # Every rank's data position is in the checkpoint (with packing or skips they differ), not rank zero's only.
     per_rank = ddp["H2OVLDataModule"]["per_rank"]
-    assert [s["stream"]["world_size"] for s in per_rank] == [2, 2] and [s["stream"]["batches"] for s in per_rank] == [STEPS, STEPS]
+    assert [s["stream"]["world_size"] for s in per_rank] == [2, 2] and [s["stream"]["batches"] for s in per_rank] == [
+        STEPS,
+        STEPS,
+    ]
 
 
 def test_fsdp2_trains_saves_and_resumes_as_one_process(tmp_path: Path):
@@ -88,10 +95,29 @@ def test_fsdp2_trains_saves_and_resumes_as_one_process(tmp_path: Path):
     _fit(tmp_path, "single", data, "--trainer.devices", "1", weight_decay=0.5)
     # With generation-based validation of one sample: rank one has none to answer, and still must take
     # part in every forward of rank zero's generation.
-    validation = ("--data.val", str(data), "--data.val_limit", "4", "--trainer.limit_val_batches", "1",
-                  "--trainer.val_check_interval", "2", "--trainer.num_sanity_val_steps", "0")
-    _fit(tmp_path, "fsdp", data, "--checkpoint.save_top_k", "-1", *validation, trainer="fsdp-cpu.yaml", weight_decay=0.5,
-         val_generation={"samples": 1, "task": "cer", "max_new_tokens": 5})
+    validation = (
+        "--data.val",
+        str(data),
+        "--data.val_limit",
+        "4",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.num_sanity_val_steps",
+        "0",
+    )
+    _fit(
+        tmp_path,
+        "fsdp",
+        data,
+        "--checkpoint.save_top_k",
+        "-1",
+        *validation,
+        trainer="fsdp-cpu.yaml",
+        weight_decay=0.5,
+        val_generation={"samples": 1, "task": "cer", "max_new_tokens": 5},
+    )
     single, fsdp = last_checkpoint(tmp_path, "single"), last_checkpoint(tmp_path, "fsdp")
     assert fsdp["global_step"] == STEPS
     # Equal weights after decay (0.5, so decay groups by name matter) and clipping; the checkpoint holds
@@ -117,12 +143,24 @@ def test_fsdp2_reduce_scatters_once_per_optimizer_step_and_trains_as_one_process
     counts = tmp_path / "counts.json"
     common = dict(steps=2, weight_decay=0.5)
     _fit(tmp_path, "single", data, "--trainer.devices", "1", "--data.global_batch_size", "8", **common)
-    _fit(tmp_path, "fsdp", data, "--data.global_batch_size", "8", "--trainer.callbacks+=support.faults.CountReduceScatter",
-         "--trainer.callbacks.out", str(counts), trainer="fsdp-cpu.yaml", **common)
+    _fit(
+        tmp_path,
+        "fsdp",
+        data,
+        "--data.global_batch_size",
+        "8",
+        "--trainer.callbacks+=support.faults.CountReduceScatter",
+        "--trainer.callbacks.out",
+        str(counts),
+        trainer="fsdp-cpu.yaml",
+        **common,
+    )
     per_batch = json.loads(counts.read_text())
     assert [idx for idx, _ in per_batch] == [0, 1, 2, 3]  # 2 steps x 2 micro-batches
     assert [n for idx, n in per_batch if idx % 2 == 0] == [0, 0] and all(n > 0 for idx, n in per_batch if idx % 2 == 1)
-    _assert_same_weights(last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "fsdp")["state_dict"])
+    _assert_same_weights(
+        last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "fsdp")["state_dict"]
+    )
 
 
 def test_hybrid_sharding_replicates_across_groups_and_trains_as_one_process(tmp_path: Path):
@@ -134,8 +172,21 @@ def test_hybrid_sharding_replicates_across_groups_and_trains_as_one_process(tmp_
     data = _uneven_dataset(tmp_path)
     placements = tmp_path / "placements.json"
     _fit(tmp_path, "single", data, "--trainer.devices", "1", steps=2, weight_decay=0.5)
-    _fit(tmp_path, "hsdp", data, "--trainer.strategy.shard_size", "1", "--trainer.callbacks+=support.faults.RecordPlacements",
-         "--trainer.callbacks.out", str(placements), trainer="fsdp-cpu.yaml", steps=2, weight_decay=0.5)
+    _fit(
+        tmp_path,
+        "hsdp",
+        data,
+        "--trainer.strategy.shard_size",
+        "1",
+        "--trainer.callbacks+=support.faults.RecordPlacements",
+        "--trainer.callbacks.out",
+        str(placements),
+        trainer="fsdp-cpu.yaml",
+        steps=2,
+        weight_decay=0.5,
+    )
     recorded = json.loads(placements.read_text())
     assert recorded["mesh"] == ["replicate", "shard"] and recorded["placements"] == ["(Replicate(), Shard(dim=0))"]
-    _assert_same_weights(last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "hsdp")["state_dict"])
+    _assert_same_weights(
+        last_checkpoint(tmp_path, "single")["state_dict"], last_checkpoint(tmp_path, "hsdp")["state_dict"]
+    )

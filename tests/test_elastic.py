@@ -5,14 +5,13 @@ repeated, nothing lost), and otherwise nothing lost."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_stream import ids_of, make_mixture, stream_for, take
 
 from h2ovl.data.elastic import consumed_prefix, rederive
-from h2ovl.data.stream import StreamState, StreamTracker
-from test_stream import builder_for, ids_of, make_mixture, stream_for, take
+from h2ovl.data.stream import StreamTracker
 
 
 def _consume(meta, tiny, rank: int, world: int, batches: int, **kwargs) -> tuple[list[str], dict]:
@@ -83,6 +82,7 @@ def test_h2ovl_fit_resumes_on_another_process_count_as_if_uninterrupted(tmp_path
     """Through the real CLI: `first` CPU processes train 2 of 4 steps; the checkpoint resumes on `then`
     processes (the same global batch, accumulated differently), ending where an uninterrupted run ends."""
     from test_distributed import _assert_same_weights, _fit, _uneven_dataset
+
     from training_runs import last_checkpoint
 
     def devices(n: int) -> tuple[str, ...]:
@@ -90,7 +90,15 @@ def test_h2ovl_fit_resumes_on_another_process_count_as_if_uninterrupted(tmp_path
 
     data = _uneven_dataset(tmp_path)
     _fit(tmp_path, "straight", data, "--trainer.devices", "1")
-    _fit(tmp_path, "elastic", data, *devices(first), "--trainer.callbacks+=support.faults.StopAt", "--trainer.callbacks.step", "2")
+    _fit(
+        tmp_path,
+        "elastic",
+        data,
+        *devices(first),
+        "--trainer.callbacks+=support.faults.StopAt",
+        "--trainer.callbacks.step",
+        "2",
+    )
     assert last_checkpoint(tmp_path, "elastic")["global_step"] == 2
     _fit(tmp_path, "elastic", data, *devices(then), "--ckpt_path", "last")
     straight, resumed = last_checkpoint(tmp_path, "straight"), last_checkpoint(tmp_path, "elastic")

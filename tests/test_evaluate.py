@@ -9,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import noise_image, write_jsonl
 from h2ovl.cli import main
 from h2ovl.data.processor import Processor
 from h2ovl.data.records import parse_line, to_record
 from h2ovl.evaluation import read_predictions, score_samples
 from h2ovl.synth import write_synthetic
+
+from conftest import noise_image, write_jsonl
 from training_runs import metric_history, mlflow_runs, tiny_run_config, write_config
 
 
 def test_validation_generates_scores_and_keeps_the_best_checkpoint_then_evaluate_logs_to_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     monkeypatch.chdir(tmp_path)
     config = tiny_run_config(tmp_path, "gen", 4, val_batch_size=4)
     config["model"] = {"val_generation": {"samples": 5, "max_new_tokens": 8}}
@@ -40,14 +42,39 @@ def test_validation_generates_scores_and_keeps_the_best_checkpoint_then_evaluate
     capsys.readouterr()
     out = tmp_path / "eval"
     (test_meta,) = (tmp_path / "synthetic").glob("*/meta_test.json")
-    assert main(["evaluate", "--ckpt", str(best[0]), "--data", str(test_meta), "--limit", "5",
-                 "--batch-size", "2", "--max-new-tokens", "6", "--out", str(out),
-                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--ckpt",
+                str(best[0]),
+                "--data",
+                str(test_meta),
+                "--limit",
+                "5",
+                "--batch-size",
+                "2",
+                "--max-new-tokens",
+                "6",
+                "--out",
+                str(out),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 5 and all(r["scorer"] in ("cer", "kie", "anls") and isinstance(r["prediction"], str) for r in records)
+    assert len(records) == 5 and all(
+        r["scorer"] in ("cer", "kie", "anls") and isinstance(r["prediction"], str) for r in records
+    )
     assert json.loads((out / "scores.json").read_text())["skipped"] == 0
-    assert scores == {**json.loads((out / "scores.json").read_text()), "run_id": run.info.run_id, "predictions": str(out / "predictions.jsonl")}
+    assert scores == {
+        **json.loads((out / "scores.json").read_text()),
+        "run_id": run.info.run_id,
+        "predictions": str(out / "predictions.jsonl"),
+    }
     # The predictions file scores the same through `h2ovl score`.
     rescored = score_samples(read_predictions(out / "predictions.jsonl"), "auto")
     assert all(scores[key] == pytest.approx(value) for key, value in rescored.items())
@@ -56,22 +83,58 @@ def test_validation_generates_scores_and_keeps_the_best_checkpoint_then_evaluate
     assert after.data.metrics["eval/meta_test/cer/n"] == scores["cer/n"]
     from mlflow.tracking import MlflowClient
 
-    artifacts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id, "eval/meta_test")}
-    assert artifacts == {f"eval/meta_test/{name}" for name in ("predictions.jsonl", "scores.json", "summary.csv", "summary.md")}
+    artifacts = {
+        a.path
+        for a in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").list_artifacts(run.info.run_id, "eval/meta_test")
+    }
+    assert artifacts == {
+        f"eval/meta_test/{name}" for name in ("predictions.jsonl", "scores.json", "summary.csv", "summary.md")
+    }
 
 
 def test_evaluate_a_released_model_on_benchmark_style_records(tmp_path: Path, tiny, capsys: pytest.CaptureFixture):
     model, tokenizer, _ = tiny
     model.save_released(tmp_path / "released", tokenizer)
     noise_image(90, 60).save(tmp_path / "a.png")
-    data = write_jsonl(tmp_path / "bench.jsonl", [
-        {"id": "q1", "image": "a.png", "question": "What is written?", "answers": ["stop", "STOP", "stop sign"], "scorer": "anls"},
-        {"id": "q2", "image": "a.png", "question": "Fields as JSON?", "answer": {"total": "1.00"}, "scorer": "kie"},
-        {"id": "q3", "image": "missing.png", "question": "What?", "answers": ["x"], "scorer": "anls"},  # bad: counted
-    ])
+    data = write_jsonl(
+        tmp_path / "bench.jsonl",
+        [
+            {
+                "id": "q1",
+                "image": "a.png",
+                "question": "What is written?",
+                "answers": ["stop", "STOP", "stop sign"],
+                "scorer": "anls",
+            },
+            {"id": "q2", "image": "a.png", "question": "Fields as JSON?", "answer": {"total": "1.00"}, "scorer": "kie"},
+            {
+                "id": "q3",
+                "image": "missing.png",
+                "question": "What?",
+                "answers": ["x"],
+                "scorer": "anls",
+            },  # bad: counted
+        ],
+    )
     out = tmp_path / "eval"
-    assert main(["evaluate", "--released", str(tmp_path / "released"), "--data", str(data), "--max-new-tokens", "4",
-                 "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--released",
+                str(tmp_path / "released"),
+                "--data",
+                str(data),
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(out),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scores["anls/n"] == 1 and scores["kie/n"] == 1
     assert scores["skipped"] == 1 and scores["skipped_by_reason"] == {"bench/image_error": 1}
@@ -89,9 +152,18 @@ def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: 
 
     model, tokenizer, _ = tiny
     noise_image(2000, 500).save(tmp_path / "wide.png")
-    data = write_jsonl(tmp_path / "two.jsonl", [
-        {"id": "q", "image": ["wide.png", "wide.png"], "question": "Same?", "answers": ["yes", "y"], "scorer": "anls"},
-    ])
+    data = write_jsonl(
+        tmp_path / "two.jsonl",
+        [
+            {
+                "id": "q",
+                "image": ["wide.png", "wide.png"],
+                "question": "Same?",
+                "answers": ["yes", "y"],
+                "scorer": "anls",
+            },
+        ],
+    )
     preprocessor = DynamicResolution(tile_size=model.vision.tile_size, max_tiles=6, use_thumbnail=False)
     tiles = {}
     for split_budget in (True, False):
@@ -102,10 +174,30 @@ def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: 
 
     seen = []
     original = H2OVLDataModule.eval_dataloader
-    monkeypatch.setattr(H2OVLDataModule, "eval_dataloader", lambda self, *a, **k: seen.append(k["split_budget"]) or original(self, *a, **k))
+    monkeypatch.setattr(
+        H2OVLDataModule,
+        "eval_dataloader",
+        lambda self, *a, **k: seen.append(k["split_budget"]) or original(self, *a, **k),
+    )
     model.save_released(tmp_path / "released", tokenizer)
-    assert main(["evaluate", "--released", str(tmp_path / "released"), "--data", str(data), "--max-new-tokens", "2",
-                 "--out", str(tmp_path / "eval"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--released",
+                str(tmp_path / "released"),
+                "--data",
+                str(data),
+                "--max-new-tokens",
+                "2",
+                "--out",
+                str(tmp_path / "eval"),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+            ]
+        )
+        == 0
+    )
     assert seen == [False]
 
 
@@ -125,8 +217,15 @@ def test_synthetic_test_split_has_matching_scorers_and_perfect_answers_score_per
         for number, line in enumerate((tmp_path / meta_entry["annotation"]).read_text().splitlines(), 1):
             record = to_record(parse_line(line, f"{number}"), f"{number}")
             reference = record.reference
-            samples.append(Scored(id=record.id, prediction=reference["answer"], answers=(reference["answer"],),
-                                  scorer=reference["scorer"], where=record.where))
+            samples.append(
+                Scored(
+                    id=record.id,
+                    prediction=reference["answer"],
+                    answers=(reference["answer"],),
+                    scorer=reference["scorer"],
+                    where=record.where,
+                )
+            )
     assert {s.scorer for s in samples} == {"cer", "kie", "anls"}
     scores = score_samples(samples, "auto")
     assert scores["cer/cer"] == 0 and scores["cer/exact_match"] == 1
@@ -144,8 +243,16 @@ def test_generation_subset_is_fixed_whatever_the_batching(tmp_path: Path, tiny):
     metas = write_synthetic(tmp_path, 30, seed=0, max_side=160)
     seen = []
     for batch_size in (1, 4):
-        dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
-        seen.append([(p, i) for batch in dm.eval_dataloader(str(metas["test"])) for p, i in zip(batch["positions"], batch["ids"])])
+        dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(
+            Processor(tokenizer, preprocessor, model.tokens_per_tile)
+        )
+        seen.append(
+            [
+                (p, i)
+                for batch in dm.eval_dataloader(str(metas["test"]))
+                for p, i in zip(batch["positions"], batch["ids"])
+            ]
+        )
     assert seen[0] == seen[1] and [p for p, _ in seen[0]] == list(range(len(seen[0])))
 
 
@@ -160,23 +267,41 @@ def test_default_evaluation_folders_are_named_after_the_run():
 def test_the_last_validation_of_a_fit_answers_final_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Cheap validations along the way, the final figure (the one a sweep reads) on more samples."""
     monkeypatch.chdir(tmp_path)
-    config = tiny_run_config(tmp_path, "final", 6, val_batch_size=4, synthetic={"out": str(tmp_path / "synthetic"), "n": 40,
-                             "max_side": 256, "tasks": ["digits_strip"], "test_fraction": 0.2})
+    config = tiny_run_config(
+        tmp_path,
+        "final",
+        6,
+        val_batch_size=4,
+        synthetic={
+            "out": str(tmp_path / "synthetic"),
+            "n": 40,
+            "max_side": 256,
+            "tasks": ["digits_strip"],
+            "test_fraction": 0.2,
+        },
+    )
     config["model"] = {"val_generation": {"samples": 2, "final_samples": 6, "task": "cer", "max_new_tokens": 4}}
     config["trainer"].update({"limit_val_batches": 2, "val_check_interval": 2})
     assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
     (run,) = mlflow_runs(tmp_path, "final")
-    assert metric_history(tmp_path, run.info.run_id, "val/cer/n") == {1: 2, 3: 2, 5: 6}  # steps 2, 4: 2; step 6 (max_steps): 6
+    assert metric_history(tmp_path, run.info.run_id, "val/cer/n") == {
+        1: 2,
+        3: 2,
+        5: 6,
+    }  # steps 2, 4: 2; step 6 (max_steps): 6
 
 
 def test_asking_for_more_answers_than_the_validation_batches_hold_says_how_many_are_scored(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
     monkeypatch.chdir(tmp_path)
     config = tiny_run_config(tmp_path, "capped", 2, val_batch_size=4)
     config["model"] = {"val_generation": {"samples": 4, "final_samples": 9, "task": "cer", "max_new_tokens": 2}}
     config["trainer"].update({"limit_val_batches": 2, "val_check_interval": 2})
     assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
-    assert ("asks for 9 answered validation samples, but validation stops after trainer.limit_val_batches=2 batches "
-            "of data.val_batch_size 4: 8 are scored") in caplog.text
+    assert (
+        "asks for 9 answered validation samples, but validation stops after trainer.limit_val_batches=2 batches "
+        "of data.val_batch_size 4: 8 are scored"
+    ) in caplog.text
     (run,) = mlflow_runs(tmp_path, "capped")
     assert run.data.metrics["val/cer/n"] == 8

@@ -18,7 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ALL_YAML = sorted(p for top in ("configs", "experiments") for p in (ROOT / top).rglob("*.yaml"))
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name != "base.yaml")
 # Where a fragment belongs in a full config, by its folder under configs/.
-SECTIONS = {"model": "model", "data": "data", "trainer": "trainer", "logger": "trainer.logger", "preprocessor": "model.preprocessor"}
+SECTIONS = {
+    "model": "model",
+    "data": "data",
+    "trainer": "trainer",
+    "logger": "trainer.logger",
+    "preprocessor": "model.preprocessor",
+}
 
 
 def _composed(path: Path, tmp_path: Path) -> str:
@@ -48,24 +54,75 @@ def _tiny_overrides(path: Path, synthetic: Path, root: Path, tracking_uri: str) 
     preset = "tiny-mistral" if "2b" in path.parts else "tiny"
     return [
         # The real recipes name pretrained parts on the hub; the tiny presets build from config.
-        "--model.preset", preset, "--model.vision_weights", "null", "--model.llm", "null", "--model.tokenizer", "null",
-        "--data.train", "null", "--data.val", "null",
-        "--data.synthetic.out", str(synthetic), "--data.synthetic.n", "30", "--data.synthetic.max_side", "256",
-        "--data.batch_size", "2", "--data.global_batch_size", "4", "--data.num_workers", "0", "--data.max_length", "512",
-        "--data.val_limit", "2",
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
-        "--trainer.precision", "32-true", "--trainer.max_steps", "2", "--trainer.max_epochs", "null",
-        "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.default_root_dir", str(root),
-        "--trainer.logger.init_args.tracking_uri", tracking_uri,
-        "--trainer.logger.init_args.log_model", "false",
-        "--throughput.window_size", "2",
+        "--model.preset",
+        preset,
+        "--model.vision_weights",
+        "null",
+        "--model.llm",
+        "null",
+        "--model.tokenizer",
+        "null",
+        "--data.train",
+        "null",
+        "--data.val",
+        "null",
+        "--data.synthetic.out",
+        str(synthetic),
+        "--data.synthetic.n",
+        "30",
+        "--data.synthetic.max_side",
+        "256",
+        "--data.batch_size",
+        "2",
+        "--data.global_batch_size",
+        "4",
+        "--data.num_workers",
+        "0",
+        "--data.max_length",
+        "512",
+        "--data.val_limit",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.strategy",
+        "auto",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.max_steps",
+        "2",
+        "--trainer.max_epochs",
+        "null",
+        "--trainer.val_check_interval",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.logger.init_args.tracking_uri",
+        tracking_uri,
+        "--trainer.logger.init_args.log_model",
+        "false",
+        "--throughput.window_size",
+        "2",
     ]
 
 
 def _fit(path: Path, tmp: Path, run_root: Path, *extra: str) -> H2OVLCLI:
-    args = ["fit", "--config", compose_to_yaml(path), *_tiny_overrides(path, tmp / "synthetic", run_root, f"sqlite:///{tmp / 'mlflow.db'}"), *extra]
+    args = [
+        "fit",
+        "--config",
+        compose_to_yaml(path),
+        *_tiny_overrides(path, tmp / "synthetic", run_root, f"sqlite:///{tmp / 'mlflow.db'}"),
+        *extra,
+    ]
     return H2OVLCLI(args=args)
 
 
@@ -115,9 +172,13 @@ def test_paper_recipes_name_the_parts_the_paper_starts_from_and_a_validation_sli
         stage = path.relative_to(ROOT / "experiments/paper").with_suffix("").as_posix()
         recipe = compose(path)
         model = recipe["model"]
-        assert model["tokenizer"] == first.get(stage, model["tokenizer"]) and model["tokenizer"].startswith("h2oai/h2o-danube")
+        assert model["tokenizer"] == first.get(stage, model["tokenizer"]) and model["tokenizer"].startswith(
+            "h2oai/h2o-danube"
+        )
         if stage in first:
-            assert model["llm"] == first[stage] and model["vision_weights"] == "ogvl_dist" and not model.get("init_from")
+            assert (
+                model["llm"] == first[stage] and model["vision_weights"] == "ogvl_dist" and not model.get("init_from")
+            )
         else:  # later stages start from their predecessor's weights, not the hub's
             assert model.get("llm") is None and model.get("vision_weights") is None and model["init_from"]
         assert recipe["data"]["val"], stage  # val/loss exists, so the paper sweep's table fills

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from h2ovl.cli import main
+
 from training_runs import ROOT, h2ovl_fit, last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
 
 
@@ -34,7 +35,9 @@ def _run(tmp_path: Path, name: str, steps: int, fault: dict, **model) -> tuple[i
     return main(["fit", "--config", str(write_config(tmp_path / f"{name}.yaml", config))])
 
 
-def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     fault = {"class_path": "support.faults.NonFiniteLossAt", "init_args": {"step": 5, "forever": True}}
     assert _run(tmp_path, "diverged", 8, fault) == 2
@@ -56,7 +59,14 @@ def test_skip_drops_a_nonfinite_steps_update_and_counts_it(tmp_path, monkeypatch
     (run,) = mlflow_runs(tmp_path, "skipped")
     losses = metric_history(tmp_path, run.info.run_id, "train/loss")
     assert math.isnan(losses[2]) and all(math.isfinite(losses[s]) for s in (0, 1, 3, 4, 5))
-    assert metric_history(tmp_path, run.info.run_id, "train/skipped_nonfinite") == {0: 0.0, 1: 0.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0}
+    assert metric_history(tmp_path, run.info.run_id, "train/skipped_nonfinite") == {
+        0: 0.0,
+        1: 0.0,
+        2: 1.0,
+        3: 1.0,
+        4: 1.0,
+        5: 1.0,
+    }
 
 
 def test_running_out_of_memory_names_the_settings_that_decide_a_step(tmp_path, monkeypatch, capsys):
@@ -77,14 +87,22 @@ def test_nonfinite_loss_accepts_only_stop_or_skip():
 
 
 @pytest.mark.slow  # two-process runs
-@pytest.mark.parametrize(("fault", "timeout"), [("SigkillRankAt", None), ("HangRankAt", "0:01:00")], ids=["killed", "silent"])
+@pytest.mark.parametrize(
+    ("fault", "timeout"), [("SigkillRankAt", None), ("HangRankAt", "0:01:00")], ids=["killed", "silent"]
+)
 def test_a_lost_rank_stops_every_rank_in_one_line_within_the_timeout(tmp_path: Path, fault: str, timeout: str | None):
     """Two DDP processes over gloo; at step 2 rank one is SIGKILLed (rank zero notices at once) or stops
     answering (rank zero's next collective times out). Rank zero ends in one line with exit code 1, and kills
     the silent rank it launched: no process of the run is left (the test would wait for its open stderr)."""
     config = tiny_run_config(tmp_path, "lost", 20, global_batch_size=4)
     config["extends"].append({"trainer": str(ROOT / "configs/trainer/ddp-cpu.yaml")})
-    args = [f"--trainer.callbacks+=support.faults.{fault}", "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "2"]
+    args = [
+        f"--trainer.callbacks+=support.faults.{fault}",
+        "--trainer.callbacks.rank",
+        "1",
+        "--trainer.callbacks.step",
+        "2",
+    ]
     if timeout:  # it bounds the start's rendezvous too: a minute, so a loaded machine's slow start passes
         args += ["--trainer.strategy.init_args.timeout", timeout]
     started = time.monotonic()
@@ -92,6 +110,8 @@ def test_a_lost_rank_stops_every_rank_in_one_line_within_the_timeout(tmp_path: P
     assert result.returncode == 1 and time.monotonic() - started < 200
     assert "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("h2ovl fit:")]
-    assert line.startswith("h2ovl fit: rank 0 lost contact with another process of the run") and "--ckpt_path last" in line
+    assert (
+        line.startswith("h2ovl fit: rank 0 lost contact with another process of the run") and "--ckpt_path last" in line
+    )
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "lost.yaml")], capture_output=True, text=True).stdout.split()
     assert not left

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from lightning.fabric.utilities.throughput import measure_flops
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.packing import model_inputs
@@ -31,8 +31,12 @@ def batches(tmp_path_factory):
     torch.manual_seed(0)
     model, tokenizer = H2OVL.from_preset("tiny")
     synthetic = SyntheticData(out=str(tmp_path_factory.mktemp("synthetic")), n=24, max_side=256)
-    padded = H2OVLDataModule(synthetic=synthetic, batch_size=3).bind(Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile))
-    packed = H2OVLDataModule(synthetic=synthetic, batch_size=1, pack_tokens=768).bind(Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile))
+    padded = H2OVLDataModule(synthetic=synthetic, batch_size=3).bind(
+        Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
+    )
+    packed = H2OVLDataModule(synthetic=synthetic, batch_size=1, pack_tokens=768).bind(
+        Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
+    )
     return model, [next(iter(padded.train_stream())), next(iter(packed.train_stream()))]
 
 

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, Grid, candidate_grids, closest_grid, tokens_per_tile
+from h2ovl.preprocessing import (
+    MSAC,
+    DynamicResolution,
+    FixedResize,
+    Grid,
+    candidate_grids,
+    closest_grid,
+    tokens_per_tile,
+)
 
 # The reference test vectors (T=448, max 6, thumbnail on): (W, H) -> dynamic grid, dynamic tiles, MSAC coarse g1, MSAC fine g2, MSAC tiles.
 SPEC_VECTORS = [
@@ -98,10 +106,15 @@ def test_multi_image_samples_split_the_budget_and_switch_msac_off():
 
 def test_released_inference_gives_each_image_the_whole_budget():
     # The released models' chat code: MSAC off for several images, each with max_tiles (not 6 // n).
-    assert DynamicResolution(max_tiles=6).plan_in_sample(2000, 500, n_images=2, split_budget=False).grids["grid"] == (4, 1)
+    assert DynamicResolution(max_tiles=6).plan_in_sample(2000, 500, n_images=2, split_budget=False).grids["grid"] == (
+        4,
+        1,
+    )
     msac = MSAC(max_tiles=6).plan_in_sample(2000, 500, n_images=3, split_budget=False)
     assert set(msac.grids) == {"grid"} and msac.views == ((4, 1), (1, 1))
-    assert MSAC(max_tiles=6).plan_in_sample(2000, 500, n_images=1, split_budget=False) == MSAC(max_tiles=6).plan(2000, 500)
+    assert MSAC(max_tiles=6).plan_in_sample(2000, 500, n_images=1, split_budget=False) == MSAC(max_tiles=6).plan(
+        2000, 500
+    )
 
 
 def test_tokens_per_tile_with_and_without_pixel_shuffle():
@@ -151,6 +164,6 @@ def test_msac_fine_grid_avoids_coarse_seams_and_counts_are_bounded(width, height
         others = candidate_grids(3, max_tiles, prior=coarse)
         assert abs(width / height - fine.aspect_ratio) == min(abs(width / height - g.aspect_ratio) for g in others)
     assert 1 <= plan.n_tiles <= 2 * max_tiles + 1
-    assert plan.n_tiles == (fine.n_tiles if fine != (1, 1) else 0) + (
-        coarse.n_tiles if coarse != (1, 1) else 0
-    ) + (1 if thumbnail or (fine == coarse == (1, 1)) else 0)
+    assert plan.n_tiles == (fine.n_tiles if fine != (1, 1) else 0) + (coarse.n_tiles if coarse != (1, 1) else 0) + (
+        1 if thumbnail or (fine == coarse == (1, 1)) else 0
+    )

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import noise_image
 from h2ovl.preprocessing import MSAC, DynamicResolution, FixedResize, ImageLoadError, load_image
+
+from conftest import noise_image
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr", "RGB"])
@@ -63,7 +64,9 @@ def test_exif_orientation_is_applied(write_image):
 
 
 @pytest.mark.parametrize("size", [(1, 5000), (5000, 1)])
-@pytest.mark.parametrize("preprocessor", [FixedResize(tile_size=32), DynamicResolution(tile_size=32), MSAC(tile_size=32)])
+@pytest.mark.parametrize(
+    "preprocessor", [FixedResize(tile_size=32), DynamicResolution(tile_size=32), MSAC(tile_size=32)]
+)
 def test_extreme_aspect_ratios_work(size, preprocessor):
     out = preprocessor(Image.new("RGB", size, (9, 9, 9)))
     assert out.tiles.shape[1:] == (3, 32, 32) and 1 <= out.n_tiles <= 13

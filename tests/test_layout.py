@@ -82,7 +82,9 @@ def test_what_data_loader_workers_import_loads_no_model_stack():
     import subprocess
     import sys
 
-    code = ("import sys, h2ovl.data.stream, h2ovl.data.template, h2ovl.data.packing, h2ovl.data.samples; "
-            "print(sorted(m for m in ('transformers', 'timm') if m in sys.modules))")
+    code = (
+        "import sys, h2ovl.data.stream, h2ovl.data.template, h2ovl.data.packing, h2ovl.data.samples; "
+        "print(sorted(m for m in ('transformers', 'timm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -37,10 +37,17 @@ def test_the_index_equals_a_line_by_line_reading(tmp_path: Path, monkeypatch: py
 
 
 def _records(n: int) -> list[str]:
-    return [json.dumps({"id": f"r{i}", "conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]}) for i in range(n)]
+    return [
+        json.dumps(
+            {"id": f"r{i}", "conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]}
+        )
+        for i in range(n)
+    ]
 
 
-def test_the_index_is_cached_rebuilt_on_change_and_mapped_not_copied_into_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_index_is_cached_rebuilt_on_change_and_mapped_not_copied_into_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     path = tmp_path / "big.jsonl"
     path.write_text("\n".join(_records(10_000)) + "\n")
     (spec,) = load_mixture(path)
@@ -57,7 +64,9 @@ def test_the_index_is_cached_rebuilt_on_change_and_mapped_not_copied_into_worker
     with path.open("a") as file:  # the file changes: a new index, the old one removed
         file.write(_records(10_001)[-1] + "\n")
     assert len(open_source(spec)) == 10_001
-    assert [p for p in tmp_path.glob(".big.jsonl.index-*.npy")] != caches and len(list(tmp_path.glob(".big.jsonl.index-*"))) == 1
+    assert [p for p in tmp_path.glob(".big.jsonl.index-*.npy")] != caches and len(
+        list(tmp_path.glob(".big.jsonl.index-*"))
+    ) == 1
 
 
 def test_a_read_only_data_folder_caches_under_h2ovl_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

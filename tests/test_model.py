@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, LlamaConfig
 
 from h2ovl.errors import SettingError
-from h2ovl.model import H2OVL, IGNORE_INDEX, preset, pixel_shuffle
+from h2ovl.model import H2OVL, IGNORE_INDEX, pixel_shuffle, preset
 from h2ovl.model.hf_internvl import save_hf_internvl_as_released
 from h2ovl.model.projector import build_projector, fit_projector_input
 from h2ovl.model.tokenizer import IMG_CONTEXT
@@ -34,10 +34,13 @@ def _prompt(tokenizer, n_image_tokens: int, question: str = "read", answer: str 
     return ids, labels
 
 
-@pytest.mark.parametrize("name, total, vision, llm_type, preprocessor", [
-    ("h2ovl-0.8b", 0.83e9, 304.0e6, "LlamaForCausalLM", "DynamicResolution"),
-    ("h2ovl-2b", 2.15e9, 304.0e6, "MistralForCausalLM", "MSAC"),
-])
+@pytest.mark.parametrize(
+    "name, total, vision, llm_type, preprocessor",
+    [
+        ("h2ovl-0.8b", 0.83e9, 304.0e6, "LlamaForCausalLM", "DynamicResolution"),
+        ("h2ovl-2b", 2.15e9, 304.0e6, "MistralForCausalLM", "MSAC"),
+    ],
+)
 def test_released_presets_have_the_paper_shapes(name, total, vision, llm_type, preprocessor):
     with torch.device("meta"):  # shapes only: no memory, no download
         model = H2OVL(preset(name), image_token_id=0)
@@ -58,7 +61,9 @@ def test_pixel_shuffle_follows_the_v2_order():
     patch = lambda r, c: grid[0, r * side + c]  # noqa: E731
     for R in range(2):
         for C in range(2):
-            expected = torch.cat([patch(2 * R, 2 * C), patch(2 * R, 2 * C + 1), patch(2 * R + 1, 2 * C), patch(2 * R + 1, 2 * C + 1)])
+            expected = torch.cat(
+                [patch(2 * R, 2 * C), patch(2 * R, 2 * C + 1), patch(2 * R + 1, 2 * C), patch(2 * R + 1, 2 * C + 1)]
+            )
             assert torch.equal(out[0, R * 2 + C], expected)
     with pytest.raises(ValueError, match="1/p"):
         pixel_shuffle(grid, 0.3)
@@ -199,11 +204,19 @@ def test_batched_left_padded_generation_matches_one_at_a_time(tiny):
     model.eval()
     prompts = [_prompt(tokenizer, model.tokens_per_tile, question=q)[0][:, :-4] for q in ("read the text", "total")]
     tiles = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    singles = [model.generate(p, pixel_values=tiles[i : i + 1], max_new_tokens=6, min_new_tokens=6)[0] for i, p in enumerate(prompts)]
+    singles = [
+        model.generate(p, pixel_values=tiles[i : i + 1], max_new_tokens=6, min_new_tokens=6)[0]
+        for i, p in enumerate(prompts)
+    ]
     width = max(p.shape[1] for p in prompts)
     pad = tokenizer.pad_token_id
     ids = torch.stack([torch.cat([torch.full((width - p.shape[1],), pad), p[0]]) for p in prompts])
-    mask = torch.stack([torch.cat([torch.zeros(width - p.shape[1], dtype=torch.long), torch.ones(p.shape[1], dtype=torch.long)]) for p in prompts])
+    mask = torch.stack(
+        [
+            torch.cat([torch.zeros(width - p.shape[1], dtype=torch.long), torch.ones(p.shape[1], dtype=torch.long)])
+            for p in prompts
+        ]
+    )
     batched = model.generate(ids, attention_mask=mask, pixel_values=tiles, max_new_tokens=6, min_new_tokens=6)
     for single, row in zip(singles, batched):
         assert torch.equal(single, row)
@@ -226,8 +239,10 @@ def test_released_round_trip_is_lossless(tmp_path: Path):
 
 def test_a_model_trained_on_mixed_views_is_not_exported_as_one_preprocessors(tmp_path: Path):
     model, tokenizer = H2OVL.from_preset("tiny")
-    model.config.preprocessor = {"class_path": "h2ovl.preprocessing.MixedViews",
-                                 "init_args": {"choices": [{"class_path": "h2ovl.preprocessing.FixedResize"}]}}
+    model.config.preprocessor = {
+        "class_path": "h2ovl.preprocessing.MixedViews",
+        "init_args": {"choices": [{"class_path": "h2ovl.preprocessing.FixedResize"}]},
+    }
     with pytest.raises(SettingError, match="MixedViews"):
         model.save_released(tmp_path, tokenizer)
     assert not (tmp_path / "config.json").exists()
@@ -252,12 +267,27 @@ def test_released_loading_is_strict(tmp_path: Path):
 def _tiny_hf_internvl(vocab: int, image_token_id: int) -> InternVLForConditionalGeneration:
     """transformers' own InternVL at a tiny shape: 32-px tiles of 8-px patches, 4 tokens per tile."""
     vision = InternVLVisionConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        image_size=[32, 32], patch_size=[8, 8], attention_bias=True, layer_norm_eps=1e-6,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=[32, 32],
+        patch_size=[8, 8],
+        attention_bias=True,
+        layer_norm_eps=1e-6,
     )
-    text = LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=vocab, tie_word_embeddings=False)
-    hf = InternVLForConditionalGeneration(InternVLConfig(vision_config=vision, text_config=text, image_token_id=image_token_id, downsample_ratio=0.5)).eval()
+    text = LlamaConfig(
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        tie_word_embeddings=False,
+    )
+    hf = InternVLForConditionalGeneration(
+        InternVLConfig(vision_config=vision, text_config=text, image_token_id=image_token_id, downsample_ratio=0.5)
+    ).eval()
     with torch.no_grad():  # layer scales and norms away from their constant init, so they are tested
         for name, param in hf.named_parameters():
             if "lambda" in name or "layernorm" in name or "layer_norm" in name or "norm.weight" in name:
@@ -288,11 +318,16 @@ def test_a_released_checkpoint_whose_tokenizer_keeps_the_markers_as_text(tmp_pat
     plain text, embeddings exactly the vocabulary. It loads without adding or resizing anything, its logits
     equal transformers' InternVL on a templated sample, and generation stops at `<|end|>`."""
     from h2ovl.data.template import ConversationEncoder
+
     from support.released_tokenizer import write_released_tokenizer
 
     torch.manual_seed(0)
     tokenizer = write_released_tokenizer(tmp_path)
-    vocab, image_token_id, end_id = len(tokenizer), tokenizer.convert_tokens_to_ids(IMG_CONTEXT), tokenizer.convert_tokens_to_ids("<|end|>")
+    vocab, image_token_id, end_id = (
+        len(tokenizer),
+        tokenizer.convert_tokens_to_ids(IMG_CONTEXT),
+        tokenizer.convert_tokens_to_ids("<|end|>"),
+    )
     hf = _tiny_hf_internvl(vocab, image_token_id)
     save_hf_internvl_as_released(hf, tmp_path)
     ours = H2OVL.from_released(tmp_path).eval()
@@ -304,7 +339,12 @@ def test_a_released_checkpoint_whose_tokenizer_keeps_the_markers_as_text(tmp_pat
     ids = torch.tensor([encoded.input_ids])
     pixel_values = torch.randn(tiles, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(ours(ids, pixel_values=pixel_values).logits, hf(input_ids=ids, pixel_values=pixel_values).logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            ours(ids, pixel_values=pixel_values).logits,
+            hf(input_ids=ids, pixel_values=pixel_values).logits,
+            atol=1e-4,
+            rtol=0,
+        )
 
     # Steer greedy decoding (both models alike): the final norm keeps one channel, which the embeddings set
     # to +100 except at the prompt's last token (-100); lm_head maps -1 on it to the answer's first token
@@ -312,7 +352,9 @@ def test_a_released_checkpoint_whose_tokenizer_keeps_the_markers_as_text(tmp_pat
     first = next(i for i, label in enumerate(encoded.labels) if label != IGNORE_INDEX)
     prompt, answer_token = ids[:, :first], encoded.input_ids[first]
     with torch.no_grad():
-        hf.lm_head.weight = torch.nn.Parameter(hf.lm_head.weight.clone())  # transformers ties them; the released layout does not
+        hf.lm_head.weight = torch.nn.Parameter(
+            hf.lm_head.weight.clone()
+        )  # transformers ties them; the released layout does not
         lm = hf.model.language_model
         lm.norm.weight.zero_()
         lm.norm.weight[0] = 1.0
@@ -325,7 +367,9 @@ def test_a_released_checkpoint_whose_tokenizer_keeps_the_markers_as_text(tmp_pat
     tokenizer.save_pretrained(str(steered))
     ours = H2OVL.from_released(steered).eval()
     with torch.no_grad():
-        expected = hf.generate(input_ids=prompt, pixel_values=pixel_values, max_new_tokens=6, do_sample=False, eos_token_id=end_id)[0, first:]
+        expected = hf.generate(
+            input_ids=prompt, pixel_values=pixel_values, max_new_tokens=6, do_sample=False, eos_token_id=end_id
+        )[0, first:]
         generated = ours.generate(prompt, pixel_values=pixel_values, max_new_tokens=6)[0]
     assert generated.tolist() == expected.tolist() == [answer_token, end_id]
     assert tokenizer.decode(generated[:-1]) == tokenizer.decode([answer_token])
@@ -361,10 +405,19 @@ def test_export_to_transformers_internvl_loads_without_remote_code(tmp_path: Pat
     assert inputs["pixel_values"].shape[0] == tiles.shape[0] == 3  # 2x1 grid + thumbnail, as ours
     assert int((inputs["input_ids"] == model.image_token_id).sum()) == 3 * model.tokens_per_tile
     with torch.no_grad():
-        torch.testing.assert_close(hf(**inputs).logits, model(inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            hf(**inputs).logits,
+            model(inputs["input_ids"], pixel_values=inputs["pixel_values"]).logits,
+            atol=1e-5,
+            rtol=0,
+        )
         ours_tiles = model.normalizer(tiles)
-        torch.testing.assert_close(hf(input_ids=inputs["input_ids"], pixel_values=ours_tiles).logits,
-                                   model(inputs["input_ids"], pixel_values=ours_tiles).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            hf(input_ids=inputs["input_ids"], pixel_values=ours_tiles).logits,
+            model(inputs["input_ids"], pixel_values=ours_tiles).logits,
+            atol=1e-5,
+            rtol=0,
+        )
     reader, _ = H2OVL.from_preset("tiny-reader")  # a conv stem: no place for it in transformers' InternVL
     with pytest.raises(ValueError, match="no place for a conv stem"):
         from h2ovl.model.hf_internvl import export_hf_internvl
@@ -382,11 +435,16 @@ def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
     source.llm.save_pretrained(str(tmp_path / "llm"))
     tokenizer.save_pretrained(str(tmp_path / "tokenizer"))
     module = H2OVLModule(
-        preset="tiny", vision_weights=str(tmp_path / "vit.safetensors"), llm=str(tmp_path / "llm"), tokenizer=str(tmp_path / "tokenizer")
+        preset="tiny",
+        vision_weights=str(tmp_path / "vit.safetensors"),
+        llm=str(tmp_path / "llm"),
+        tokenizer=str(tmp_path / "tokenizer"),
     )
     loaded = module.model
     for part in ("vision", "llm"):
-        for (name, a), (_, b) in zip(getattr(source, part).state_dict().items(), getattr(loaded, part).state_dict().items()):
+        for (name, a), (_, b) in zip(
+            getattr(source, part).state_dict().items(), getattr(loaded, part).state_dict().items()
+        ):
             assert torch.equal(a, b), f"{part}.{name}"
     assert module.tokenizer.get_vocab() == tokenizer.get_vocab()
     bad = tmp_path / "bad.safetensors"

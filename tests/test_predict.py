@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import conversation, noise_image, write_jsonl
 from h2ovl.cli import main
-from h2ovl.synth import TASKS
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.processor import Processor
 from h2ovl.model.tokenizer import ANSWER
+from h2ovl.synth import TASKS
 from h2ovl.training.prediction import prompt_batch
+
+from conftest import conversation, noise_image, write_jsonl
 from training_runs import metric_history, mlflow_runs, tiny_run_config, write_config
 
 
@@ -21,14 +22,26 @@ def test_prompts_stop_before_the_first_answer_and_keep_their_tiles(tmp_path: Pat
     model, tokenizer, preprocessor = tiny
     noise_image(120, 60).save(tmp_path / "a.png")
     noise_image(50, 90, seed=1).save(tmp_path / "b.png")
-    data = write_jsonl(tmp_path / "d.jsonl", [
-        conversation("<image>\nRead it.", "HELLO 42", image="a.png", id="img"),
-        conversation("What is two plus two?", "four", id="text"),
-        {"id": "late", "image": "b.png", "conversations": [
-            {"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "hi"},
-            {"from": "human", "value": "<image>\nAnd now?"}, {"from": "gpt", "value": "tall"}]},
-    ])
-    dm = H2OVLDataModule(train=str(data), test=str(data), batch_size=3).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
+    data = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            conversation("<image>\nRead it.", "HELLO 42", image="a.png", id="img"),
+            conversation("What is two plus two?", "four", id="text"),
+            {
+                "id": "late",
+                "image": "b.png",
+                "conversations": [
+                    {"from": "human", "value": "Say hi."},
+                    {"from": "gpt", "value": "hi"},
+                    {"from": "human", "value": "<image>\nAnd now?"},
+                    {"from": "gpt", "value": "tall"},
+                ],
+            },
+        ],
+    )
+    dm = H2OVLDataModule(train=str(data), test=str(data), batch_size=3).bind(
+        Processor(tokenizer, preprocessor, model.tokens_per_tile)
+    )
     batch = next(iter(dm.predict_dataloader()))
     prompts = prompt_batch(batch, model, tokenizer.pad_token_id)
     assert [r["answer"] for r in batch["references"]] == ["HELLO 42", "four", "hi"]
@@ -65,11 +78,15 @@ def test_validate_test_predict_after_fit(tmp_path: Path, monkeypatch: pytest.Mon
     assert list(metric_history(tmp_path, run.info.run_id, "validate/loss")) == [2]
     assert list(metric_history(tmp_path, run.info.run_id, "test/loss")) == [2]
     records = [json.loads(line) for line in (tmp_path / "runs/after/predictions.jsonl").read_text().splitlines()]
-    assert len(records) == len(TASKS) and all("-test-" in r["id"] for r in records)  # the whole test split (a sample per task)
+    assert len(records) == len(TASKS) and all(
+        "-test-" in r["id"] for r in records
+    )  # the whole test split (a sample per task)
     assert all(isinstance(r["prediction"], str) and r["answer"] for r in records)
 
 
-def test_a_resume_with_other_checkpoint_settings_keeps_one_newest_last_ckpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_resume_with_other_checkpoint_settings_keeps_one_newest_last_ckpt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Resuming with another `every_n_train_steps` must not leave `last-v1.ckpt` (newer) beside an older
     `last.ckpt` that `--ckpt_path last` and `init_from` would then take."""
     import torch
@@ -77,8 +94,25 @@ def test_a_resume_with_other_checkpoint_settings_keeps_one_newest_last_ckpt(tmp_
     monkeypatch.chdir(tmp_path)
     path = write_config(tmp_path / "run.yaml", tiny_run_config(tmp_path, "last", 4))
     assert main(["fit", "--config", str(path)]) == 0
-    assert main(["fit", "--config", str(path), "--trainer.max_steps", "7", "--checkpoint.every_n_train_steps", "3",
-                 "--ckpt_path", "last"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(path),
+                "--trainer.max_steps",
+                "7",
+                "--checkpoint.every_n_train_steps",
+                "3",
+                "--ckpt_path",
+                "last",
+            ]
+        )
+        == 0
+    )
     checkpoints = sorted(p.name for p in (tmp_path / "runs/last/checkpoints").glob("last*.ckpt"))
     assert checkpoints == ["last.ckpt"]
-    assert torch.load(tmp_path / "runs/last/checkpoints/last.ckpt", weights_only=False, map_location="cpu")["global_step"] == 7
+    assert (
+        torch.load(tmp_path / "runs/last/checkpoints/last.ckpt", weights_only=False, map_location="cpu")["global_step"]
+        == 7
+    )

@@ -12,11 +12,18 @@ import yaml
 from jsonargparse import ArgumentParser
 from PIL import Image
 
-from conftest import noise_image
 from h2ovl.preprocessing import (
-    MSAC, DynamicResolution, FixedResize, ImagePreprocessor, MixedViews, TileNormalizer, instantiate_preprocessor,
+    MSAC,
+    DynamicResolution,
+    FixedResize,
+    ImagePreprocessor,
+    MixedViews,
+    TileNormalizer,
+    instantiate_preprocessor,
 )
 from h2ovl.preprocessing.reference import reference_pixel_values, reference_tiles
+
+from conftest import noise_image
 
 T = 32  # small tiles keep pixel tests fast; the rules do not depend on T
 
@@ -51,7 +58,9 @@ def test_msac_tiles_are_fine_then_coarse_then_thumbnail():
     expected = []
     for grid in (fine, coarse):
         resized = np.asarray(image.resize((grid.cols * T, grid.rows * T), Image.Resampling.BICUBIC))
-        expected += [resized[r * T : (r + 1) * T, c * T : (c + 1) * T] for r in range(grid.rows) for c in range(grid.cols)]
+        expected += [
+            resized[r * T : (r + 1) * T, c * T : (c + 1) * T] for r in range(grid.rows) for c in range(grid.cols)
+        ]
     expected.append(np.asarray(image.resize((T, T), Image.Resampling.BICUBIC)))
     assert out.n_tiles == len(expected) == 13
     for tile, want in zip(out.tiles, expected):
@@ -143,8 +152,11 @@ def test_process_sample_applies_the_multi_image_rule():
 
 
 def test_mixed_views_show_each_image_through_one_choice_the_same_every_time_wherever_it_lies(tmp_path: Path):
-    choices = [FixedResize(tile_size=T), DynamicResolution(tile_size=T, max_tiles=4, use_thumbnail=False),
-               MSAC(tile_size=T, max_tiles=4, use_thumbnail=False)]
+    choices = [
+        FixedResize(tile_size=T),
+        DynamicResolution(tile_size=T, max_tiles=4, use_thumbnail=False),
+        MSAC(tile_size=T, max_tiles=4, use_thumbnail=False),
+    ]
     mixed = MixedViews(choices)
     paths = []
     for k in range(60):
@@ -178,11 +190,26 @@ def test_the_short_names_build_their_preprocessors_and_a_wrong_name_lists_them(t
 
     for short, cls in (("fixed", FixedResize), ("dynamic", DynamicResolution), ("MSAC", MSAC)):
         assert type(instantiate_preprocessor(short)) is cls
-    with pytest.raises(SettingError, match=r"name one of fixed \(FixedResize\), dynamic \(DynamicResolution\), msac \(MSAC\)"):
+    with pytest.raises(
+        SettingError, match=r"name one of fixed \(FixedResize\), dynamic \(DynamicResolution\), msac \(MSAC\)"
+    ):
         instantiate_preprocessor("tiles")
     from conftest import noise_image
 
     noise_image(300, 100).save(tmp_path / "a.png")
-    assert main(["preview", str(tmp_path / "a.png"), "--preprocessor", "dynamic", "--json", "--out", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            [
+                "preview",
+                str(tmp_path / "a.png"),
+                "--preprocessor",
+                "dynamic",
+                "--json",
+                "--out",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     assert main(["preview", str(tmp_path / "a.png"), "--preprocessor", "tiles"]) == 2
     assert "name one of fixed (FixedResize)" in capsys.readouterr().err

@@ -51,22 +51,50 @@ def _write_parts(folder: Path, model: str) -> dict[str, str]:
     llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(llm_config.pop("model_type"), **llm_config))
     llm.save_pretrained(str(folder / "llm"))
     del llm
-    return {"vision_weights": str(folder / "internvit.safetensors"), "llm": str(folder / "llm"),
-            "tokenizer": stand_in_tokenizer(folder / "tokenizer", with_h2ovl_tokens=False)}
+    return {
+        "vision_weights": str(folder / "internvit.safetensors"),
+        "llm": str(folder / "llm"),
+        "tokenizer": stand_in_tokenizer(folder / "tokenizer", with_h2ovl_tokens=False),
+    }
 
 
 def _stage_config(tmp: Path, model: str, stage: str, parts: dict[str, str]) -> Path:
     config = {
         "extends": [str(ROOT / f"experiments/paper/{model}/{stage}.yaml")],
-        "model": {**parts, "init_from": None,
-                  "preprocessor": {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 448}}},
-        "data": {"train": None, "val": None, "synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 256},
-                 "batch_size": 1, "global_batch_size": 1, "num_workers": 0, "max_length": 512},
-        "trainer": {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true", "max_steps": 1, "log_every_n_steps": 1,
-                    "max_epochs": None, "limit_val_batches": 0, "enable_progress_bar": False, "enable_model_summary": False,
-                    "default_root_dir": str(tmp / "runs" / f"{model}-{stage}"),
-                    "logger": {"init_args": {"experiment_name": f"{model}-{stage}", "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
-                                             "log_model": False}}},
+        "model": {
+            **parts,
+            "init_from": None,
+            "preprocessor": {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 448}},
+        },
+        "data": {
+            "train": None,
+            "val": None,
+            "synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 256},
+            "batch_size": 1,
+            "global_batch_size": 1,
+            "num_workers": 0,
+            "max_length": 512,
+        },
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "strategy": "auto",
+            "precision": "32-true",
+            "max_steps": 1,
+            "log_every_n_steps": 1,
+            "max_epochs": None,
+            "limit_val_batches": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp / "runs" / f"{model}-{stage}"),
+            "logger": {
+                "init_args": {
+                    "experiment_name": f"{model}-{stage}",
+                    "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+                    "log_model": False,
+                }
+            },
+        },
         "checkpoint": {"save_last": False},
         "throughput": {"window_size": 2},
     }
@@ -97,22 +125,35 @@ def test_paper_recipes_start_from_pretrained_parts_at_real_shape(tmp_path: Path)
     assert torch.equal(model.vision.vit.blocks[0].attn.qkv.weight, vit_file["blocks.0.attn.qkv.weight"])
     del vit_file
     embeddings = model.llm.get_input_embeddings().weight
-    assert embeddings.shape == (32010, 2560) and len(module.tokenizer) == 32010  # the released vocab_size: Danube + the ten
+    assert (
+        embeddings.shape == (32010, 2560) and len(module.tokenizer) == 32010
+    )  # the released vocab_size: Danube + the ten
     groups = {g["name"]: g for g in parameter_groups(model, 4e-5, 0.03)}
-    assert set(groups) == {f"{part}/{kind}" for part in ("vision", "projector", "llm") for kind in ("decay", "no_decay")}
+    assert set(groups) == {
+        f"{part}/{kind}" for part in ("vision", "projector", "llm") for kind in ("decay", "no_decay")
+    }
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in groups["llm/decay"]["params"]}
     assert "llm.model.layers.0.self_attn.q_proj.weight" in decayed and "llm.lm_head.weight" in decayed
     assert not any(n.endswith(("norm.weight", ".bias")) for n in decayed)
-    assert {names[id(p)] for p in groups["vision/no_decay"]["params"]} >= {"vision.vit.blocks.0.ls1.gamma", "vision.vit.cls_token"}
+    assert {names[id(p)] for p in groups["vision/no_decay"]["params"]} >= {
+        "vision.vit.blocks.0.ls1.gamma",
+        "vision.vit.cls_token",
+    }
 
     # Forward and backward through every part, all of them trainable. The gradients asked for are one
     # weight per part: all of them (8 GiB more in fp32) would not fit beside the weights, and bf16 is
     # ten times slower on a CPU without bf16 units; the backward pass itself is the same either way.
     model.train()
-    batch = synthetic_batch(module.tokenizer, 1, tiles=1, tile_size=448, tokens_per_tile=model.tokens_per_tile, text=24, answer=8)
+    batch = synthetic_batch(
+        module.tokenizer, 1, tiles=1, tile_size=448, tokens_per_tile=model.tokens_per_tile, text=24, answer=8
+    )
     loss_sum, weight = module._weighted_loss(batch)
-    probes = [model.vision.vit.blocks[0].attn.qkv.weight, model.projector[1].weight,
-              model.llm.model.layers[0].self_attn.q_proj.weight, model.llm.lm_head.weight]
+    probes = [
+        model.vision.vit.blocks[0].attn.qkv.weight,
+        model.projector[1].weight,
+        model.llm.model.layers[0].self_attn.q_proj.weight,
+        model.llm.lm_head.weight,
+    ]
     for grad in torch.autograd.grad(loss_sum / weight, probes):
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0

@@ -66,7 +66,16 @@ def write_dataset(tmp_path, name="ocr", records=None):
 
 def test_meta_file_relative_paths_and_fields(tmp_path):
     write_dataset(tmp_path)
-    meta = {"ocr": {"root": "images", "annotation": "ocr.jsonl", "relative_to": "meta", "repeat_time": 0.5, "max_dynamic_patch": 2, "length": 1}}
+    meta = {
+        "ocr": {
+            "root": "images",
+            "annotation": "ocr.jsonl",
+            "relative_to": "meta",
+            "repeat_time": 0.5,
+            "max_dynamic_patch": 2,
+            "length": 1,
+        }
+    }
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     (spec,) = load_mixture(tmp_path / "meta.json")
     assert spec.name == "ocr" and spec.repeat_time == 0.5 and spec.max_dynamic_patch == 2
@@ -83,19 +92,38 @@ def test_a_stock_internvl_meta_file_finds_its_paths_from_the_working_directory(t
     elsewhere.mkdir(parents=True)
     noise_image(40, 20).save(playground / "data" / "ocr" / "a.png")
     noise_image(50, 30).save(elsewhere / "b.png")
-    write_jsonl(playground / "opensource" / "ocr.jsonl", [conversation("<image>\nread", "x", "ocr/a.png"),
-                                                        conversation("<image>\nread", "y", str(elsewhere / "b.png"))])
+    write_jsonl(
+        playground / "opensource" / "ocr.jsonl",
+        [conversation("<image>\nread", "x", "ocr/a.png"), conversation("<image>\nread", "y", str(elsewhere / "b.png"))],
+    )
     (tmp_path / "shell" / "data").mkdir(parents=True)
     meta = tmp_path / "shell" / "data" / "finetune.json"
-    meta.write_text(json.dumps({"ocr": {"root": "playground/data/", "annotation": "playground/opensource/ocr.jsonl",
-                                        "data_augment": False, "repeat_time": 1, "length": 2}}))
+    meta.write_text(
+        json.dumps(
+            {
+                "ocr": {
+                    "root": "playground/data/",
+                    "annotation": "playground/opensource/ocr.jsonl",
+                    "data_augment": False,
+                    "repeat_time": 1,
+                    "length": 2,
+                }
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path)
     (spec,) = load_mixture(meta)
     assert spec.root == str(tmp_path / "playground" / "data") and spec.allow_outside_root
     source = open_source(spec)
-    assert [paths[0] for _, paths in (source.load(0), source.load(1))] == [playground / "data" / "ocr" / "a.png", elsewhere / "b.png"]
+    assert [paths[0] for _, paths in (source.load(0), source.load(1))] == [
+        playground / "data" / "ocr" / "a.png",
+        elsewhere / "b.png",
+    ]
     monkeypatch.chdir(tmp_path / "shell")  # elsewhere, the same file names where its paths were looked for
-    with pytest.raises(MetaError, match=r"annotation file .*shell/playground/opensource/ocr.jsonl does not exist \(relative paths are found from the working directory"):
+    with pytest.raises(
+        MetaError,
+        match=r"annotation file .*shell/playground/opensource/ocr.jsonl does not exist \(relative paths are found from the working directory",
+    ):
         load_mixture(meta)
 
 

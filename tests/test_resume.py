@@ -11,6 +11,7 @@ import torch
 
 from h2ovl.training import checkpoint_io
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
+
 from training_runs import h2ovl_fit, last_checkpoint, metric_history, mlflow_runs, tiny_run_config, write_config
 
 
@@ -62,8 +63,12 @@ def test_a_kill_between_a_checkpoint_and_its_step_logging_loses_no_metric(tmp_pa
     assert h2ovl_fit(write_config(tmp_path / "gap.yaml", killed), check=False).returncode == -9
     assert last_checkpoint(tmp_path, "gap")["global_step"] == 5
     (run,) = mlflow_runs(tmp_path, "gap")
-    assert 4 not in metric_history(tmp_path, run.info.run_id, "train/loss")  # step 5 (logged at 4) never reached the store
-    h2ovl_fit(write_config(tmp_path / "gap-resumed.yaml", tiny_run_config(tmp_path, "gap", steps)), "--ckpt_path", "last")
+    assert 4 not in metric_history(
+        tmp_path, run.info.run_id, "train/loss"
+    )  # step 5 (logged at 4) never reached the store
+    h2ovl_fit(
+        write_config(tmp_path / "gap-resumed.yaml", tiny_run_config(tmp_path, "gap", steps)), "--ckpt_path", "last"
+    )
     (run,) = mlflow_runs(tmp_path, "gap")
     assert run.info.status == "FINISHED"
     assert_each_step_logged_once(tmp_path, run.info.run_id, steps)
@@ -104,7 +109,9 @@ def test_unreachable_tracking_server_falls_back_and_training_finishes(tmp_path: 
     from h2ovl.training.compose import compose_to_yaml
 
     config = tiny_run_config(tmp_path, "offline", 3)
-    config["trainer"]["logger"]["init_args"].update(tracking_uri="http://127.0.0.1:9", fallback_dir=str(tmp_path / "fallback"))
+    config["trainer"]["logger"]["init_args"].update(
+        tracking_uri="http://127.0.0.1:9", fallback_dir=str(tmp_path / "fallback")
+    )
     path = write_config(tmp_path / "offline.yaml", config)
     with caplog.at_level(logging.WARNING):
         cli = H2OVLCLI(args=["fit", "--config", compose_to_yaml(path)])

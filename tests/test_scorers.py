@@ -18,6 +18,7 @@ from h2ovl.evaluation.anls import anls
 from h2ovl.evaluation.kie import field_counts, parse_prediction, ted_accuracy
 from h2ovl.evaluation.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
 from h2ovl.evaluation.vqa import normalize_vqa_answer, vqa_accuracy
+
 from support import donut_reference, reference_scorers
 
 
@@ -38,11 +39,13 @@ def test_ocrbench_substring_rule_and_the_handwritten_maths_exception():
 
 
 def test_ocrbench_scores_per_category_group_and_total():
-    samples = [scored("hello", "hello", category="Regular Text Recognition"),
-               scored("123", "123", category="Digit String Recognition"),
-               scored("no", "yes", category="Artistic Text Recognition"),
-               scored("paris", "Paris", category="Scene Text-centric VQA"),
-               scored("x+y", "x + y", category=HANDWRITTEN_MATHS)]
+    samples = [
+        scored("hello", "hello", category="Regular Text Recognition"),
+        scored("123", "123", category="Digit String Recognition"),
+        scored("no", "yes", category="Artistic Text Recognition"),
+        scored("paris", "Paris", category="Scene Text-centric VQA"),
+        scored("x+y", "x + y", category=HANDWRITTEN_MATHS),
+    ]
     scores = score_samples(samples, "ocrbench")
     assert scores["ocrbench/n"] == 5
     assert scores["ocrbench/text_recognition"] == 2  # the six recognition categories summed
@@ -56,10 +59,28 @@ def test_ocrbench_scores_per_category_group_and_total():
 
 def test_ocrbench_own_json_format_is_read(tmp_path: Path):
     path = tmp_path / "ocrbench.json"
-    path.write_text(json.dumps([
-        {"dataset_name": "IIIT5K", "id": 0, "question": "what is written?", "answers": ["Coffee"], "type": "Regular Text Recognition", "predict": "coffee"},
-        {"dataset_name": "HME100k", "id": 1, "question": "latex?", "answers": "a^{2}", "type": HANDWRITTEN_MATHS, "predict": "A^{2}"},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "dataset_name": "IIIT5K",
+                    "id": 0,
+                    "question": "what is written?",
+                    "answers": ["Coffee"],
+                    "type": "Regular Text Recognition",
+                    "predict": "coffee",
+                },
+                {
+                    "dataset_name": "HME100k",
+                    "id": 1,
+                    "question": "latex?",
+                    "answers": "a^{2}",
+                    "type": HANDWRITTEN_MATHS,
+                    "predict": "A^{2}",
+                },
+            ]
+        )
+    )
     records = read_predictions(path)
     assert [r.prediction for r in records] == ["coffee", "A^{2}"] and records[1].answers == ("a^{2}",)
     scores = score_samples(records, "ocrbench")
@@ -77,7 +98,9 @@ def test_anls_hand_worked():
     assert anls("total", ["x", "totals"]) == pytest.approx(1 - 1 / 6)  # best over answers
     assert anls("", ["answer"]) == 0.0  # an empty prediction scores 0 ...
     assert anls("", ["   "]) == 1.0  # ... except against an answer that normalises to nothing
-    assert score_samples([scored("hello wrld", "hello world"), scored("abc", "xyc")], "anls")["anls/anls"] == pytest.approx((1 - 1 / 11) / 2)
+    assert score_samples([scored("hello wrld", "hello world"), scored("abc", "xyc")], "anls")[
+        "anls/anls"
+    ] == pytest.approx((1 - 1 / 11) / 2)
 
 
 # -- VQA accuracy -------------------------------------------------------------------------------------
@@ -109,7 +132,9 @@ def test_kie_hand_worked():
     pred = {"store": "ACME", "total": "12.51"}
     assert ted_accuracy(pred, answer) == pytest.approx(1 - 1 / 11)
     assert field_counts(pred, answer) == (1, 2)
-    scores = score_samples([scored(json.dumps(pred), json.dumps(answer)), scored(json.dumps(answer), json.dumps(answer))], "kie")
+    scores = score_samples(
+        [scored(json.dumps(pred), json.dumps(answer)), scored(json.dumps(answer), json.dumps(answer))], "kie"
+    )
     assert scores["kie/perfect_match"] == 0.5
     assert scores["kie/ted_accuracy"] == pytest.approx((1 - 1 / 11 + 1) / 2)
     assert scores["kie/field_f1"] == pytest.approx(3 / (3 + 2 / 2))  # corpus-level: tp 3, wrong 2
@@ -132,7 +157,9 @@ def test_kie_unparseable_prediction_counts_as_empty():
 
 
 def _random_value(rng: random.Random, depth: int):
-    kind = rng.choice(["text", "text", "number", "list", "dict", "records", "empty"] if depth < 3 else ["text", "number", "empty"])
+    kind = rng.choice(
+        ["text", "text", "number", "list", "dict", "records", "empty"] if depth < 3 else ["text", "number", "empty"]
+    )
     if kind == "text":
         return "".join(rng.choice("abcde 12") for _ in range(rng.randint(1, 8)))
     if kind == "number":
@@ -147,7 +174,10 @@ def _random_value(rng: random.Random, depth: int):
 
 
 def _random_dict(rng: random.Random, depth: int = 0) -> dict:
-    return {rng.choice(["name", "price", "total", "date", "items", "id", "a", "bb"]): _random_value(rng, depth) for _ in range(rng.randint(1, 4))}
+    return {
+        rng.choice(["name", "price", "total", "date", "items", "id", "a", "bb"]): _random_value(rng, depth)
+        for _ in range(rng.randint(1, 4))
+    }
 
 
 def _mutate(value, rng: random.Random):
@@ -161,7 +191,7 @@ def _mutate(value, rng: random.Random):
         return out[::-1] if rng.random() < 0.2 else out
     if isinstance(value, str) and value and rng.random() < 0.5:
         i = rng.randrange(len(value))
-        return value[:i] + rng.choice("xyz") + value[i + 1:]
+        return value[:i] + rng.choice("xyz") + value[i + 1 :]
     return value
 
 
@@ -178,7 +208,9 @@ def test_kie_matches_donuts_evaluator_on_random_json_trees():
         answers.append(answer)
     scores = score_samples([scored(json.dumps(p), json.dumps(a)) for p, a in zip(preds, answers)], "kie")
     assert scores["kie/field_f1"] == pytest.approx(donut_reference.cal_f1(preds, answers))
-    assert scores["kie/ted_accuracy"] == pytest.approx(sum(donut_reference.cal_acc(p, a) for p, a in zip(preds, answers)) / 150)
+    assert scores["kie/ted_accuracy"] == pytest.approx(
+        sum(donut_reference.cal_acc(p, a) for p, a in zip(preds, answers)) / 150
+    )
     assert 0.05 < scores["kie/ted_accuracy"] < 0.95  # the trees differ in varied amounts
 
 
@@ -214,7 +246,10 @@ def test_kie_leaf_rule_is_donuts_contains_and_strip_all():
         ({"a": [long_a, "q"], "b": long_b}, {"a": [long_b], "b": long_a}),
     ]
     for pred, answer in cases:
-        assert ted_accuracy(pred, answer) == pytest.approx(donut_reference.cal_acc(pred, answer), abs=1e-12), (pred, answer)
+        assert ted_accuracy(pred, answer) == pytest.approx(donut_reference.cal_acc(pred, answer), abs=1e-12), (
+            pred,
+            answer,
+        )
 
 
 # -- exact edit distances (ANLS, CER) ------------------------------------------------------------------
@@ -232,7 +267,10 @@ def test_anls_equals_the_docvqa_scorer_on_long_and_unicode_strings():
     differing = 0
     for prediction, answer in pairs:
         ours = anls(prediction, [answer, answer[::-1]])
-        assert ours == pytest.approx(reference_scorers.docvqa_anls(prediction, [answer, answer[::-1]]), abs=1e-12), (prediction, answer)
+        assert ours == pytest.approx(reference_scorers.docvqa_anls(prediction, [answer, answer[::-1]]), abs=1e-12), (
+            prediction,
+            answer,
+        )
         differing += ours != 0.0
     assert differing > 10  # the pairs exercise both sides of the threshold
 
@@ -250,7 +288,26 @@ def test_cer_uses_exact_distances_and_integer_counts():
 # -- TextVQA processing ---------------------------------------------------------------------------------
 def test_textvqa_processing_equals_m4c_and_vlmevalkit_verbatim():
     rng = random.Random(3)
-    alphabet = ["a", "the", "two", "dont", "Cat", "1,000", "3.5", ".", "..", "?", "!", "-", "'s", " ", "\n", "(x)", "a.b", "Its"]
+    alphabet = [
+        "a",
+        "the",
+        "two",
+        "dont",
+        "Cat",
+        "1,000",
+        "3.5",
+        ".",
+        "..",
+        "?",
+        "!",
+        "-",
+        "'s",
+        " ",
+        "\n",
+        "(x)",
+        "a.b",
+        "Its",
+    ]
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(400)]
     texts += ["." * 40 + "end", "a." * 35, "What's the 1,000th?", "Two dogs."]
     for text in texts:
@@ -262,8 +319,13 @@ def test_textvqa_processing_equals_m4c_and_vlmevalkit_verbatim():
     for _ in range(100):
         answers = [rng.choice(["two", "2", "Two.", "three", "the cat"]) for _ in range(10)]
         prediction = rng.choice(["2", "two", "cat", "3"])
-        for processing, process in (("m4c", reference_scorers.m4c_process), ("vlmevalkit", reference_scorers.vlmevalkit_process)):
-            assert vqa_accuracy(prediction, answers, processing) == pytest.approx(reference_scorers.textvqa_accuracy(prediction, answers, process))
+        for processing, process in (
+            ("m4c", reference_scorers.m4c_process),
+            ("vlmevalkit", reference_scorers.vlmevalkit_process),
+        ):
+            assert vqa_accuracy(prediction, answers, processing) == pytest.approx(
+                reference_scorers.textvqa_accuracy(prediction, answers, process)
+            )
 
 
 def test_vqa_processing_option_through_the_scorer():
@@ -296,21 +358,30 @@ def test_jsonl_records_may_hold_unicode_line_separators(tmp_path: Path):
     # json.dumps(ensure_ascii=False) writes U+2028, U+2029 and U+0085 raw; only "\n" ends a JSON Lines record.
     texts = ["a\u2028b", "c\u2029d", "e\u0085f"]
     path = tmp_path / "p.jsonl"
-    path.write_text("\r\n".join(json.dumps({"id": str(i), "prediction": t, "answers": [t]}, ensure_ascii=False) for i, t in enumerate(texts)) + "\n", encoding="utf-8")
+    path.write_text(
+        "\r\n".join(
+            json.dumps({"id": str(i), "prediction": t, "answers": [t]}, ensure_ascii=False) for i, t in enumerate(texts)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     records = read_predictions(path)
     assert [r.prediction for r in records] == texts and [r.where for r in records] == [f"{path}:{i}" for i in (1, 2, 3)]
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    ({"answers": ["a"]}, "no 'prediction'"),
-    ({"prediction": 3, "answers": ["a"]}, "'prediction' is int, not a string"),
-    ({"prediction": None, "answer": "a"}, "'prediction' is NoneType"),
-    ({"prediction": "a"}, "no 'answers' or 'answer'"),
-    ({"prediction": "a", "answers": []}, "non-empty list"),
-    ({"prediction": "a", "answers": ["a", " "]}, "an answer is empty"),
-    ({"prediction": "a", "answers": ["a", 5]}, "an answer is int"),
-    ("{not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"answers": ["a"]}, "no 'prediction'"),
+        ({"prediction": 3, "answers": ["a"]}, "'prediction' is int, not a string"),
+        ({"prediction": None, "answer": "a"}, "'prediction' is NoneType"),
+        ({"prediction": "a"}, "no 'answers' or 'answer'"),
+        ({"prediction": "a", "answers": []}, "non-empty list"),
+        ({"prediction": "a", "answers": ["a", " "]}, "an answer is empty"),
+        ({"prediction": "a", "answers": ["a", 5]}, "an answer is int"),
+        ("{not json", "not valid JSON"),
+    ],
+)
 def test_bad_prediction_records_name_the_line(tmp_path: Path, bad, message: str):
     path = _write(tmp_path / "p.jsonl", [{"prediction": "a", "answers": ["a"]}, bad])
     with pytest.raises(PredictionsError, match=rf"p\.jsonl:2: .*{message}"):
@@ -318,11 +389,14 @@ def test_bad_prediction_records_name_the_line(tmp_path: Path, bad, message: str)
 
 
 def test_score_command_prints_scores_on_its_last_line(tmp_path: Path, capsys: pytest.CaptureFixture):
-    path = _write(tmp_path / "p.jsonl", [
-        {"id": 1, "prediction": "hello", "answer": "hello", "scorer": "cer"},
-        {"id": 2, "prediction": '{"a": "1"}', "answer": {"a": "1"}, "scorer": "kie"},  # a JSON object answer
-        {"id": 3, "prediction": "", "answers": ["paris"], "scorer": "anls"},  # empty prediction: 0
-    ])
+    path = _write(
+        tmp_path / "p.jsonl",
+        [
+            {"id": 1, "prediction": "hello", "answer": "hello", "scorer": "cer"},
+            {"id": 2, "prediction": '{"a": "1"}', "answer": {"a": "1"}, "scorer": "kie"},  # a JSON object answer
+            {"id": 3, "prediction": "", "answers": ["paris"], "scorer": "anls"},  # empty prediction: 0
+        ],
+    )
     assert main(["score", "--task", "auto", str(path), "--out", str(tmp_path / "s.json")]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["cer/exact_match"] == 1.0 and last["kie/score"] == 1.0 and last["anls/anls"] == 0.0
@@ -338,7 +412,7 @@ def test_score_command_prints_scores_on_its_last_line(tmp_path: Path, capsys: py
 def _samples() -> list[Scored]:
     rng = random.Random(1)
     out = []
-    for i in range(24):
+    for _ in range(24):
         truth = rng.choice(["hello world", "total 12.50", "receipt"])
         guess = truth if rng.random() < 0.5 else truth[:-2]
         out.append(scored(guess, truth, scorer="cer"))
@@ -422,15 +496,31 @@ def test_relaxed_accuracy_equals_the_reference_rule_on_random_answers():
     assert 0.2 < scores["relaxed/accuracy"] < 0.8  # the generator covers hits and misses
     for split in ("human", "augmented"):
         mine = [e for e, s in zip(expected, samples) if split in s.category]
-        assert scores[f"relaxed/{split}"] == pytest.approx(sum(mine) / len(mine)) and scores[f"relaxed/{split}_n"] == len(mine)
-    assert scores["relaxed/mean_of_splits"] == pytest.approx((scores["relaxed/human"] + scores["relaxed/augmented"]) / 2)
+        assert scores[f"relaxed/{split}"] == pytest.approx(sum(mine) / len(mine)) and scores[
+            f"relaxed/{split}_n"
+        ] == len(mine)
+    assert scores["relaxed/mean_of_splits"] == pytest.approx(
+        (scores["relaxed/human"] + scores["relaxed/augmented"]) / 2
+    )
 
 
-@pytest.mark.parametrize(("prediction", "answer", "correct"), [
-    ("104", "100", True), ("105", "100", True), ("105.1", "100", False), ("95", "100", True),
-    ("50%", "0.5", True), ("0.5", "50%", True), ("0", "0", True), ("0.0", "0", False),  # a zero target compares strings
-    ("yes", "Yes", True), (" 12 ", "12", True), ("1e3", "1000", True), ("1,000", "1000", False),
-])
+@pytest.mark.parametrize(
+    ("prediction", "answer", "correct"),
+    [
+        ("104", "100", True),
+        ("105", "100", True),
+        ("105.1", "100", False),
+        ("95", "100", True),
+        ("50%", "0.5", True),
+        ("0.5", "50%", True),
+        ("0", "0", True),
+        ("0.0", "0", False),  # a zero target compares strings
+        ("yes", "Yes", True),
+        (" 12 ", "12", True),
+        ("1e3", "1000", True),
+        ("1,000", "1000", False),
+    ],
+)
 def test_relaxed_accuracy_hand_worked(prediction: str, answer: str, correct: bool):
     assert score_samples([scored(prediction, answer)], "relaxed")["relaxed/accuracy"] == float(correct)
     assert reference_scorers.relaxed_correctness(answer, prediction) == correct
@@ -442,7 +532,10 @@ def test_relaxed_accuracy_refuses_a_split_it_cannot_name():
 
 
 def test_kie_predictions_with_nan_or_infinity_parse_as_donut_parses_them():
-    for text, parsed in (('{"a": NaN}', {"a": float("nan")}), ('{"total": Infinity, "b": "x"}', {"total": float("inf"), "b": "x"})):
+    for text, parsed in (
+        ('{"a": NaN}', {"a": float("nan")}),
+        ('{"total": Infinity, "b": "x"}', {"total": float("inf"), "b": "x"}),
+    ):
         value, ok = parse_prediction(text)
         assert ok and json.dumps(value) == json.dumps(parsed)
     pred, answer = json.loads('{"total": NaN, "name": "ACME"}'), {"total": "12.50", "name": "ACME"}
@@ -454,6 +547,8 @@ def test_kie_predictions_with_nan_or_infinity_parse_as_donut_parses_them():
 
 def test_a_predictions_file_that_is_not_utf8_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps({"prediction": "café", "answers": ["café"]}, ensure_ascii=False).encode("latin-1") + b"\n")
+    path.write_bytes(
+        json.dumps({"prediction": "café", "answers": ["café"]}, ensure_ascii=False).encode("latin-1") + b"\n"
+    )
     assert main(["score", "--task", "anls", str(path)]) == 2
     assert f"{path}: not UTF-8 text" in capsys.readouterr().err

@@ -30,7 +30,9 @@ def make_mixture(tmp_path, n_good=24, bad=(), repeat=1.0):
         records.append(conversation("<image>\nread " + "x" * (i % 7), f"answer {i}", f"{i}.png", id=f"ocr-{i}"))
     records += list(bad)
     write_jsonl(tmp_path / "ocr.jsonl", records)
-    write_jsonl(tmp_path / "chat.jsonl", [conversation(f"question {i}", f"reply {i}", id=f"chat-{i}") for i in range(8)])
+    write_jsonl(
+        tmp_path / "chat.jsonl", [conversation(f"question {i}", f"reply {i}", id=f"chat-{i}") for i in range(8)]
+    )
     meta = {
         "ocr": {"root": "images", "annotation": "ocr.jsonl", "repeat_time": repeat, "relative_to": "meta"},
         "chat": {"root": "images", "annotation": "chat.jsonl", "relative_to": "meta"},
@@ -71,7 +73,10 @@ def test_sample_tokens_match_tiles(tmp_path, tiny):
 def test_missing_and_corrupt_images_are_bad_samples_naming_the_file(tmp_path, tiny):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "broken.png").write_bytes(b"not a png")
-    write_jsonl(tmp_path / "d.jsonl", [conversation("<image> q", "a", "absent.png"), conversation("<image> q", "a", "broken.png")])
+    write_jsonl(
+        tmp_path / "d.jsonl",
+        [conversation("<image> q", "a", "absent.png"), conversation("<image> q", "a", "broken.png")],
+    )
     builder = builder_for(tmp_path / "d.jsonl", tiny)
     builder.sources[0].root = tmp_path / "images"
     for index, name in ((0, "absent.png"), (1, "broken.png")):
@@ -189,7 +194,11 @@ def test_ranks_share_an_epoch_without_overlap(tmp_path, tiny):
 
 
 # -- bad samples -----------------------------------------------------------------------------------------
-BAD = ['{"id": "broken", "conversations": [', json.dumps({"id": "none"}), json.dumps(conversation("<image> q", "a", "missing.png"))]
+BAD = [
+    '{"id": "broken", "conversations": [',
+    json.dumps({"id": "none"}),
+    json.dumps(conversation("<image> q", "a", "missing.png")),
+]
 
 
 def test_bad_samples_are_skipped_and_counted_per_dataset(tmp_path, tiny, caplog):
@@ -291,12 +300,22 @@ def test_persistent_workers_restart_each_epoch_from_the_consumed_position(tmp_pa
     iterator makes them again (read from shared memory), so the batches equal an uninterrupted run's."""
     meta = make_mixture(tmp_path)
     kwargs = dict(pack_tokens=384, pack_buffer=4)
-    uninterrupted = ids_of(take(iter(DataLoader(stream_for(meta, tiny, state=StreamState(2, 1), **kwargs), batch_size=None, num_workers=2)), 12))
+    uninterrupted = ids_of(
+        take(
+            iter(DataLoader(stream_for(meta, tiny, state=StreamState(2, 1), **kwargs), batch_size=None, num_workers=2)),
+            12,
+        )
+    )
 
     tracker = StreamTracker(2, 1)
     shared = tracker.share(capacity=4)
-    loader = DataLoader(stream_for(meta, tiny, state=tracker.state, shared=shared, **kwargs), batch_size=None, num_workers=2,
-                        persistent_workers=True, prefetch_factor=3)
+    loader = DataLoader(
+        stream_for(meta, tiny, state=tracker.state, shared=shared, **kwargs),
+        batch_size=None,
+        num_workers=2,
+        persistent_workers=True,
+        prefetch_factor=3,
+    )
     served = []
     for epoch_batches in (5, 4, 3):  # Lightning drops each epoch's iterator after len() batches
         for batch in take(iter(loader), epoch_batches):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 from h2ovl.cli import main
 from h2ovl.data.meta import load_mixture
@@ -20,7 +19,9 @@ from tests.conftest import conversation
 
 def digest(folder):
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256(b"".join(p.relative_to(folder).as_posix().encode() + p.read_bytes() for p in files)).hexdigest()
+    return hashlib.sha256(
+        b"".join(p.relative_to(folder).as_posix().encode() + p.read_bytes() for p in files)
+    ).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,11 @@ def test_every_task_and_split_is_written_and_trainable(synthetic, tiny):
     multi = json.loads((synthetic / "multi_image_train.jsonl").read_text().splitlines()[0])
     assert len(multi["image"]) == 2
     kie = json.loads((synthetic / "kie_train.jsonl").read_text().splitlines()[0])
-    assert isinstance(json.loads(kie["conversations"][1]["value"]), dict) and kie["document"] in ("receipt", "drivers_license", "check")
+    assert isinstance(json.loads(kie["conversations"][1]["value"]), dict) and kie["document"] in (
+        "receipt",
+        "drivers_license",
+        "check",
+    )
 
 
 def test_text_task_includes_small_text_in_large_wide_and_tall_images(tmp_path):
@@ -85,12 +90,17 @@ def test_digit_strips_show_the_square_scale_in_tiles_and_lose_it_in_one_tile(tmp
     # scale, squashed into one tile at a third or less.
     from h2ovl.preprocessing import DynamicResolution, FixedResize
 
-    write_synthetic(tmp_path, n=120, seed=0, tasks=["digits_square", "digits_strip", "digits_sequence"], test_fraction=0)
-    records = {task: [json.loads(line) for line in (tmp_path / f"{task}_train.jsonl").read_text().splitlines()]
-               for task in ("digits_square", "digits_strip", "digits_sequence")}
+    write_synthetic(
+        tmp_path, n=120, seed=0, tasks=["digits_square", "digits_strip", "digits_sequence"], test_fraction=0
+    )
+    records = {
+        task: [json.loads(line) for line in (tmp_path / f"{task}_train.jsonl").read_text().splitlines()]
+        for task in ("digits_square", "digits_strip", "digits_sequence")
+    }
     assert all(0.85 <= r["aspect"] <= 1.45 for r in records["digits_square"])
-    assert all(2.6 <= r["aspect"] <= 4.3 and 3 <= len(r["conversations"][1]["value"]) <= 8
-               for r in records["digits_strip"])
+    assert all(
+        2.6 <= r["aspect"] <= 4.3 and 3 <= len(r["conversations"][1]["value"]) <= 8 for r in records["digits_strip"]
+    )
     tiled, fixed = DynamicResolution(tile_size=64, max_tiles=4), FixedResize(tile_size=64)
     for record in records["digits_sequence"]:  # 2-4 square images, their digits read in order
         assert 2 <= len(record["image"]) <= 4 and 2 <= len(record["conversations"][1]["value"]) <= 8
@@ -105,7 +115,10 @@ def test_digit_strips_show_the_square_scale_in_tiles_and_lose_it_in_one_tile(tmp
     strip_rows = digit_pitch(tmp_path, "digits_strip", tiled, "height")
     assert abs(median(strip_rows) / median(square) - 1) < 0.1 and 20 <= square[0] and square[-1] <= 34
     # Digit advance in tile pixels (measured: strip in tiles 15-32, median 24; in one tile 5-10, median 7).
-    strip_tiled, strip_fixed = digit_pitch(tmp_path, "digits_strip", tiled), digit_pitch(tmp_path, "digits_strip", fixed)
+    strip_tiled, strip_fixed = (
+        digit_pitch(tmp_path, "digits_strip", tiled),
+        digit_pitch(tmp_path, "digits_strip", fixed),
+    )
     assert strip_fixed[-1] < 0.5 * median(strip_tiled) and median(strip_fixed) < 0.35 * median(strip_tiled)
 
 

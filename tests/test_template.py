@@ -13,6 +13,7 @@ from h2ovl.constants import IGNORE_INDEX
 from h2ovl.data.records import BadSample
 from h2ovl.data.template import ConversationEncoder, Segment, render_prompt
 from h2ovl.model.tokenizer import ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT, load_tokenizer
+
 from support.released_tokenizer import write_released_tokenizer
 
 
@@ -49,7 +50,15 @@ def test_a_base_tokenizer_gets_the_ten_h2ovl_tokens_and_never_the_markers(tmp_pa
     raw["added_tokens"] = [t for t in raw["added_tokens"] if t["content"] in ("<unk>", "<s>", "</s>")]
     config.write_text(json.dumps(raw))
     settings = tmp_path / "tokenizer_config.json"
-    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items() if k not in ("additional_special_tokens", "extra_special_tokens", "added_tokens_decoder")}))
+    settings.write_text(
+        json.dumps(
+            {
+                k: v
+                for k, v in json.loads(settings.read_text()).items()
+                if k not in ("additional_special_tokens", "extra_special_tokens", "added_tokens_decoder")
+            }
+        )
+    )
     base = AutoTokenizer.from_pretrained(str(tmp_path))
     assert IMG_CONTEXT not in base.get_added_vocab()
     loaded = load_tokenizer(tmp_path)
@@ -89,7 +98,12 @@ def test_markers_are_text_where_the_tokenizer_has_no_such_tokens(released_tokeni
 
 @pytest.mark.parametrize(
     "question, answer",
-    [("hello   world", " spaced answer "), ("ünïcödé ✓ 日本", "naïve — ok"), ("a\n\nb", "line\nbreaks\n"), ("12", "34")],
+    [
+        ("hello   world", " spaced answer "),
+        ("ünïcödé ✓ 日本", "naïve — ok"),
+        ("a\n\nb", "line\nbreaks\n"),
+        ("12", "34"),
+    ],
 )
 def test_piecewise_tokenization_equals_whole_string(tokenizer, question, answer):
     encoder = ConversationEncoder(tokenizer, verify=True)

@@ -14,12 +14,17 @@ from h2ovl.data.datamodule import accumulation_steps
 from h2ovl.model.h2ovl import H2OVL
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.tracking import MAX_PARAM_CHARS, TRUNCATED, MLflowTracker, flatten
+
 from training_runs import mlflow_runs, tiny_run_config, write_config
 
 
 def test_flatten_truncates_long_values_visibly():
-    flat = flatten({"model": {"lr": 1e-4, "trainable": {"vision": True}}, "data": {"tasks": ["a", "b"]}, "long": "x" * 2000})
-    assert flat["model.lr"] == "0.0001" and flat["model.trainable.vision"] == "True" and flat["data.tasks"] == '["a", "b"]'
+    flat = flatten(
+        {"model": {"lr": 1e-4, "trainable": {"vision": True}}, "data": {"tasks": ["a", "b"]}, "long": "x" * 2000}
+    )
+    assert (
+        flat["model.lr"] == "0.0001" and flat["model.trainable.vision"] == "True" and flat["data.tasks"] == '["a", "b"]'
+    )
     assert len(flat["long"]) == MAX_PARAM_CHARS and flat["long"].endswith(TRUNCATED)
 
 
@@ -35,7 +40,9 @@ def test_resumed_run_keeps_params_and_tags_changed_values(tmp_path: Path):
     assert run.data.params == {"model.lr": "0.1", "ckpt_path": "None", "new": "1"}
     assert run.data.tags["resume.ckpt_path"] == "last"
     assert run.data.tags["stage"] == "pretrain" and run.data.tags["sweep_id"] == "s1"
-    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").resolve().as_uri())  # beside the store, not in ./mlruns
+    assert run.info.artifact_uri.startswith(
+        (tmp_path / "mlruns").resolve().as_uri()
+    )  # beside the store, not in ./mlruns
 
 
 def test_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -61,7 +68,10 @@ def test_fsdp_units_are_vit_blocks_and_decoder_layers():
     assert {type(unit).__name__ for unit in units} == {"Block", "MistralDecoderLayer"}
     assert len(units) == len(model.vision.blocks) + len(model.llm.get_decoder().layers)
     strategy = H2OVLFSDPStrategy(param_dtype="bfloat16")
-    assert strategy.mixed_precision.param_dtype == torch.bfloat16 and strategy.mixed_precision.reduce_dtype == torch.float32
+    assert (
+        strategy.mixed_precision.param_dtype == torch.bfloat16
+        and strategy.mixed_precision.reduce_dtype == torch.float32
+    )
     with pytest.raises(ValueError, match="param_dtype must be one of"):
         H2OVLFSDPStrategy(param_dtype="bf16")
 
@@ -83,10 +93,31 @@ def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monk
     assert not [k for k in run.data.params if f"model.{k}" in run.data.params or f"data.{k}" in run.data.params]
     # Runs are named for what they are, with a suffix from the OS (the seed fixes MLflow's own random names).
     assert re.fullmatch(r"entry-full-seed0-[0-9a-f]{6}", run.info.run_name)
-    assert main(["fit", "--config", str(config), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path / "again")]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--trainer.max_steps",
+                "1",
+                "--trainer.default_root_dir",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
     assert len({r.info.run_name for r in mlflow_runs(tmp_path, "entry")}) == 2
-    for key in ("train/loss", "train/lr", "train/grad_norm", "train/pad_fraction", "train/visual_tokens_per_sample",
-                "train/device/samples_per_sec", "train/device/items_per_sec", "train/device/flops_per_sec"):
+    for key in (
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/pad_fraction",
+        "train/visual_tokens_per_sample",
+        "train/device/samples_per_sec",
+        "train/device/items_per_sec",
+        "train/device/flops_per_sec",
+    ):
         assert key in run.data.metrics, key
     from mlflow.tracking import MlflowClient
 
@@ -113,17 +144,39 @@ def test_gpu_training_benchmark_runs_at_the_tiny_shape_without_the_packages_the_
     root = Path(__file__).resolve().parents[1]
     absent = "mlflow,litdata,rapidfuzz,zss,datasets,braceexpand,webdataset,optuna,submitit"
     result = subprocess.run(
-        [sys.executable, str(root / "tests/support/absent_packages.py"), absent, str(root / "benchmarks/train_gpu.py"),
-         "--tiny", "--stages", "2b/finetune", "--steps", "1", "--warmup", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(root / "tests/support/absent_packages.py"),
+            absent,
+            str(root / "benchmarks/train_gpu.py"),
+            "--tiny",
+            "--stages",
+            "2b/finetune",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [(r["mode"], r["checkpointing"]) for r in rows] == [("single", True), ("single", False), ("fsdp", True), ("fsdp", False)]
+    assert [(r["mode"], r["checkpointing"]) for r in rows] == [
+        ("single", True),
+        ("single", False),
+        ("fsdp", True),
+        ("fsdp", False),
+    ]
     assert all(r["samples_per_s"] > 0 and r["tflops_per_s"] > 0 and r["error"] is None for r in rows)
 
 
-def test_gpu_training_benchmark_rows_stand_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+def test_gpu_training_benchmark_rows_stand_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     """A row that raises is that row's result (named), the next rows still run, and the JSON holds every row."""
     import json
     import sys
@@ -137,9 +190,20 @@ def test_gpu_training_benchmark_rows_stand_alone(tmp_path: Path, monkeypatch: py
         calls.append((mode, checkpointing))
         if mode == "single" and checkpointing:
             raise RuntimeError("a kernel failed")
-        return {"stage": stage, "mode": mode, "checkpointing": checkpointing, "micro_batch": micro_batch, "samples_per_s": 2.0,
-                "tokens_per_s": 10.0, "tflops_per_s": 1.0, "mfu": None, "peak_gib": 0.0, "peak_reserved_gib": 0.0,
-                "paper_samples_per_s": 7.9, "error": None}
+        return {
+            "stage": stage,
+            "mode": mode,
+            "checkpointing": checkpointing,
+            "micro_batch": micro_batch,
+            "samples_per_s": 2.0,
+            "tokens_per_s": 10.0,
+            "tflops_per_s": 1.0,
+            "mfu": None,
+            "peak_gib": 0.0,
+            "peak_reserved_gib": 0.0,
+            "paper_samples_per_s": 7.9,
+            "error": None,
+        }
 
     monkeypatch.setattr(train_gpu, "run", fake_run)
     out = tmp_path / "rows.json"
@@ -151,8 +215,9 @@ def test_gpu_training_benchmark_rows_stand_alone(tmp_path: Path, monkeypatch: py
     assert "single checkpointing on: RuntimeError: a kernel failed" in printed and "| failed: RuntimeError" in printed
 
 
-def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                              caplog: pytest.LogCaptureFixture):
+def test_progress_counts_steps_to_max_steps_and_logs_lines_without_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
     """On endless data Lightning's bar reads "Epoch 0/-2"; ours counts optimizer steps to max_steps, and
     in a log file (no terminal) it logs `step k/N (..%), rate, ETA, train/loss` lines."""
     import logging

@@ -13,7 +13,9 @@ from h2ovl.training.optim import parameter_groups, warmup_cosine
 
 
 def test_freeze_spec_and_parameter_groups():
-    module = H2OVLModule(trainable=Trainable(vision=False, projector=True, llm=False, vision_last_blocks=1), part_lr={"vision": 1e-5})
+    module = H2OVLModule(
+        trainable=Trainable(vision=False, projector=True, llm=False, vision_last_blocks=1), part_lr={"vision": 1e-5}
+    )
     report = module.model.parameter_report()
     assert report["llm"]["trainable"] == 0 and report["projector"]["frozen"] == 0
     assert 0 < report["vision"]["trainable"] < report["vision"]["frozen"]
@@ -31,7 +33,10 @@ def test_freeze_spec_and_parameter_groups():
 
 
 def test_pixel_shuffle_switch_and_preprocessor_override():
-    off = H2OVLModule(pixel_shuffle=False, preprocessor={"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}})
+    off = H2OVLModule(
+        pixel_shuffle=False,
+        preprocessor={"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 64}},
+    )
     on = H2OVLModule()
     assert off.model.tokens_per_tile == 4 * on.model.tokens_per_tile
     assert type(off.preprocessor).__name__ == "FixedResize"
@@ -62,8 +67,15 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
 
     data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0).bind(module.processor)
     trainer = L.Trainer(
-        max_steps=12, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[Record()],
+        max_steps=12,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        callbacks=[Record()],
     )
     trainer.fit(module, datamodule=data)
     assert sum(losses[-3:]) < sum(losses[:3]) - 1.0
@@ -79,10 +91,16 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
     # on a token whose 2x2 patches are equal), unless it is excluded, which starts it fresh
     unshuffled = H2OVLModule(pixel_shuffle=False, init_from=checkpoint)
     trained = module.state_dict()
-    assert all(torch.equal(trained[name], value) for name, value in unshuffled.state_dict().items() if "projector.0" not in name and "projector.1" not in name)
+    assert all(
+        torch.equal(trained[name], value)
+        for name, value in unshuffled.state_dict().items()
+        if "projector.0" not in name and "projector.1" not in name
+    )
     patch = torch.randn(3, unshuffled.model.vision.width)
     with torch.no_grad():
-        torch.testing.assert_close(unshuffled.model.projector(patch), module.model.projector(patch.repeat(1, 4)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            unshuffled.model.projector(patch), module.model.projector(patch.repeat(1, 4)), rtol=1e-5, atol=1e-5
+        )
     fresh = H2OVLModule(pixel_shuffle=False, init_from=checkpoint, init_exclude=["model.projector"])
     assert not torch.equal(fresh.model.projector[1].weight, unshuffled.model.projector[1].weight)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from h2ovl.training.module import H2OVLModule
+
 from training_runs import h2ovl_fit, last_checkpoint, tiny_run_config, write_config
 
 EMA = {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", "init_args": {"decay": 0.5}}

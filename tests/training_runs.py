@@ -23,13 +23,26 @@ def tiny_run_config(tmp: Path, name: str, max_steps: int, **data: Any) -> dict[s
     """The CPU experiment, shrunk: small synthetic data, no validation, a checkpoint every 4 steps."""
     return {
         "extends": [str(ROOT / "experiments/cpu/tiny.yaml")],
-        "data": {"synthetic": {"out": str(tmp / "synthetic"), "n": 40, "max_side": 256}, "batch_size": 2,
-                 "max_length": 512, **data},
+        "data": {
+            "synthetic": {"out": str(tmp / "synthetic"), "n": 40, "max_side": 256},
+            "batch_size": 2,
+            "max_length": 512,
+            **data,
+        },
         "trainer": {
-            "max_steps": max_steps, "limit_val_batches": 0, "log_every_n_steps": 1,
-            "enable_progress_bar": False, "enable_model_summary": False,
+            "max_steps": max_steps,
+            "limit_val_batches": 0,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
             "default_root_dir": str(tmp / "runs" / name),
-            "logger": {"init_args": {"experiment_name": name, "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "log_model": False}},
+            "logger": {
+                "init_args": {
+                    "experiment_name": name,
+                    "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+                    "log_model": False,
+                }
+            },
         },
         "checkpoint": {"every_n_train_steps": 4},
         "throughput": {"window_size": 2},
@@ -40,7 +53,11 @@ def h2ovl_fit(config: Path, *args: str, check: bool = True, timeout: int = 300) 
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run(
         [sys.executable, "-m", "h2ovl.cli", "fit", "--config", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=config.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=config.parent,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"h2ovl fit failed ({result.returncode}):\n{result.stderr[-4000:]}")

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.accelerators import CUDAAccelerator
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
+from h2ovl.data.elastic import rederive
 from h2ovl.data.evaluation import EvalCollator, EvalSamples
 from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.processor import Processor
-from h2ovl.data.sources import RecordSource, open_sources
-from h2ovl.data.elastic import rederive
-from h2ovl.data.stream import SampleStream, StreamTracker, epoch_length
 from h2ovl.data.samples import SampleBuilder
+from h2ovl.data.sources import RecordSource, open_sources
+from h2ovl.data.stream import SampleStream, StreamTracker, epoch_length
 from h2ovl.data.template import ConversationEncoder
 from h2ovl.errors import SettingError
 from h2ovl.partial_writes import partial_path, remove_stale_partials
@@ -53,7 +53,10 @@ class SyntheticData:
         from h2ovl.synth import GENERATOR_VERSION
 
         tasks = "all" if not self.tasks else "+".join(sorted(self.tasks))
-        return Path(self.out) / f"n{self.n}-seed{self.seed}-{tasks}-test{self.test_fraction:g}-side{self.max_side}-v{GENERATOR_VERSION}"
+        return (
+            Path(self.out)
+            / f"n{self.n}-seed{self.seed}-{tasks}-test{self.test_fraction:g}-side{self.max_side}-v{GENERATOR_VERSION}"
+        )
 
     def ensure(self) -> dict[str, Path]:
         out = self.folder
@@ -131,11 +134,20 @@ class H2OVLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size), ("global_batch_size", global_batch_size),
-                            ("global_batch_rows", global_batch_rows), ("max_length", max_length), ("pack_tokens", pack_tokens),
-                            ("pack_tiles", pack_tiles), ("pack_buffer", pack_buffer), ("group_by_length", group_by_length),
-                            ("steps_per_epoch", steps_per_epoch),
-                            ("val_limit", val_limit), ("test_limit", test_limit)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("val_batch_size", val_batch_size),
+            ("global_batch_size", global_batch_size),
+            ("global_batch_rows", global_batch_rows),
+            ("max_length", max_length),
+            ("pack_tokens", pack_tokens),
+            ("pack_tiles", pack_tiles),
+            ("pack_buffer", pack_buffer),
+            ("group_by_length", group_by_length),
+            ("steps_per_epoch", steps_per_epoch),
+            ("val_limit", val_limit),
+            ("test_limit", test_limit),
+        ):
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be at least 1, got {value}")
         if num_workers < 0:
@@ -148,18 +160,26 @@ class H2OVLDataModule(L.LightningDataModule):
                 "data.pack_tokens set, give data.global_batch_rows (packed rows per optimizer step) instead"
             )
         if pack_tokens is None and global_batch_rows is not None:
-            raise ValueError("data.global_batch_rows counts packed rows: without data.pack_tokens, give data.global_batch_size")
+            raise ValueError(
+                "data.global_batch_rows counts packed rows: without data.pack_tokens, give data.global_batch_size"
+            )
         if pack_tokens is not None:
             require_packed_rows_isolated()
             max_length = min(max_length, pack_tokens)  # a sample must fit one packed row
         self.train_path, self.val_path, self.test_path = train, val, test
         self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.global_batch = (global_batch_size, "global_batch_size") if pack_tokens is None else (global_batch_rows, "global_batch_rows")
+        self.global_batch = (
+            (global_batch_size, "global_batch_size")
+            if pack_tokens is None
+            else (global_batch_rows, "global_batch_rows")
+        )
         self.num_workers = num_workers
         self.max_length = max_length
         if group_by_length is not None and pack_tokens is not None:
-            raise ValueError("data.group_by_length groups padded batches; with data.pack_tokens the rows are packed: set one")
+            raise ValueError(
+                "data.group_by_length groups padded batches; with data.pack_tokens the rows are packed: set one"
+            )
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
         self.group_by_length = group_by_length
         self.steps_per_epoch = steps_per_epoch
@@ -195,11 +215,15 @@ class H2OVLDataModule(L.LightningDataModule):
                 f"test_fraction={self.synthetic.test_fraction} is taken from each task: raise data.synthetic.n "
                 f"(new settings write a new folder under {self.synthetic.out})"
             )
-        return {"train": str(metas["train"]), "val": self.val_path or (str(metas["val"]) if "val" in metas else None),
-                "test": self.test_path or (str(metas["test"]) if "test" in metas else None)}
+        return {
+            "train": str(metas["train"]),
+            "val": self.val_path or (str(metas["val"]) if "val" in metas else None),
+            "test": self.test_path or (str(metas["test"]) if "test" in metas else None),
+        }
 
-    def builder(self, path: str, seed: int | None = None, split_budget: bool = True,
-                sources: list[RecordSource] | None = None) -> SampleBuilder:
+    def builder(
+        self, path: str, seed: int | None = None, split_budget: bool = True, sources: list[RecordSource] | None = None
+    ) -> SampleBuilder:
         """Samples of the data at `path` (a mixture, or a benchmark file as distributed), or of `sources`
         already opened from it."""
         if self.processor is None:
@@ -207,8 +231,14 @@ class H2OVLDataModule(L.LightningDataModule):
         if sources is None:
             sources = open_sources(path, self.cache_dir)
         encoder = ConversationEncoder(self.processor.tokenizer, self.max_length)
-        return SampleBuilder(sources, self.processor.preprocessor, encoder, self.processor.tokens_per_tile,
-                             self.seed if seed is None else seed, split_budget)
+        return SampleBuilder(
+            sources,
+            self.processor.preprocessor,
+            encoder,
+            self.processor.tokens_per_tile,
+            self.seed if seed is None else seed,
+            split_budget,
+        )
 
     @property
     def pad_token_id(self) -> int:
@@ -271,19 +301,32 @@ class H2OVLDataModule(L.LightningDataModule):
         # Pinned host memory for the copy to a GPU; workers kept across epochs (they restart from the
         # consumed position in shared memory, so nothing they had prefetched is lost).
         on_gpu = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
-        return DataLoader(self._train_stream, batch_size=None, num_workers=self.num_workers, pin_memory=on_gpu,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self._train_stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=on_gpu,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         val = self._resolve_paths()["val"]
         return [] if val is None else self.eval_dataloader(val, self.val_limit)
 
-    def eval_dataloader(self, path: str, limit: int | None = None, split_budget: bool = True,
-                        sources: list[RecordSource] | None = None) -> DataLoader:
+    def eval_dataloader(
+        self, path: str, limit: int | None = None, split_budget: bool = True, sources: list[RecordSource] | None = None
+    ) -> DataLoader:
         """Every record of a meta file, jsonl or benchmark file once, in order (the first `limit`), bad ones
         counted. `split_budget`: the multi-image tile rule (`SampleBuilder`); False for released models."""
-        dataset = EvalSamples(self.builder(path, split_budget=split_budget, sources=sources), self.on_bad_sample, limit=limit)
-        return DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=EvalCollator(self.pad_token_id))
+        dataset = EvalSamples(
+            self.builder(path, split_budget=split_budget, sources=sources), self.on_bad_sample, limit=limit
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.val_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=EvalCollator(self.pad_token_id),
+        )
 
     def test_dataloader(self) -> DataLoader | list:
         test = self._resolve_paths()["test"]
@@ -324,7 +367,9 @@ class H2OVLDataModule(L.LightningDataModule):
             self._elastic = per_rank
 
 
-def accumulation_steps(global_batch: int, batch_size: int, world_size: int, configured: int = 1, name: str = "global_batch_size") -> int:
+def accumulation_steps(
+    global_batch: int, batch_size: int, world_size: int, configured: int = 1, name: str = "global_batch_size"
+) -> int:
     """Micro-batches per optimizer step so that batch_size x devices x steps = the global batch."""
     per_step = batch_size * world_size
     if global_batch % per_step:

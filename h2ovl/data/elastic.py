@@ -49,13 +49,21 @@ def consumed_prefix(per_rank: list[dict[str, Any]], epoch_size: int) -> tuple[in
     return (epoch + 1, 0, beyond) if done >= epoch_size else (epoch, done, beyond)
 
 
-def rederive(per_rank: list[dict[str, Any]], rank: int, world: int, num_workers: int, epoch_size: int) -> dict[str, Any]:
+def rederive(
+    per_rank: list[dict[str, Any]], rank: int, world: int, num_workers: int, epoch_size: int
+) -> dict[str, Any]:
     """This rank's tracker state (`StreamTracker.state_dict` form) for a run of `world` ranks and
     `num_workers` loader workers, from the per-rank states a run of another shape saved."""
     epoch, done, beyond = consumed_prefix(per_rank, epoch_size)
     if beyond and rank == 0:
-        log.warning("resuming on %d devices x %d workers from a checkpoint of %d devices: %d samples some ranks had "
-                    "already consumed are read again (none is lost)", world, num_workers, len(per_rank), beyond)
+        log.warning(
+            "resuming on %d devices x %d workers from a checkpoint of %d devices: %d samples some ranks had "
+            "already consumed are read again (none is lost)",
+            world,
+            num_workers,
+            len(per_rank),
+            beyond,
+        )
     rank_size = math.ceil(epoch_size / world)
     start = epoch * rank_size + max(0, math.ceil((done - rank) / world))  # this rank's first entry at or after `done`
     workers = max(num_workers, 1)

@@ -20,7 +20,9 @@ from h2ovl.data.schemas import row_to_record
 from h2ovl.preprocessing.image_io import ImageSource
 
 
-def open_hf_dataset(name: str, split: str | None = None, config: str | None = None, cache_dir: str | None = None) -> Any:
+def open_hf_dataset(
+    name: str, split: str | None = None, config: str | None = None, cache_dir: str | None = None
+) -> Any:
     """A `datasets.Dataset` for a save_to_disk folder, parquet files or a hub id."""
     import datasets
 
@@ -28,7 +30,11 @@ def open_hf_dataset(name: str, split: str | None = None, config: str | None = No
     try:
         if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
             loaded = datasets.load_from_disk(str(path), keep_in_memory=False)
-        elif path.suffix == ".parquet" or any(ch in name for ch in "*?[") or (path.is_dir() and any(path.rglob("*.parquet"))):
+        elif (
+            path.suffix == ".parquet"
+            or any(ch in name for ch in "*?[")
+            or (path.is_dir() and any(path.rglob("*.parquet")))
+        ):
             files = [str(f) for f in parquet_files(name)]
             loaded = datasets.load_dataset("parquet", data_files={"train": files}, split="train", cache_dir=cache_dir)
         elif path.exists():
@@ -41,7 +47,9 @@ def open_hf_dataset(name: str, split: str | None = None, config: str | None = No
         raise MetaError(f"hf_dataset {name!r}: cannot be loaded ({str(error).splitlines()[0]})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split is None or split not in loaded:
-            raise MetaError(f"hf_dataset {name!r} holds the splits {sorted(loaded)}: set 'split' on the dataset in the meta file")
+            raise MetaError(
+                f"hf_dataset {name!r} holds the splits {sorted(loaded)}: set 'split' on the dataset in the meta file"
+            )
         loaded = loaded[split]
     return loaded
 

@@ -25,11 +25,11 @@ def preset_processing(preset_name: str, tokenizer_name: str | None = None) -> tu
     """(tokenizer, preprocessor, visual tokens per tile) of a preset, without building its model."""
     import torch
 
+    from h2ovl.errors import SettingError
     from h2ovl.model.config import preset
     from h2ovl.model.tokenizer import build_tiny_tokenizer, load_tokenizer
     from h2ovl.model.vision import VisionEncoder
     from h2ovl.preprocessing import instantiate_preprocessor, tokens_per_tile
-    from h2ovl.errors import SettingError
 
     config = preset(preset_name)
     name = tokenizer_name or config.tokenizer
@@ -38,8 +38,10 @@ def preset_processing(preset_name: str, tokenizer_name: str | None = None) -> tu
     elif preset_name.startswith("tiny"):
         tokenizer = build_tiny_tokenizer()
     else:
-        raise SettingError(f"preset {preset_name!r} needs its tokenizer: pass --tokenizer (a folder or hub id, e.g. "
-                           "h2oai/h2ovl-mississippi-800m)")
+        raise SettingError(
+            f"preset {preset_name!r} needs its tokenizer: pass --tokenizer (a folder or hub id, e.g. "
+            "h2oai/h2ovl-mississippi-800m)"
+        )
     with torch.device("meta"):  # the encoder's geometry, no weights
         vision = VisionEncoder(config.vision)
     per_tile = tokens_per_tile(vision.tile_size, vision.patch_size, config.downsample_ratio)
@@ -56,8 +58,9 @@ def _histogram(values: list[int], edges: list[int]) -> dict[str, int]:
     return {label: counts[label] for label in order if counts[label]}
 
 
-def inspect_mixture(meta: str, preset: str = "tiny", limit: int | None = None, max_length: int = 2048,
-                    tokenizer: str | None = None) -> dict:
+def inspect_mixture(
+    meta: str, preset: str = "tiny", limit: int | None = None, max_length: int = 2048, tokenizer: str | None = None
+) -> dict:
     tok, preprocessor, per_tile = preset_processing(preset, tokenizer)
     sources = open_sources(meta)
     builder = SampleBuilder(sources, preprocessor, ConversationEncoder(tok, max_length), per_tile)

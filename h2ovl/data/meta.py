@@ -57,8 +57,23 @@ class DatasetSpec:
     skip, so a shared dataset's records reach only the files under its root."""
 
 
-_KEYS = {"root", "annotation", "repeat_time", "max_dynamic_patch", "min_dynamic_patch", "data_augment", "length", "optimized",
-         "allow_outside_root", "relative_to", "hf_dataset", "webdataset", "split", "config", "columns"}
+_KEYS = {
+    "root",
+    "annotation",
+    "repeat_time",
+    "max_dynamic_patch",
+    "min_dynamic_patch",
+    "data_augment",
+    "length",
+    "optimized",
+    "allow_outside_root",
+    "relative_to",
+    "hf_dataset",
+    "webdataset",
+    "split",
+    "config",
+    "columns",
+}
 #: the keys that say where a dataset's records are; exactly one per dataset
 _WHERE = ("annotation", "optimized", "hf_dataset", "webdataset")
 #: where a relative path of a meta file is found: InternVL's working directory, or the meta file's folder
@@ -99,16 +114,23 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
         raise MetaError(f"{where}: dataset {name!r}: max_dynamic_patch must be a positive integer, got {max_patch!r}")
     min_patch = entry.get("min_dynamic_patch", 1)
     if min_patch != 1:  # InternVL meta files carry 1 (no effect); another value would be silently ignored
-        raise MetaError(f"{where}: dataset {name!r}: min_dynamic_patch={min_patch!r} is not applied per dataset (only 1, "
-                        "which changes nothing, is accepted); set model.preprocessor.init_args.min_tiles for the run instead")
+        raise MetaError(
+            f"{where}: dataset {name!r}: min_dynamic_patch={min_patch!r} is not applied per dataset (only 1, "
+            "which changes nothing, is accepted); set model.preprocessor.init_args.min_tiles for the run instead"
+        )
     outside = entry.get("allow_outside_root", True)
     if not isinstance(outside, bool):
         raise MetaError(f"{where}: dataset {name!r}: allow_outside_root must be true or false, got {outside!r}")
     relative_to = entry.get("relative_to", "cwd")
     if relative_to not in RELATIVE_TO:
-        raise MetaError(f"{where}: dataset {name!r}: relative_to must be one of {list(RELATIVE_TO)}, got {relative_to!r}")
+        raise MetaError(
+            f"{where}: dataset {name!r}: relative_to must be one of {list(RELATIVE_TO)}, got {relative_to!r}"
+        )
     common = dict(
-        name=name, repeat_time=float(repeat_time), max_dynamic_patch=max_patch, data_augment=bool(entry.get("data_augment", False)),
+        name=name,
+        repeat_time=float(repeat_time),
+        max_dynamic_patch=max_patch,
+        data_augment=bool(entry.get("data_augment", False)),
         allow_outside_root=outside,
     )
     found_from = Path.cwd() if relative_to == "cwd" else base
@@ -116,7 +138,9 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
     if len(given) > 1:
         raise MetaError(f"{where}: dataset {name!r} names its records twice ({', '.join(given)}): keep one")
     if "optimized" in entry:
-        return DatasetSpec(annotation=None, root=None, optimized=_resolve(found_from, str(entry["optimized"])), **common)
+        return DatasetSpec(
+            annotation=None, root=None, optimized=_resolve(found_from, str(entry["optimized"])), **common
+        )
     if "hf_dataset" in entry or "webdataset" in entry:
         return _streamed_spec(name, entry, found_from, where, common)
     for key in ("root", "annotation"):
@@ -131,14 +155,22 @@ def _spec(name: str, entry: Any, base: Path, where: str) -> DatasetSpec:
         hint = ""
         if relative_to == "cwd" and not Path(entry[key]).expanduser().is_absolute():
             beside = Path(_resolve(base, entry[key]))
-            hint = (f" (relative paths are found from the working directory, {Path.cwd()}, as InternVL finds them; "
-                    + (f"it is at {beside}, beside the meta file: " if beside.exists() else "for paths beside the meta file ")
-                    + "set \"relative_to\": \"meta\" on the dataset)")
+            hint = (
+                f" (relative paths are found from the working directory, {Path.cwd()}, as InternVL finds them; "
+                + (
+                    f"it is at {beside}, beside the meta file: "
+                    if beside.exists()
+                    else "for paths beside the meta file "
+                )
+                + 'set "relative_to": "meta" on the dataset)'
+            )
         raise MetaError(f"{where}: dataset {name!r}: {what}{hint}")
     return DatasetSpec(annotation=str(annotation), root=str(root), **common)
 
 
-def _streamed_spec(name: str, entry: dict[str, Any], found_from: Path, where: str, common: dict[str, Any]) -> DatasetSpec:
+def _streamed_spec(
+    name: str, entry: dict[str, Any], found_from: Path, where: str, common: dict[str, Any]
+) -> DatasetSpec:
     """A Hugging Face dataset or WebDataset entry: its location (a local path found like the others, or a
     hub id), the split/config/columns it may need, and `root` for image paths its rows hold."""
     key = "hf_dataset" if "hf_dataset" in entry else "webdataset"
@@ -149,14 +181,23 @@ def _streamed_spec(name: str, entry: dict[str, Any], found_from: Path, where: st
     # A hub id ("org/name") stays as written when no such local path exists; shard patterns are resolved.
     location = str(local) if (local.exists() or key == "webdataset" or any(ch in value for ch in "*?[{")) else value
     columns = entry.get("columns")
-    if columns is not None and not (isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
+    if columns is not None and not (
+        isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())
+    ):
         raise MetaError(f"{where}: dataset {name!r}: columns must map our names to the dataset's, got {columns!r}")
     for field_name in ("split", "config"):
         if entry.get(field_name) is not None and not isinstance(entry[field_name], str):
             raise MetaError(f"{where}: dataset {name!r}: {field_name} must be text, got {entry[field_name]!r}")
     root = _resolve(found_from, entry["root"]) if isinstance(entry.get("root"), str) else None
-    return DatasetSpec(annotation=None, root=root, columns=columns, split=entry.get("split"), config=entry.get("config"),
-                       **{key: location}, **common)
+    return DatasetSpec(
+        annotation=None,
+        root=root,
+        columns=columns,
+        split=entry.get("split"),
+        config=entry.get("config"),
+        **{key: location},
+        **common,
+    )
 
 
 def _first_character(path: Path) -> bytes:

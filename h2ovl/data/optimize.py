@@ -70,7 +70,10 @@ def optimize_mixture(
             verbose=False,
         )
         report[spec.name] = {"records": len(source), "written": len(valid), "skipped": dict(skipped)}
-        entry = {"optimized": f"{url_prefix.rstrip('/')}/{spec.name}" if url_prefix else spec.name, "repeat_time": spec.repeat_time}
+        entry = {
+            "optimized": f"{url_prefix.rstrip('/')}/{spec.name}" if url_prefix else spec.name,
+            "repeat_time": spec.repeat_time,
+        }
         if not url_prefix:  # the chunks sit beside the meta file written here
             entry["relative_to"] = "meta"
         if spec.max_dynamic_patch is not None:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
-from h2ovl.data.samples import Sample
 from h2ovl.constants import IGNORE_INDEX
+from h2ovl.data.samples import Sample
 
 
 def best_fit_row(lengths: Sequence[int], tiles: Sequence[int], max_tokens: int, max_tiles: int) -> list[int]:
@@ -43,7 +43,9 @@ def length_grouped_batch(lengths: Sequence[int], batch_size: int) -> list[int]:
     return sorted(order[best : best + batch_size])
 
 
-def collate_rows(rows: Sequence[Sequence[Sample]], pad_token_id: int, packed: bool, pad_to_multiple_of: int = 8) -> dict:
+def collate_rows(
+    rows: Sequence[Sequence[Sample]], pad_token_id: int, packed: bool, pad_to_multiple_of: int = 8
+) -> dict:
     """Rows of samples (one sample per row unless packed) -> the model's batch.
 
     Keys: `input_ids`, `labels`, `position_ids`, `attention_mask` (1 on real tokens), `sample_index`
@@ -103,8 +105,13 @@ def packed_rows_isolated() -> bool:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, attn_implementation="sdpa",
+        vocab_size=16,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        attn_implementation="sdpa",
     )
     with torch.random.fork_rng(devices=[]):  # leaves the run's seeded RNG untouched
         torch.manual_seed(0)

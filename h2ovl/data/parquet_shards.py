@@ -25,5 +25,7 @@ def parquet_files(path: str) -> list[Path]:
         raise MetaError(f"{path}: no parquet files there")
     splits = {m.group("split") if (m := _SHARD.match(f.name)) else f.name for f in files}
     if len(splits) > 1 and all(_SHARD.match(f.name) for f in files):
-        raise MetaError(f"{path} holds the splits {sorted(splits)}: name one, e.g. {Path(path) / (sorted(splits)[0] + '-*.parquet')}")
+        raise MetaError(
+            f"{path} holds the splits {sorted(splits)}: name one, e.g. {Path(path) / (sorted(splits)[0] + '-*.parquet')}"
+        )
     return files

@@ -127,9 +127,13 @@ def to_record(raw: dict[str, Any], where: str) -> Record:
         first_question, first_answer = turns[0]
         turns[0] = ((IMAGE_PLACEHOLDER + "\n") * len(images) + first_question, first_answer)
     elif placeholders != len(images):
-        raise BadSample("image_mismatch", where, f"{placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(images)} images")
+        raise BadSample(
+            "image_mismatch", where, f"{placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(images)} images"
+        )
     reference = {"answer": turns[0][1], **{key: raw[key] for key in REFERENCE_FIELDS if key in raw}}
-    return Record(id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where, reference=reference, system=system)
+    return Record(
+        id=str(raw.get("id", where)), images=images, turns=tuple(turns), where=where, reference=reference, system=system
+    )
 
 
 def _question_turns(raw: dict[str, Any], where: str) -> list[dict[str, str]]:

@@ -43,7 +43,9 @@ class BadSampleReport(L.Callback):
             lines = ", ".join(f"{key}: {n}" for key, n in sorted(new.items()))
             log.warning("epoch %d skipped %d bad samples (%s)", trainer.current_epoch, sum(new.values()), lines)
         if totals and trainer.logger is not None and trainer.is_global_zero:
-            trainer.logger.log_metrics({f"data/skipped/{key}": float(n) for key, n in totals.items()}, step=trainer.global_step)
+            trainer.logger.log_metrics(
+                {f"data/skipped/{key}": float(n) for key, n in totals.items()}, step=trainer.global_step
+            )
 
     def state_dict(self) -> dict:
         return {"reported": dict(self._reported)}

@@ -90,10 +90,14 @@ class SampleBuilder:
         spec = source.spec
         record, images = source.load(record_index)
         try:
-            tiled = self.preprocessor.process_sample(images, max_tiles=spec.max_dynamic_patch, split_budget=self.split_budget)
+            tiled = self.preprocessor.process_sample(
+                images, max_tiles=spec.max_dynamic_patch, split_budget=self.split_budget
+            )
         except (ImageLoadError, OSError) as error:
             raise BadSample("image_error", record.where, str(error)) from None
-        encoded = self.encoder.encode(record.turns, [t.n_tokens(self.tokens_per_tile) for t in tiled], record.where, record.system)
+        encoded = self.encoder.encode(
+            record.turns, [t.n_tokens(self.tokens_per_tile) for t in tiled], record.where, record.system
+        )
         tiled = tiled[: encoded.images_kept]
         size = self.preprocessor.tile_size
         tiles = torch.cat([t.tiles for t in tiled]) if tiled else torch.empty(0, 3, size, size, dtype=torch.uint8)

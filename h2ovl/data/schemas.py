@@ -45,7 +45,9 @@ def image_source(value: Any, root: Path, where: str) -> ImageSource:
             return bytes(value["bytes"])
         if value.get("path"):
             return root / value["path"]
-    raise BadSample("image_error", where, f"an image is neither bytes, a {{bytes, path}} struct nor a path: {str(value)[:80]!r}")
+    raise BadSample(
+        "image_error", where, f"an image is neither bytes, a {{bytes, path}} struct nor a path: {str(value)[:80]!r}"
+    )
 
 
 def row_images(row: Mapping[str, Any], root: Path, where: str) -> list[ImageSource]:
@@ -92,18 +94,30 @@ def conversation_turns(row: Mapping[str, Any], where: str) -> list[dict[str, str
         for exchange in row["texts"]:
             if not isinstance(exchange, Mapping):
                 raise BadSample("malformed_json", where, f"a 'texts' entry is {str(exchange)[:80]!r}")
-            turns += [{"from": "human", "value": exchange.get("user")}, {"from": "gpt", "value": exchange.get("assistant")}]
+            turns += [
+                {"from": "human", "value": exchange.get("user")},
+                {"from": "gpt", "value": exchange.get("assistant")},
+            ]
         return turns
     if isinstance(row.get("question"), str):
         answer = row.get("answer", row.get("answers"))
         answer = answer[0] if isinstance(answer, list) and answer else answer
         return [{"from": "human", "value": row["question"]}, {"from": "gpt", "value": answer}]
-    raise BadSample("no_conversations", where, f"none of the columns {list(SCHEMAS)} (the row has {sorted(row)[:12]}); "
-                    "map the dataset's own names with 'columns' in the meta file")
+    raise BadSample(
+        "no_conversations",
+        where,
+        f"none of the columns {list(SCHEMAS)} (the row has {sorted(row)[:12]}); "
+        "map the dataset's own names with 'columns' in the meta file",
+    )
 
 
-def row_to_record(row: Mapping[str, Any], where: str, root: Path, columns: Mapping[str, str] | None = None,
-                  images: list[ImageSource] | None = None) -> tuple[dict[str, Any], list[ImageSource]]:
+def row_to_record(
+    row: Mapping[str, Any],
+    where: str,
+    root: Path,
+    columns: Mapping[str, str] | None = None,
+    images: list[ImageSource] | None = None,
+) -> tuple[dict[str, Any], list[ImageSource]]:
     """(a raw record for `to_record`, the images in order). `images` replaces the row's own (WebDataset
     keeps them in files beside the JSON)."""
     row = _renamed(row, columns)

@@ -7,7 +7,6 @@ stays cheap on millions of lines and a malformed line only costs its own sample.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
@@ -15,10 +14,10 @@ from typing import Protocol
 
 from h2ovl.data.benchmarks import open_benchmark
 from h2ovl.data.hf_source import HFDatasetSource
+from h2ovl.data.line_index import line_index, llava_as_jsonl
 from h2ovl.data.meta import DatasetSpec, MetaError, load_mixture
 from h2ovl.data.records import BadSample, Record, parse_line, to_record
 from h2ovl.data.webdataset_source import WebDatasetSource
-from h2ovl.data.line_index import line_index, llava_as_jsonl
 from h2ovl.preprocessing.image_io import ImageSource
 
 
@@ -86,8 +85,11 @@ class AnnotationSource:
         if not self.spec.allow_outside_root:
             normal = os.path.normpath(image)
             if os.path.isabs(image) or normal == ".." or normal.startswith(".." + os.sep):
-                raise BadSample("image_outside_root", where, f"{image!r} is outside {self.root}, and the dataset sets "
-                                "allow_outside_root: false")
+                raise BadSample(
+                    "image_outside_root",
+                    where,
+                    f"{image!r} is outside {self.root}, and the dataset sets allow_outside_root: false",
+                )
         return self.root / image
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,11 +73,19 @@ class StreamState:
     """logical worker -> {"next": position, "pending": [positions read, not yet emitted]}"""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_workers": self.num_workers, "world_size": self.world_size, "batches": self.batches, "workers": self.workers}
+        return {
+            "num_workers": self.num_workers,
+            "world_size": self.world_size,
+            "batches": self.batches,
+            "workers": self.workers,
+        }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> StreamState:
-        workers = {int(k): {"next": int(v["next"]), "pending": [int(p) for p in v["pending"]]} for k, v in state["workers"].items()}
+        workers = {
+            int(k): {"next": int(v["next"]), "pending": [int(p) for p in v["pending"]]}
+            for k, v in state["workers"].items()
+        }
         return cls(state["num_workers"], state["world_size"], state["batches"], workers)
 
 
@@ -155,7 +164,9 @@ class SampleStream(IterableDataset):
         self.pack_tiles = pack_tiles
         self.pack_buffer = max(pack_buffer, batch_size) if pack_tokens else 0
         if group_by_length is not None and pack_tokens:
-            raise SettingError("data.group_by_length groups padded batches; packed rows (data.pack_tokens) need no grouping")
+            raise SettingError(
+                "data.group_by_length groups padded batches; packed rows (data.pack_tokens) need no grouping"
+            )
         self.group_by_length = max(group_by_length, batch_size) if group_by_length else None
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.on_bad_sample = on_bad_sample
@@ -191,7 +202,9 @@ class SampleStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        state = self.shared.read() if self.shared is not None else (self.state or StreamState(num_workers, self.world_size))
+        state = (
+            self.shared.read() if self.shared is not None else (self.state or StreamState(num_workers, self.world_size))
+        )
         if (state.num_workers, state.world_size) != (num_workers, self.world_size):
             raise SettingError(
                 f"cannot resume a data position saved with {state.num_workers} loader workers x {state.world_size} ranks "
@@ -223,7 +236,9 @@ class SampleStream(IterableDataset):
                     log.warning("skipping a bad sample (counted per dataset): %s", error)
                 consecutive_failures += 1
                 if consecutive_failures > self.rank_size:
-                    raise RuntimeError(f"no valid sample in a whole epoch of {self.names}; last error: {error}") from error
+                    raise RuntimeError(
+                        f"no valid sample in a whole epoch of {self.names}; last error: {error}"
+                    ) from error
                 return None
             consecutive_failures = 0
             return sample
@@ -244,7 +259,9 @@ class SampleStream(IterableDataset):
                         buffer.append((next_position, sample))
                     next_position += 1
                 if self.pack_tokens:
-                    chosen = best_fit_row([s.length for _, s in buffer], [s.n_tiles for _, s in buffer], self.pack_tokens, self.pack_tiles)
+                    chosen = best_fit_row(
+                        [s.length for _, s in buffer], [s.n_tiles for _, s in buffer], self.pack_tokens, self.pack_tiles
+                    )
                     rows.append([buffer[i][1] for i in chosen])
                     taken = set(chosen)
                     buffer = [item for i, item in enumerate(buffer) if i not in taken]

@@ -60,7 +60,9 @@ def render_prompt(question: str, image_tokens: Sequence[int] = ()) -> str:
     return PROMPT + text + END + ANSWER
 
 
-def conversation_segments(turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], system: str = "") -> list[Segment]:
+def conversation_segments(
+    turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], system: str = ""
+) -> list[Segment]:
     """The template around the data's text, turn by turn; `<image>` placeholders take the images in order."""
     segments: list[Segment] = [Segment(system, False)] if system else []
     images_left = list(image_tokens)
@@ -70,7 +72,12 @@ def conversation_segments(turns: Sequence[tuple[str, str]], image_tokens: Sequen
             raise ValueError(f"{len(pieces) - 1} placeholders but only {len(images_left)} images left")
         segments += [Segment(PROMPT, True), Segment(pieces[0], False)]
         for n_tokens, piece in zip(images_left, pieces[1:]):
-            segments += [Segment(IMG_START, True), *[Segment(IMG_CONTEXT, True)] * n_tokens, Segment(IMG_END, True), Segment(piece, False)]
+            segments += [
+                Segment(IMG_START, True),
+                *[Segment(IMG_CONTEXT, True)] * n_tokens,
+                Segment(IMG_END, True),
+                Segment(piece, False),
+            ]
         images_left = images_left[len(pieces) - 1 :]
         segments += [Segment(END, True), Segment(ANSWER, True), Segment(answer, False, True), Segment(END, True, True)]
     return segments
@@ -82,7 +89,9 @@ def control_token_ids(tokenizer: Any) -> dict[str, int]:
     added = tokenizer.get_added_vocab()
     missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT, END) if t not in added]
     if missing:
-        raise ValueError(f"the tokenizer lacks the H2OVL tokens {missing} (load it with h2ovl.model.tokenizer.load_tokenizer)")
+        raise ValueError(
+            f"the tokenizer lacks the H2OVL tokens {missing} (load it with h2ovl.model.tokenizer.load_tokenizer)"
+        )
     return {t: added[t] for t in (IMG_START, IMG_END, IMG_CONTEXT, END, PROMPT, ANSWER) if t in added}
 
 
@@ -120,11 +129,15 @@ class ConversationEncoder:
         self.max_length = max_length
         self.verify = verify
         self.control_ids = control_token_ids(tokenizer)
-        self.img_start_id, self.img_end_id, self.img_context_id = (self.control_ids[t] for t in (IMG_START, IMG_END, IMG_CONTEXT))
+        self.img_start_id, self.img_end_id, self.img_context_id = (
+            self.control_ids[t] for t in (IMG_START, IMG_END, IMG_CONTEXT)
+        )
         self._special_strings = [t for t in tokenizer.get_added_vocab() if t]
         self._first_text, self._inner_text = _plain_text_tokenizers(tokenizer)
 
-    def encode(self, turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], where: str = "", system: str = "") -> Encoded:
+    def encode(
+        self, turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], where: str = "", system: str = ""
+    ) -> Encoded:
         """Raises `BadSample` ("truncated", "tokenization", "image_mismatch") rather than return a sample
         without supervision or with a wrong image-token count."""
         try:
@@ -135,7 +148,11 @@ class ConversationEncoder:
         if self.verify and not self._data_holds_special_strings(segments):
             whole = self.tokenizer("".join(s.text for s in segments), add_special_tokens=False)["input_ids"]
             if whole != input_ids:
-                raise BadSample("tokenization", where, "the tokenizer encodes the whole string differently from the template's pieces")
+                raise BadSample(
+                    "tokenization",
+                    where,
+                    "the tokenizer encodes the whole string differently from the template's pieces",
+                )
         spans = self._image_spans(input_ids)
         if len(spans) != len(image_tokens) or input_ids.count(self.img_context_id) != sum(image_tokens):
             raise BadSample("image_mismatch", where, f"{len(spans)} image spans for {len(image_tokens)} images")
@@ -166,7 +183,11 @@ class ConversationEncoder:
                     position += len(segment.text)
                 for token, (start, end) in zip(encoding.ids, encoding.offsets):
                     if any(start < b < end for b in boundaries):
-                        raise BadSample("tokenization", where, f"token {text[start:end]!r} straddles the end of the prompt and the start of the answer")
+                        raise BadSample(
+                            "tokenization",
+                            where,
+                            f"token {text[start:end]!r} straddles the end of the prompt and the start of the answer",
+                        )
                     input_ids.append(token)
                     labels.append(token if supervised[min(start, len(text) - 1)] else IGNORE_INDEX)
             run.clear()

@@ -119,5 +119,7 @@ class WebDatasetSource:
             raise BadSample("malformed_json", where, f"the .json member holds a {type(row).__name__}, not an object")
         ordered = sorted((order, suffix) for suffix in members if (order := _image_order(suffix)) is not None)
         images: list[ImageSource] = [members[suffix] for _, suffix in ordered]
-        raw, images = row_to_record({**row, "id": row.get("id", self._keys[index])}, where, shard.parent, self.spec.columns, images)
+        raw, images = row_to_record(
+            {**row, "id": row.get("id", self._keys[index])}, where, shard.parent, self.spec.columns, images
+        )
         return to_record(raw, where), images

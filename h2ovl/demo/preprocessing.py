@@ -35,7 +35,9 @@ def run_preprocessing_demo(out_dir: Path, tile_size: int = 448, max_tiles: int =
             summary["preview"] = str(preview_path)
             row[name] = summary
             grid = "+".join(f"{summary[k][0]}x{summary[k][1]}" for k in ("fine_grid", "coarse_grid") if k in summary)
-            cells.append(f"{grid or '%dx%d' % tuple(summary['grid']):>7} {summary['n_tiles']:>2}t {summary['n_tokens']:>5}tok")
+            cells.append(
+                f"{grid or '{}x{}'.format(*summary['grid']):>7} {summary['n_tiles']:>2}t {summary['n_tokens']:>5}tok"
+            )
         size = "x".join(map(str, row["fixed"]["image_size"]))
         print(f"{path.stem:<22} {size:>10} | " + " | ".join(f"{c:^22}" for c in cells))
         rows.append(row)
@@ -43,4 +45,3 @@ def run_preprocessing_demo(out_dir: Path, tile_size: int = 448, max_tiles: int =
     summary_path.write_text(json.dumps(rows, indent=2))
     print(f"\npreviews: {out_dir / 'previews'}\nsummary:  {summary_path}")
     return rows
-

@@ -52,11 +52,14 @@ def recipe_digest(spec: SweepSpec) -> str:
     from h2ovl.model.config import PRESETS
 
     spec = dataclasses.replace(spec, stage_seed=spec.seeds[0])
-    configs = [trial_config(spec, "demo", trial, Path("trial"), {}, None, None)
-               for trial in (*spec.stage_trials(), *spec.expand())]
+    configs = [
+        trial_config(spec, "demo", trial, Path("trial"), {}, None, None)
+        for trial in (*spec.stage_trials(), *spec.expand())
+    ]
     presets = sorted({config["model"].get("preset", "") for config in configs})
-    payload = json.dumps({"configs": configs, "presets": [repr(PRESETS.get(name)) for name in presets]},
-                         sort_keys=True, default=str)
+    payload = json.dumps(
+        {"configs": configs, "presets": [repr(PRESETS.get(name)) for name in presets]}, sort_keys=True, default=str
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -69,9 +72,16 @@ def load_runs(path: Path = RUNS_FILE) -> list[RecordedRun]:
             raise UserError(f"{path}: columns must be {','.join(COLUMNS)}, got {reader.fieldnames}")
         for line, row in enumerate(reader, start=2):
             try:
-                run = runs.setdefault(row["run"], RecordedRun(row["run"], row["recipe"], row["machine"], row["kernel"],
-                                                              int(row["stage_seed"])))
-                if (run.recipe, run.machine, run.kernel, run.stage_seed) != (row["recipe"], row["machine"], row["kernel"], int(row["stage_seed"])):
+                run = runs.setdefault(
+                    row["run"],
+                    RecordedRun(row["run"], row["recipe"], row["machine"], row["kernel"], int(row["stage_seed"])),
+                )
+                if (run.recipe, run.machine, run.kernel, run.stage_seed) != (
+                    row["recipe"],
+                    row["machine"],
+                    row["kernel"],
+                    int(row["stage_seed"]),
+                ):
                     raise ValueError(f"run {row['run']!r} is described differently on an earlier line")
                 run.cer.setdefault(row["variant"], []).append(float(row["cer"]))
             except ValueError as error:
@@ -82,8 +92,13 @@ def load_runs(path: Path = RUNS_FILE) -> list[RecordedRun]:
 def variant_ranges(runs: list[RecordedRun]) -> dict[str, tuple[float, float]]:
     """variant -> (lowest, highest) mean CER over the runs."""
     variants = {variant for run in runs for variant in run.cer}
-    return {variant: (min(run.mean(variant) for run in runs if variant in run.cer),
-                      max(run.mean(variant) for run in runs if variant in run.cer)) for variant in sorted(variants)}
+    return {
+        variant: (
+            min(run.mean(variant) for run in runs if variant in run.cer),
+            max(run.mean(variant) for run in runs if variant in run.cer),
+        )
+        for variant in sorted(variants)
+    }
 
 
 def placement(means: dict[str, float], spec: SweepSpec, path: Path = RUNS_FILE) -> str:
@@ -94,17 +109,28 @@ def placement(means: dict[str, float], spec: SweepSpec, path: Path = RUNS_FILE) 
     digest = recipe_digest(spec)
     runs = [run for run in load_runs(path) if run.recipe == digest]
     if not runs:
-        return (f"No recorded runs of this recipe (digest {digest}) in {path.name}: the recipe changed since the "
-                "runs in docs/results.md were measured.")
+        return (
+            f"No recorded runs of this recipe (digest {digest}) in {path.name}: the recipe changed since the "
+            "runs in docs/results.md were measured."
+        )
     machines = sorted({run.machine for run in runs})
     kernels = sorted({run.kernel for run in runs})
     seeds = sorted({run.stage_seed for run in runs})
-    lines = [f"Recorded runs of this recipe ({len(runs)}: shared-stage seeds {', '.join(map(str, seeds))} x CPU kernels "
-             f"{', '.join(kernels)} on {len(machines)} machine{'s' if len(machines) > 1 else ''}; docs/results.md), "
-             "mean CER over seeds:"]
+    lines = [
+        f"Recorded runs of this recipe ({len(runs)}: shared-stage seeds {', '.join(map(str, seeds))} x CPU kernels "
+        f"{', '.join(kernels)} on {len(machines)} machine{'s' if len(machines) > 1 else ''}; docs/results.md), "
+        "mean CER over seeds:"
+    ]
     for variant, (low, high) in variant_ranges(runs).items():
         here = means.get(variant)
-        where = "" if here is None else (f"; this run {here:.3f}, " + ("inside" if low - 1e-9 <= here <= high + 1e-9 else
-                                                                       "OUTSIDE") + " the recorded range")
+        where = (
+            ""
+            if here is None
+            else (
+                f"; this run {here:.3f}, "
+                + ("inside" if low - 1e-9 <= here <= high + 1e-9 else "OUTSIDE")
+                + " the recorded range"
+            )
+        )
         lines.append(f"- {variant}: {low:.3f} to {high:.3f}{where}")
     return "\n".join(lines)

@@ -20,7 +20,9 @@ class AnswerMetric(Metric):
         super().__init__(**kwargs)
         self.add_state("n", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: Sequence[str], answers: Sequence[Sequence[str]], categories: Sequence[str | None] | None = None) -> None:
+    def update(
+        self, preds: Sequence[str], answers: Sequence[Sequence[str]], categories: Sequence[str | None] | None = None
+    ) -> None:
         if len(preds) != len(answers):
             raise ValueError(f"{len(preds)} predictions but {len(answers)} answer lists")
         for i, (pred, refs) in enumerate(zip(preds, answers)):
@@ -28,7 +30,9 @@ class AnswerMetric(Metric):
                 raise TypeError(f"prediction {i} is {type(pred).__name__}, not a string")
             if not refs or not all(isinstance(a, str) and a.strip() for a in refs):
                 raise ValueError(f"sample {i} has an empty answer list or a blank answer: {refs!r}")
-        self.score_batch(list(preds), [list(a) for a in answers], list(categories) if categories is not None else [None] * len(preds))
+        self.score_batch(
+            list(preds), [list(a) for a in answers], list(categories) if categories is not None else [None] * len(preds)
+        )
         self.n += len(preds)
 
     def score_batch(self, preds: list[str], answers: list[list[str]], categories: list[str | None]) -> None:

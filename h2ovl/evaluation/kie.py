@@ -149,8 +149,14 @@ def _insert_remove_cost(node: zss.Node) -> int:
 
 def tree_edit_distance(pred: Any, answer: Any) -> int:
     """TED between two *normalized* JSON values with Donut's costs."""
-    return zss.distance(tree(pred), tree(answer), get_children=zss.Node.get_children,
-                        insert_cost=_insert_remove_cost, remove_cost=_insert_remove_cost, update_cost=_update_cost)
+    return zss.distance(
+        tree(pred),
+        tree(answer),
+        get_children=zss.Node.get_children,
+        insert_cost=_insert_remove_cost,
+        remove_cost=_insert_remove_cost,
+        update_cost=_update_cost,
+    )
 
 
 def ted_accuracy(pred: Any, answer: Any) -> float:
@@ -190,12 +196,19 @@ class KIEScore(AnswerMetric):
     def __init__(self, extract_json: bool = False, accept_lists: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.extract_json, self.accept_lists = extract_json, accept_lists
-        for name, dtype in (("perfect", torch.long), ("ted", torch.float64), ("parsed", torch.long),
-                            ("true_positives", torch.long), ("wrong_fields", torch.long)):
+        for name, dtype in (
+            ("perfect", torch.long),
+            ("ted", torch.float64),
+            ("parsed", torch.long),
+            ("true_positives", torch.long),
+            ("wrong_fields", torch.long),
+        ):
             self.add_state(name, default=torch.tensor(0, dtype=dtype), dist_reduce_fx="sum")
 
     def score_batch(self, preds: list[str], answers: list[list[str]], categories: list[str | None]) -> None:
-        references = [parse_reference(refs[0], self.accept_lists) for refs in answers]  # checked before any state changes
+        references = [
+            parse_reference(refs[0], self.accept_lists) for refs in answers
+        ]  # checked before any state changes
         for text, answer in zip(preds, references):
             pred, parsed = parse_prediction(text, self.extract_json, self.accept_lists)
             self.parsed += int(parsed)
@@ -210,5 +223,10 @@ class KIEScore(AnswerMetric):
         denominator = float(self.true_positives) + float(self.wrong_fields) / 2
         f1 = float(self.true_positives) / denominator if denominator else 1.0  # nothing expected, nothing predicted
         perfect, ted = float(self.perfect) / n, float(self.ted) / n
-        return {"perfect_match": perfect, "ted_accuracy": ted, "field_f1": f1,
-                "json_parse_rate": float(self.parsed) / n, "score": (perfect + ted + f1) / 3}
+        return {
+            "perfect_match": perfect,
+            "ted_accuracy": ted,
+            "field_f1": f1,
+            "json_parse_rate": float(self.parsed) / n,
+            "score": (perfect + ted + f1) / 3,
+        }

@@ -17,7 +17,13 @@ TEXT_RECOGNITION = (
     "Non-Semantic Text Recognition",
 )
 #: OCRBench's categories (its `type` field), in its own order; the five reported groups follow.
-CATEGORIES = (*TEXT_RECOGNITION, "Scene Text-centric VQA", "Doc-oriented VQA", "Key Information Extraction", HANDWRITTEN_MATHS)
+CATEGORIES = (
+    *TEXT_RECOGNITION,
+    "Scene Text-centric VQA",
+    "Doc-oriented VQA",
+    "Key Information Extraction",
+    HANDWRITTEN_MATHS,
+)
 GROUPS = {
     "text_recognition": TEXT_RECOGNITION,
     "scene_text_vqa": ("Scene Text-centric VQA",),

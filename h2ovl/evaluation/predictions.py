@@ -52,8 +52,14 @@ def to_scored(raw: Any, where: str) -> Scored:
     category = raw.get("category", raw.get("type"))
     if category is not None and not isinstance(category, str):
         raise PredictionsError(f"{where}: 'category' must be a string, got {category!r}")
-    return Scored(id=str(raw.get("id", where)), prediction=prediction, answers=_answers(raw, where),
-                  category=category, scorer=raw.get("scorer"), where=where)
+    return Scored(
+        id=str(raw.get("id", where)),
+        prediction=prediction,
+        answers=_answers(raw, where),
+        category=category,
+        scorer=raw.get("scorer"),
+        where=where,
+    )
 
 
 def read_predictions(path: str | Path) -> list[Scored]:
@@ -64,7 +70,9 @@ def read_predictions(path: str | Path) -> list[Scored]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise PredictionsError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8") from None
+        raise PredictionsError(
+            f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8"
+        ) from None
     if path.suffix == ".json":
         try:
             items = json.loads(text)

@@ -72,14 +72,18 @@ class TaskScorer(nn.Module):
         if self.task != AUTO:
             return self.task
         if sample.scorer not in TASKS:
-            raise ValueError(f"{sample.where}: task 'auto' scores by the record's 'scorer' field, which is "
-                             f"{sample.scorer!r}; give one of {list(TASKS)} in the data or pass a task")
+            raise ValueError(
+                f"{sample.where}: task 'auto' scores by the record's 'scorer' field, which is "
+                f"{sample.scorer!r}; give one of {list(TASKS)} in the data or pass a task"
+            )
         return sample.scorer
 
     def update(self, samples: Iterable[Scored]) -> None:
         for sample in samples:  # one by one, so an error names the sample at fault
             try:
-                self.metrics[self.task_of(sample)].update([sample.prediction], [list(sample.answers)], [sample.category])
+                self.metrics[self.task_of(sample)].update(
+                    [sample.prediction], [list(sample.answers)], [sample.category]
+                )
             except (ValueError, TypeError) as error:
                 raise ValueError(f"{sample.where}: {error}") from None
 
@@ -100,7 +104,9 @@ class TaskScorer(nn.Module):
             metric.reset()
 
 
-def score_samples(samples: Sequence[Scored], task: str = AUTO, options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, float]:
+def score_samples(
+    samples: Sequence[Scored], task: str = AUTO, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, float]:
     scorer = TaskScorer(task, options)
     scorer.update(samples)
     return scorer.compute()

@@ -33,7 +33,11 @@ class TranscriptionScore(AnswerMetric):
 
     def scores(self) -> dict[str, float]:
         n = int(self.n)
-        return {"cer": _rate(self.char_edits, self.chars), "wer": _rate(self.word_edits, self.words), "exact_match": float(self.exact) / n}
+        return {
+            "cer": _rate(self.char_edits, self.chars),
+            "wer": _rate(self.word_edits, self.words),
+            "exact_match": float(self.exact) / n,
+        }
 
 
 def _rate(edits: torch.Tensor, total: torch.Tensor) -> float:

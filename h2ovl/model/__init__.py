@@ -6,4 +6,13 @@ from h2ovl.model.h2ovl import H2OVL, IGNORE_INDEX
 from h2ovl.model.pixel_shuffle import pixel_shuffle
 from h2ovl.model.vision import VisionConfig, VisionEncoder
 
-__all__ = ["H2OVL", "IGNORE_INDEX", "PRESETS", "H2OVLConfig", "VisionConfig", "VisionEncoder", "pixel_shuffle", "preset"]
+__all__ = [
+    "H2OVL",
+    "IGNORE_INDEX",
+    "PRESETS",
+    "H2OVLConfig",
+    "VisionConfig",
+    "VisionEncoder",
+    "pixel_shuffle",
+    "preset",
+]

@@ -41,8 +41,11 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
     attention = fields.pop("attn_implementation", "sdpa")
     if weights:
         # fp32 master weights whatever the checkpoint's dtype: precision is the trainer's business.
-        return resolve_part("model.llm", weights, lambda: AutoModelForCausalLM.from_pretrained(
-            weights, attn_implementation=attention, dtype=torch.float32))
+        return resolve_part(
+            "model.llm",
+            weights,
+            lambda: AutoModelForCausalLM.from_pretrained(weights, attn_implementation=attention, dtype=torch.float32),
+        )
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
 
@@ -228,7 +231,9 @@ class H2OVL(nn.Module):
         )
 
     # -- training switches -------------------------------------------------------------------------
-    def set_trainable(self, vision: bool = False, projector: bool = True, llm: bool = False, vision_last_blocks: int = 0) -> None:
+    def set_trainable(
+        self, vision: bool = False, projector: bool = True, llm: bool = False, vision_last_blocks: int = 0
+    ) -> None:
         """Freeze per part; `vision_last_blocks` > 0 unfreezes only that many final ViT blocks."""
         for part, flag in (("vision", vision), ("projector", projector), ("llm", llm)):
             getattr(self, part).requires_grad_(flag)
@@ -258,6 +263,8 @@ class H2OVL(nn.Module):
         # transformers >= 5 renamed gradient_checkpointing_* to activation_checkpointing_*.
         prefix = "activation" if hasattr(self.llm, "activation_checkpointing_enable") else "gradient"
         if llm:
-            getattr(self.llm, f"{prefix}_checkpointing_enable")(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+            getattr(self.llm, f"{prefix}_checkpointing_enable")(
+                **{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
+            )
         else:
             getattr(self.llm, f"{prefix}_checkpointing_disable")()

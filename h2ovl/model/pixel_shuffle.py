@@ -24,6 +24,8 @@ def pixel_shuffle(features: torch.Tensor, downsample_ratio: float) -> torch.Tens
     side = int(round(length**0.5))
     p = shuffle_factor(downsample_ratio)
     if side * side != length or side % p:
-        raise ValueError(f"{length} patch tokens are not a square grid divisible by {p} (downsample_ratio={downsample_ratio})")
+        raise ValueError(
+            f"{length} patch tokens are not a square grid divisible by {p} (downsample_ratio={downsample_ratio})"
+        )
     blocks = features.reshape(n, side // p, p, side // p, p, dim).permute(0, 1, 3, 2, 4, 5)
     return blocks.reshape(n, (side // p) ** 2, p * p * dim)

@@ -22,7 +22,9 @@ NORM_WEIGHT, NORM_BIAS, LINEAR_WEIGHT, LINEAR_BIAS = "0.weight", "0.bias", "1.we
 
 def build_projector(in_width: int, llm_width: int) -> nn.Sequential:
     """LayerNorm -> Linear -> GELU -> Linear; indices 0, 1, 3 match the released `mlp1` keys."""
-    return nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, llm_width), nn.GELU(), nn.Linear(llm_width, llm_width))
+    return nn.Sequential(
+        nn.LayerNorm(in_width), nn.Linear(in_width, llm_width), nn.GELU(), nn.Linear(llm_width, llm_width)
+    )
 
 
 def fit_projector_input(state: dict[str, torch.Tensor], prefix: str, in_width: int) -> dict[str, torch.Tensor]:
@@ -41,9 +43,13 @@ def fit_projector_input(state: dict[str, torch.Tensor], prefix: str, in_width: i
         return state
     blocks = max(width, in_width) // min(width, in_width)
     if blocks * min(width, in_width) != max(width, in_width) or round(blocks**0.5) ** 2 != blocks:
-        raise ValueError(f"projector input width {width} cannot become {in_width}: not a pixel-shuffle change "
-                         f"(the widths must differ by a square factor p*p)")
-    log.info("projector input width %d -> %d (pixel shuffle differs): its first layers rewritten to match", width, in_width)
+        raise ValueError(
+            f"projector input width {width} cannot become {in_width}: not a pixel-shuffle change "
+            f"(the widths must differ by a square factor p*p)"
+        )
+    log.info(
+        "projector input width %d -> %d (pixel shuffle differs): its first layers rewritten to match", width, in_width
+    )
     norm_bias, weight, bias = state[prefix + NORM_BIAS], state[prefix + LINEAR_WEIGHT], state[prefix + LINEAR_BIAS]
     if width > in_width:  # fold k blocks of d channels into one
         per_block = weight.reshape(weight.shape[0], blocks, in_width)

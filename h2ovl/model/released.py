@@ -60,8 +60,11 @@ def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
         img_size=int(raw.get("force_image_size") or vision_raw["image_size"]),
         select_layer=int(raw.get("select_layer", -1)),
         timm_kwargs=dict(
-            patch_size=vision_raw["patch_size"], embed_dim=hidden, depth=vision_raw["num_hidden_layers"],
-            num_heads=vision_raw["num_attention_heads"], mlp_ratio=vision_raw["intermediate_size"] / hidden,
+            patch_size=vision_raw["patch_size"],
+            embed_dim=hidden,
+            depth=vision_raw["num_hidden_layers"],
+            num_heads=vision_raw["num_attention_heads"],
+            mlp_ratio=vision_raw["intermediate_size"] / hidden,
             qkv_bias=vision_raw.get("qkv_bias", True),
         ),
     )
@@ -69,7 +72,11 @@ def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
         raise ValueError(f"{path / 'config.json'}: llm_config has no model_type")
     for key in ("architectures", "_name_or_path", "transformers_version", "auto_map", "torch_dtype", "dtype"):
         llm_raw.pop(key, None)
-    tiling = {"tile_size": vision.img_size, "max_tiles": int(raw.get("max_dynamic_patch", 6)), "use_thumbnail": bool(raw.get("use_thumbnail", True))}
+    tiling = {
+        "tile_size": vision.img_size,
+        "max_tiles": int(raw.get("max_dynamic_patch", 6)),
+        "use_thumbnail": bool(raw.get("use_thumbnail", True)),
+    }
     if raw.get("use_msac", False):
         preprocessor = {"class_path": "h2ovl.preprocessing.MSAC", "init_args": tiling}
     elif raw.get("dynamic_image_size", True):
@@ -78,8 +85,11 @@ def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
     else:
         preprocessor = {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": vision.img_size}}
     return H2OVLConfig(
-        vision=vision, llm=llm_raw, downsample_ratio=raw.get("downsample_ratio", 0.5),
-        template=raw.get("template", "h2ogpt2"), preprocessor=preprocessor,
+        vision=vision,
+        llm=llm_raw,
+        downsample_ratio=raw.get("downsample_ratio", 0.5),
+        template=raw.get("template", "h2ogpt2"),
+        preprocessor=preprocessor,
     )
 
 
@@ -116,15 +126,26 @@ def config_to_released(model: Any) -> dict[str, Any]:
         "use_thumbnail": init.get("use_thumbnail", True),
         "use_msac": kind == "MSAC",
         "vision_config": {
-            "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b",
-            "hidden_size": vision.width, "num_hidden_layers": vision.num_blocks,
+            "architectures": ["InternVisionModel"],
+            "model_type": "intern_vit_6b",
+            "hidden_size": vision.width,
+            "num_hidden_layers": vision.num_blocks,
             "num_attention_heads": vision.vit.blocks[0].attn.num_heads,
             "intermediate_size": vision.vit.blocks[0].mlp.fc1.out_features,
-            "image_size": vision.tile_size, "patch_size": vision.patch_size,
+            "image_size": vision.tile_size,
+            "patch_size": vision.patch_size,
             "qkv_bias": vision.vit.blocks[0].attn.qkv.bias is not None,
-            "layer_norm_eps": vision.vit.blocks[0].norm1.eps, "norm_type": "layer_norm",
-            "hidden_act": "gelu", "qk_normalization": False, "num_channels": 3, "initializer_factor": 1.0,
-            "initializer_range": 0.02, "drop_path_rate": 0.0, "attention_dropout": 0.0, "dropout": 0.0, "use_flash_attn": False,
+            "layer_norm_eps": vision.vit.blocks[0].norm1.eps,
+            "norm_type": "layer_norm",
+            "hidden_act": "gelu",
+            "qk_normalization": False,
+            "num_channels": 3,
+            "initializer_factor": 1.0,
+            "initializer_range": 0.02,
+            "drop_path_rate": 0.0,
+            "attention_dropout": 0.0,
+            "dropout": 0.0,
+            "use_flash_attn": False,
         },
         "llm_config": llm_config,
     }
@@ -151,11 +172,15 @@ def read_released(path: Path) -> tuple[H2OVLConfig, dict[str, torch.Tensor], boo
         raise FileNotFoundError(f"{path}: not a released checkpoint (no config.json)")
     config = config_from_released(json.loads(config_file.read_text()), path)
     # The releases ship a SentencePiece tokenizer.model with tokenizer_config.json and no tokenizer.json.
-    has_tokenizer = any((path / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", "tokenizer.model"))
+    has_tokenizer = any(
+        (path / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+    )
     return config, _read_weights(path), has_tokenizer
 
 
-def released_state_to_ours(released: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+def released_state_to_ours(
+    released: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
     """The released weights under our names, checked against the state dict of the model they are for:
     every tensor used, every shape equal; the error lists what does not fit."""
     mapped, problems = {}, []
@@ -168,7 +193,9 @@ def released_state_to_ours(released: dict[str, torch.Tensor], expected: dict[str
         if target not in expected:
             problems.append(f"unexpected tensor {key!r} (-> {target!r})")
         elif expected[target].shape != tensor.shape:
-            problems.append(f"shape of {key!r}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[target].shape)}")
+            problems.append(
+                f"shape of {key!r}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[target].shape)}"
+            )
         else:
             mapped[target] = tensor
     problems += [f"missing tensor {ours_to_released(k)!r}" for k in expected if k not in mapped]

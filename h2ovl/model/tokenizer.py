@@ -16,8 +16,18 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from h2ovl.constants import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
 from h2ovl.model.parts import resolve_part
 
-__all__ = ["ADDED_TOKENS", "ANSWER", "END", "IMG_CONTEXT", "IMG_END", "IMG_START", "PROMPT",
-           "build_tiny_tokenizer", "ensure_h2ovl_tokens", "load_tokenizer"]
+__all__ = [
+    "ADDED_TOKENS",
+    "ANSWER",
+    "END",
+    "IMG_CONTEXT",
+    "IMG_END",
+    "IMG_START",
+    "PROMPT",
+    "build_tiny_tokenizer",
+    "ensure_h2ovl_tokens",
+    "load_tokenizer",
+]
 
 _BASE_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", PROMPT, ANSWER]
 
@@ -31,7 +41,10 @@ def _training_text() -> list[str]:
     ).split()
     lines = [" ".join(words[i:] + words[:i]) for i in range(len(words))]
     lines += [" ".join(str(n) for n in range(k, k + 40)) for k in range(0, 1000, 40)]
-    lines += ['{"name": "value", "total": "12.50", "date": "2024-01-31"}', "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz .,:;!?-$%#/()[]{}'\""]
+    lines += [
+        '{"name": "value", "total": "12.50", "date": "2024-01-31"}',
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz .,:;!?-$%#/()[]{}'\"",
+    ]
     return lines
 
 
@@ -83,7 +96,9 @@ def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedToke
     else:
         missing = [t for t in ADDED_TOKENS if t not in tokenizer.get_added_vocab()]
         if missing:
-            raise ValueError(f"{path}: the tokenizer lacks the H2OVL tokens {missing}: not a released H2OVL tokenizer "
-                             "(a base LLM's tokenizer belongs in model.tokenizer, where they are added)")
+            raise ValueError(
+                f"{path}: the tokenizer lacks the H2OVL tokens {missing}: not a released H2OVL tokenizer "
+                "(a base LLM's tokenizer belongs in model.tokenizer, where they are added)"
+            )
         tokenizer.h2ovl_added_tokens = 0
     return tokenizer

@@ -116,8 +116,12 @@ def _conv_stem_kwargs(config: VisionConfig) -> dict[str, Any]:
     # GroupNorm, not BatchNorm: no statistics shared across samples, so training, evaluation and any
     # number of tiles or devices see the same normalisation.
     stem = ConvStem(
-        depth=len(config.conv_stem), channels=tuple(config.conv_stem), stride=(2,) * len(config.conv_stem),
-        kernel_size=3, norm_layer=GroupNorm1, act_layer=nn.GELU,
+        depth=len(config.conv_stem),
+        channels=tuple(config.conv_stem),
+        stride=(2,) * len(config.conv_stem),
+        kernel_size=3,
+        norm_layer=GroupNorm1,
+        act_layer=nn.GELU,
     )
     return {"embed_layer": partial(HybridEmbed, backbone=stem), "patch_size": 1}
 
@@ -165,8 +169,11 @@ def _internvit_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if not any(k.startswith(("embeddings.", "encoder.layers.", "vision_model.")) for k in state):
         return state
     prefixed = any(k.startswith("vision_model.") for k in state)
-    return {internvit_to_timm(k.removeprefix("vision_model.")): v for k, v in state.items()
-            if not prefixed or k.startswith("vision_model.")}
+    return {
+        internvit_to_timm(k.removeprefix("vision_model.")): v
+        for k, v in state.items()
+        if not prefixed or k.startswith("vision_model.")
+    }
 
 
 def _read_weight_files(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -174,8 +181,11 @@ def _read_weight_files(files: list[Path]) -> dict[str, torch.Tensor]:
 
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_file(str(file)) if file.suffix == ".safetensors" else
-                     torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+        state.update(
+            load_file(str(file))
+            if file.suffix == ".safetensors"
+            else torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        )
     return state
 
 
@@ -190,12 +200,19 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
         folder = resolve_folder("model.vision_weights", weights)
         files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
         if not files:
-            raise PretrainedPartError(f"model.vision_weights {weights!r}: {folder} holds no *.safetensors or pytorch_model*.bin weights")
+            raise PretrainedPartError(
+                f"model.vision_weights {weights!r}: {folder} holds no *.safetensors or pytorch_model*.bin weights"
+            )
         state = _internvit_state(_read_weight_files(files))
     else:
-        pretrained = resolve_part("model.vision_weights", weights, lambda: timm.create_model(
-            f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""))
+        pretrained = resolve_part(
+            "model.vision_weights",
+            weights,
+            lambda: timm.create_model(f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""),
+        )
         state = pretrained.state_dict()
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        raise ValueError(
+            f"{weights}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}"
+        )

@@ -21,7 +21,6 @@ from PIL import Image
 
 from h2ovl.errors import SettingError
 from h2ovl.preprocessing.grids import Grid, tile_budget_per_image
-from h2ovl.preprocessing.render import render_exact, render_fast
 from h2ovl.preprocessing.image_io import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -31,6 +30,8 @@ from h2ovl.preprocessing.image_io import (
     oriented_size,
     request_reduced_decode,
 )
+from h2ovl.preprocessing.render import render_exact, render_fast
+
 
 @dataclass(frozen=True)
 class TilingPlan:
@@ -78,9 +79,7 @@ class ImagePreprocessor(ABC):
             level on average (docs/results.md, benchmarks/preprocess.py); off, they are bit-identical.
     """
 
-    def __init__(
-        self, tile_size: int = 448, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False
-    ) -> None:
+    def __init__(self, tile_size: int = 448, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False) -> None:
         if tile_size < 1:
             raise ValueError(f"tile_size must be positive, got {tile_size}")
         self.tile_size = tile_size
@@ -107,7 +106,9 @@ class ImagePreprocessor(ABC):
             return self.plan(width, height, max_tiles=max_tiles)
         return self.plan(width, height, max_tiles=tile_budget_per_image(budget, n_images))
 
-    def __call__(self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None, split_budget: bool = True) -> TiledImage:
+    def __call__(
+        self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None, split_budget: bool = True
+    ) -> TiledImage:
         image = open_image(source, self.max_pixels)
         width, height = oriented_size(image)
         plan = self.plan_in_sample(width, height, n_images, max_tiles, split_budget)
@@ -117,9 +118,13 @@ class ImagePreprocessor(ABC):
         rgb = decode_rgb(image, describe_source(source))
         return TiledImage(tiles=self.render(rgb, plan), plan=plan)
 
-    def process_sample(self, sources: Sequence[ImageSource], max_tiles: int | None = None, split_budget: bool = True) -> list[TiledImage]:
+    def process_sample(
+        self, sources: Sequence[ImageSource], max_tiles: int | None = None, split_budget: bool = True
+    ) -> list[TiledImage]:
         """All images of one sample, applying the multi-image tile-budget rule (`plan_in_sample`)."""
-        return [self(source, n_images=len(sources), max_tiles=max_tiles, split_budget=split_budget) for source in sources]
+        return [
+            self(source, n_images=len(sources), max_tiles=max_tiles, split_budget=split_budget) for source in sources
+        ]
 
     def render(self, image: Image.Image, plan: TilingPlan) -> torch.Tensor:
         """The tiles of `plan` cut from a decoded RGB image."""
@@ -130,7 +135,10 @@ class ImagePreprocessor(ABC):
         """The `class_path`/`init_args` form this preprocessor is built from (how a model config and a
         checkpoint record it); every constructor argument is kept as an attribute of the same name."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {"class_path": f"h2ovl.preprocessing.{type(self).__name__}", "init_args": {n: getattr(self, n) for n in names}}
+        return {
+            "class_path": f"h2ovl.preprocessing.{type(self).__name__}",
+            "init_args": {n: getattr(self, n) for n in names},
+        }
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -158,6 +166,7 @@ def instantiate_preprocessor(config: dict[str, Any] | str) -> ImagePreprocessor:
         return parser.instantiate(parser.parse_object({"preprocessor": described})).preprocessor
     except Exception as error:  # noqa: BLE001 - jsonargparse's own errors name the path and value
         choices = ", ".join(f"{short} ({name})" for short, name in SHORT_NAMES.items())
-        raise SettingError(f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}; "
-                           f"name one of {choices} or a class path of an ImagePreprocessor") from None
-
+        raise SettingError(
+            f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}; "
+            f"name one of {choices} or a class path of an ImagePreprocessor"
+        ) from None

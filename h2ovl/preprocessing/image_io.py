@@ -12,14 +12,13 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from h2ovl.errors import UserError
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+ImageSource = str | os.PathLike | bytes | Image.Image
 
 #: Default decoded-size limit: 16k x 16k pixels. Far above any document page at 600 dpi, and far
 #: below what would exhaust a data-loader worker's memory.

@@ -64,10 +64,13 @@ class MixedViews(ImagePreprocessor):
         # the configuration shows). Tiling an image goes through `__call__`, which chooses.
         return self.choices[0].plan(width, height, max_tiles=max_tiles)
 
-    def __call__(self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None, split_budget: bool = True) -> TiledImage:
+    def __call__(
+        self, source: ImageSource, n_images: int = 1, max_tiles: int | None = None, split_budget: bool = True
+    ) -> TiledImage:
         return self.choose(source)(source, n_images=n_images, max_tiles=max_tiles, split_budget=split_budget)
 
     def config(self) -> dict[str, Any]:
-        return {"class_path": "h2ovl.preprocessing.MixedViews",
-                "init_args": {"choices": [choice.config() for choice in self.choices], "seed": self.seed}}
-
+        return {
+            "class_path": "h2ovl.preprocessing.MixedViews",
+            "init_args": {"choices": [choice.config() for choice in self.choices], "seed": self.seed},
+        }

@@ -52,7 +52,9 @@ def render_preview(source: ImageSource, preprocessor: ImagePreprocessor) -> tupl
     return canvas, tiled
 
 
-def draw_grids(image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_HEIGHT, legend: bool = True) -> Image.Image:
+def draw_grids(
+    image: Image.Image, grids: dict[str, Grid], height: int = _PANEL_HEIGHT, legend: bool = True
+) -> Image.Image:
     """The image scaled to `height` px (at most 3 times as wide) with each grid's lines and, unless
     `legend` is False, their names in its corner."""
     scale = height / image.height
@@ -106,7 +108,10 @@ def _mosaic(tiled: TiledImage) -> Image.Image:
 def _tile_labels(tiled: TiledImage) -> list[str]:
     """'#i name r,c' per tile, so the order the model sees is readable off the picture."""
     grids = tiled.plan.grids
-    names = {grids.get("fine"): "fine", grids.get("coarse", grids.get("grid")): "coarse" if "coarse" in grids else "grid"}
+    names = {
+        grids.get("fine"): "fine",
+        grids.get("coarse", grids.get("grid")): "coarse" if "coarse" in grids else "grid",
+    }
     labels: list[str] = []
     last = len(tiled.plan.views) - 1
     for index, view in enumerate(tiled.plan.views):

@@ -14,9 +14,7 @@ from torchvision import transforms
 from h2ovl.preprocessing.base import TilingPlan
 from h2ovl.preprocessing.normalize import IMAGENET_MEAN, IMAGENET_STD
 
-_TO_NORMALISED_TENSOR = transforms.Compose(
-    [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-)
+_TO_NORMALISED_TENSOR = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def reference_tiles(image: Image.Image, plan: TilingPlan, tile_size: int) -> list[Image.Image]:

@@ -15,8 +15,13 @@ from h2ovl.sweeps.spec import SpecError, SweepSpec, load_spec
 __all__ = ["SpecError", "Sweep", "SweepOptions", "SweepSpec", "load_spec", "report", "table_for"]
 
 
-def table_for(uri: str | None, sweep_id: str | None = None, experiment: str | None = None,
-              metrics: list[str] | None = None, baseline: str | None = None) -> tuple[Any, Table]:
+def table_for(
+    uri: str | None,
+    sweep_id: str | None = None,
+    experiment: str | None = None,
+    metrics: list[str] | None = None,
+    baseline: str | None = None,
+) -> tuple[Any, Table]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri(uri))
@@ -37,8 +42,10 @@ def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> 
     from h2ovl.sweeps.plots import write_plots
 
     if sweep is not None and sweep.spec.init_stages:
-        table.spread += (f" The seeds share one run of the init stages (seed {sweep.spec.stage_seed}): how far another run "
-                         "of those stages (another seed, another machine's kernels) moves a variant is not in it.")
+        table.spread += (
+            f" The seeds share one run of the init stages (seed {sweep.spec.stage_seed}): how far another run "
+            "of those stages (another seed, another machine's kernels) moves a variant is not in it."
+        )
     files = {**write_table(table, out), **write_plots(client, table, out)}
     text = to_markdown(table)
     if sweep is not None and sweep.spec.claims:
@@ -51,8 +58,12 @@ def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> 
         from h2ovl.sweeps.gallery import write_gallery
 
         checkpoints, data = inputs
-        files["gallery"] = write_gallery(checkpoints, data, out / "gallery.png",
-                                         title=f"{sweep.sweep_id}: answers of each variant's seed-{sweep.spec.seeds[0]} trial to held-out samples")
+        files["gallery"] = write_gallery(
+            checkpoints,
+            data,
+            out / "gallery.png",
+            title=f"{sweep.sweep_id}: answers of each variant's seed-{sweep.spec.seeds[0]} trial to held-out samples",
+        )
     if table.parent_run_id:
         for path in files.values():
             client.log_artifact(table.parent_run_id, str(path), artifact_path="results")

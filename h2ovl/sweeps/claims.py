@@ -43,7 +43,9 @@ def parse_claims(raw: Any, variants: set[str], where: str) -> list[Claim]:
             raise ValueError(f"{where}: claims[{index}] must have exactly the keys better, worse, text; got {item!r}")
         for key in ("better", "worse"):
             if variants and item[key] not in variants:
-                raise ValueError(f"{where}: claims[{index}].{key} {item[key]!r} is not one of the variants {sorted(variants)}")
+                raise ValueError(
+                    f"{where}: claims[{index}].{key} {item[key]!r} is not one of the variants {sorted(variants)}"
+                )
         claims.append(Claim(str(item["better"]), str(item["worse"]), str(item["text"])))
     return claims
 
@@ -68,6 +70,8 @@ def claims_report(table: Table, claims: list[Claim], metric: str) -> str:
     lines = [f"claims, judged on {metric} (held = every seed of the first beats every seed of the second):"]
     for verdict in (judge(table, claim, metric) for claim in claims):
         values = ", ".join(f"{v:.3f}" for v in verdict.better), ", ".join(f"{v:.3f}" for v in verdict.worse)
-        lines.append(f"- {verdict.status.upper()}: {verdict.claim.text} "
-                     f"({verdict.claim.better} {values[0] or '-'} vs {verdict.claim.worse} {values[1] or '-'})")
+        lines.append(
+            f"- {verdict.status.upper()}: {verdict.claim.text} "
+            f"({verdict.claim.better} {values[0] or '-'} vs {verdict.claim.worse} {values[1] or '-'})"
+        )
     return "\n".join(lines)

@@ -62,7 +62,9 @@ def preprocessor_label(preprocessor: ImagePreprocessor) -> str:
     return f"{name} {preprocessor.tile_size}px" + (f" <={budget} tiles" if budget > 1 else "") + thumbnail
 
 
-def collect(checkpoints: dict[str, Path], data: str, samples: int, max_new_tokens: int = 32) -> tuple[list[Shown], dict[str, ImagePreprocessor]]:
+def collect(
+    checkpoints: dict[str, Path], data: str, samples: int, max_new_tokens: int = 32
+) -> tuple[list[Shown], dict[str, ImagePreprocessor]]:
     """Each variant's answers to the first `samples` records of `data`, and the distinct preprocessors."""
     shown: list[Shown] = []
     ids: list[str] = []
@@ -115,7 +117,12 @@ def draw(shown: list[Shown], preprocessors: dict[str, ImagePreprocessor], title:
         for variant, answer in sample.answers.items():
             cer = Levenshtein.distance(answer, sample.truth) / max(1, len(sample.truth))
             text = answer if len(answer) <= _ANSWER_CHARS else answer[:_ANSWER_CHARS] + "..."
-            lines.append((f"{variant:<{names}}  {text or '(empty)'}  CER {cer:.2f}", _RIGHT if answer == sample.truth else _WRONG))
+            lines.append(
+                (
+                    f"{variant:<{names}}  {text or '(empty)'}  CER {cer:.2f}",
+                    _RIGHT if answer == sample.truth else _WRONG,
+                )
+            )
         width = sum(p.width for p in panels) + _PAD * (len(panels) + 1) + 420
         height = max([p.height for p in panels] + [_LINE * len(lines)]) + _PAD
         row = Image.new("RGB", (width, height), "white")

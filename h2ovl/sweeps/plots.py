@@ -83,8 +83,10 @@ def curves_plot(client: Any, table: Table, metric: str, path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for label, steps, per_step in validation_curves(client, table, metric):
         means = [sum(v) / len(v) for v in per_step]
-        line, = axes.plot(steps, means, marker=".", label=label)
-        axes.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step], color=line.get_color(), alpha=0.15)
+        (line,) = axes.plot(steps, means, marker=".", label=label)
+        axes.fill_between(
+            steps, [min(v) for v in per_step], [max(v) for v in per_step], color=line.get_color(), alpha=0.15
+        )
     axes.set_xlabel("step")
     axes.set_ylabel(metric)
     axes.set_title(f"{table.title}: validation {metric}")
@@ -99,5 +101,7 @@ def curves_plot(client: Any, table: Table, metric: str, path: Path) -> Path:
 def write_plots(client: Any, table: Table, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     metric = table.metrics[0]
-    return {"cost": cost_plot(table, metric, out / "cost_vs_metric.png"),
-            "curves": curves_plot(client, table, metric, out / "validation_curves.png")}
+    return {
+        "cost": cost_plot(table, metric, out / "cost_vs_metric.png"),
+        "curves": curves_plot(client, table, metric, out / "validation_curves.png"),
+    }

@@ -86,8 +86,9 @@ class PreloadedTrial:
     """A forked trial with the part of `subprocess.Popen`'s interface the runner uses (`pid`, `wait`)."""
 
     def __init__(self, argv: Sequence[str], log: Path, environment: dict[str, str]) -> None:
-        self.process = _forkserver().Process(target=_trial_main, args=(list(argv), str(log), dict(environment)),
-                                             name=f"h2ovl-trial-{log.parent.name}")
+        self.process = _forkserver().Process(
+            target=_trial_main, args=(list(argv), str(log), dict(environment)), name=f"h2ovl-trial-{log.parent.name}"
+        )
         self.process.start()
 
     @property

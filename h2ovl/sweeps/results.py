@@ -91,8 +91,11 @@ def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
     trials, so two runs' results never pool into one table.
     """
     experiments = _all_experiments(client)
-    parents = client.search_runs(experiments, f"tags.sweep_id = {filter_value(sweep_id)} and tags.role = 'sweep'",
-                                 order_by=["attributes.start_time DESC"])
+    parents = client.search_runs(
+        experiments,
+        f"tags.sweep_id = {filter_value(sweep_id)} and tags.role = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+    )
     if not parents:
         raise ValueError(f"no sweep {sweep_id!r} in the tracking store {client.tracking_uri}")
     parent = parents[0]
@@ -109,7 +112,9 @@ def _seed_then_start(run: Any) -> tuple[int, int]:
     return (int(seed) if seed.lstrip("-").isdigit() else 0, run.info.start_time or 0)
 
 
-def build_table(client: Any, runs: list[Any], metrics: list[str], modes: dict[str, str], baseline: str | None, title: str) -> Table:
+def build_table(
+    client: Any, runs: list[Any], metrics: list[str], modes: dict[str, str], baseline: str | None, title: str
+) -> Table:
     rows: dict[str, Row] = {}
     left_out: dict[str, int] = {}
     for run in sorted(runs, key=_seed_then_start):  # a row's values read in seed order (claims print them so)
@@ -152,7 +157,9 @@ def experiment_table(client: Any, experiment: str, metrics: list[str], baseline:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no experiment {experiment!r} in the tracking store {client.tracking_uri}")
-    runs = [r for r in client.search_runs([found.experiment_id], max_results=5000) if r.data.tags.get("role") != "sweep"]
+    runs = [
+        r for r in client.search_runs([found.experiment_id], max_results=5000) if r.data.tags.get("role") != "sweep"
+    ]
     table = build_table(client, runs, metrics, {}, baseline, f"experiment {experiment}")
     table.experiment_id = found.experiment_id
     return table
@@ -211,13 +218,23 @@ def to_csv(table: Table) -> str:
 def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$")):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$").replace("–", "--")
+    return (
+        text.replace("±", r"$\pm$")
+        .replace("Δ", r"$\Delta$")
+        .replace("↓", r"$\downarrow$")
+        .replace("↑", r"$\uparrow$")
+        .replace("–", "--")
+    )
 
 
 def to_latex(table: Table) -> str:
     cols = headers(table)
-    lines = [r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\toprule",
-             " & ".join(_latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_latex_escape(c) for c in _cells(table, row)) + r" \\" for row in table.rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

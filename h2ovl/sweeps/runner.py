@@ -40,7 +40,15 @@ from h2ovl.sweeps.results import filter_value
 from h2ovl.sweeps.search import FixedTrials, OptunaTrials
 from h2ovl.sweeps.spec import INIT_STAGE, SweepSpec, Trial
 from h2ovl.sweeps.state import FAILED, FINISHED, INTERRUPTED, SweepState
-from h2ovl.sweeps.trials import last_checkpoint, log_tail, run_command, stop_trials, trial_config, trial_tags, write_trial
+from h2ovl.sweeps.trials import (
+    last_checkpoint,
+    log_tail,
+    run_command,
+    stop_trials,
+    trial_config,
+    trial_tags,
+    write_trial,
+)
 from h2ovl.training.tracking import DEFAULT_TRACKING_URI, artifact_root, flatten
 
 if TYPE_CHECKING:
@@ -49,13 +57,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 class SweepInterrupted(Stopped):
     """The sweep was told to stop (SIGTERM, SIGINT): its trials were stopped and recorded."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signum, f"stopped by {signal.Signals(signum).name}: running trials were stopped and recorded "
-                                 "as interrupted; run the same command to resume")
+        super().__init__(
+            signum,
+            f"stopped by {signal.Signals(signum).name}: running trials were stopped and recorded "
+            "as interrupted; run the same command to resume",
+        )
 
 
 def tracking_uri(explicit: str | None) -> str:
@@ -117,9 +127,16 @@ class Sweep:
         if run_id:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        tags = {"sweep_id": self.sweep_id, "role": "sweep", "sweep.metric": self.spec.metric, "sweep.mode": self.spec.mode,
-                "sweep.report": json.dumps(self.spec.report), "sweep.baseline": self.spec.baseline or "",
-                "sweep.strategy": self.spec.strategy, "sweep.spec": str(self.spec.path)}
+        tags = {
+            "sweep_id": self.sweep_id,
+            "role": "sweep",
+            "sweep.metric": self.spec.metric,
+            "sweep.mode": self.spec.mode,
+            "sweep.report": json.dumps(self.spec.report),
+            "sweep.baseline": self.spec.baseline or "",
+            "sweep.strategy": self.spec.strategy,
+            "sweep.spec": str(self.spec.path),
+        }
         run = self.client.create_run(self.experiment_id(), run_name=self.sweep_id, tags=tags)
         self.client.log_artifact(run.info.run_id, str(self.spec.path), artifact_path="spec")
         self.state.update(parent_run_id=run.info.run_id, sweep_id=self.sweep_id, spec=str(self.spec.path))
@@ -128,8 +145,10 @@ class Sweep:
     def trial_run(self, trial: Trial) -> Any | None:
         """The trial's MLflow run (the latest, if an earlier attempt left one)."""
         runs = self.client.search_runs(
-            [self.experiment_id()], filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
-            order_by=["attributes.start_time DESC"], max_results=1,
+            [self.experiment_id()],
+            filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
         )
         return runs[0] if runs else None
 
@@ -151,14 +170,39 @@ class Sweep:
         trials = self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []
         for trial in trials:
             root = self.trial_root(trial)
-            check_fit_config(trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, None),
-                                          self.options.tracking_uri, None), f"{self.spec.path}: trial {trial.name}")
+            check_fit_config(
+                trial_config(
+                    self.spec,
+                    self.sweep_id,
+                    trial,
+                    root,
+                    trial_tags(self.sweep_id, trial, None),
+                    self.options.tracking_uri,
+                    None,
+                ),
+                f"{self.spec.path}: trial {trial.name}",
+            )
         changed = self.changed_trials(trials)
-        rows = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides,
-                 "status": "changed: " + ", ".join(changed[t.name][:5]) if t.name in changed
-                 else self.state.trial(t.name).get("status", "pending")} for t in trials]
-        stages = [{"trial": t.name, "seed": t.seed, "overrides": t.overrides, "status": self.state.trial(t.name).get("status", "pending")}
-                  for t in self.spec.stage_trials()]
+        rows = [
+            {
+                "trial": t.name,
+                "seed": t.seed,
+                "overrides": t.overrides,
+                "status": "changed: " + ", ".join(changed[t.name][:5])
+                if t.name in changed
+                else self.state.trial(t.name).get("status", "pending"),
+            }
+            for t in trials
+        ]
+        stages = [
+            {
+                "trial": t.name,
+                "seed": t.seed,
+                "overrides": t.overrides,
+                "status": self.state.trial(t.name).get("status", "pending"),
+            }
+            for t in self.spec.stage_trials()
+        ]
         return stages + rows
 
     # -- what a trial is: its name and its resolved config --------------------------------------------------
@@ -192,9 +236,13 @@ class Sweep:
         if not changed:
             return
         if not self.options.force:
-            listed = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for name, keys in changed.items())
-            raise SettingError(f"sweep {self.sweep_id!r}: {len(changed)} trials ran with other settings than the spec "
-                               f"gives now: {listed}. Run it under a new --sweep-id, or pass --force to rerun them from scratch")
+            listed = "; ".join(
+                f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for name, keys in changed.items()
+            )
+            raise SettingError(
+                f"sweep {self.sweep_id!r}: {len(changed)} trials ran with other settings than the spec "
+                f"gives now: {listed}. Run it under a new --sweep-id, or pass --force to rerun them from scratch"
+            )
         stages = [t.name for t in self.spec.stage_trials()]
         first_changed = next((k for k, name in enumerate(stages) if name in changed), None)
         if first_changed is not None:  # the stages after it, and every trial, started from its checkpoint
@@ -215,7 +263,8 @@ class Sweep:
         checkpoint = last_checkpoint(root)
         keep = checkpoint_run_id(checkpoint) if checkpoint.is_file() else None
         runs = self.client.search_runs(
-            [self.experiment_id()], filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
+            [self.experiment_id()],
+            filter_string=f"tags.sweep_id = {filter_value(self.sweep_id)} and tags.trial = {filter_value(trial.name)}",
             max_results=1000,
         )
         for run in runs:
@@ -223,13 +272,22 @@ class Sweep:
                 log.info("trial %s: deleting run %s of an earlier attempt (not resumed)", trial.name, run.info.run_id)
                 self.client.delete_run(run.info.run_id)
 
-    def prepare(self, trial: Trial, parent: str | None, role: str = "trial") -> tuple[list[str], Path, dict[str, str], dict[str, Any]]:
+    def prepare(
+        self, trial: Trial, parent: str | None, role: str = "trial"
+    ) -> tuple[list[str], Path, dict[str, str], dict[str, Any]]:
         root = self.trial_root(trial)
         self.drop_stale_runs(trial, root)
         self.state.update(trial.name, settings=self.settings(trial))
         init_from = self.stage_start(trial) if role == INIT_STAGE else self.state.data.get("init_checkpoint")
-        config = trial_config(self.spec, self.sweep_id, trial, root, trial_tags(self.sweep_id, trial, parent, role),
-                              self.options.tracking_uri, init_from)
+        config = trial_config(
+            self.spec,
+            self.sweep_id,
+            trial,
+            root,
+            trial_tags(self.sweep_id, trial, parent, role),
+            self.options.tracking_uri,
+            init_from,
+        )
         _, command = write_trial(config, root)
         env = {"MLFLOW_TRACKING_URI": self.uri}
         if self._data_ahead is not None:
@@ -239,8 +297,12 @@ class Sweep:
     def record(self, trial: Trial, returncode: int, log_file: Path) -> dict[str, Any]:
         run = self.trial_run(trial)
         value = run.data.metrics.get(self.spec.metric) if run is not None else None
-        fields: dict[str, Any] = {"run_id": run.info.run_id if run else None, "value": value,
-                                  "attempts": self.state.trial(trial.name).get("attempts", 0) + 1, "log": str(log_file)}
+        fields: dict[str, Any] = {
+            "run_id": run.info.run_id if run else None,
+            "value": value,
+            "attempts": self.state.trial(trial.name).get("attempts", 0) + 1,
+            "log": str(log_file),
+        }
         if returncode == 0:
             fields.update(status=FINISHED, error=None)
         elif self._stopping.is_set():
@@ -297,7 +359,12 @@ class Sweep:
         from h2ovl.sweeps.slurm import submit_array
 
         prepared = [(trial, *self.prepare(trial, parent)) for trial in trials]
-        jobs = submit_array(self.folder / "slurm", self.spec.slurm, [(c, lf, env) for _, c, lf, env, _ in prepared], self.options.parallel)
+        jobs = submit_array(
+            self.folder / "slurm",
+            self.spec.slurm,
+            [(c, lf, env) for _, c, lf, env, _ in prepared],
+            self.options.parallel,
+        )
         for (trial, _, log_file, _, _), job in zip(prepared, jobs):
             try:
                 returncode = int(job.result())
@@ -329,8 +396,11 @@ class Sweep:
         failed = [t for t in self.state.data["trials"].values() if t.get("status") == FAILED]
         value = fields.get("value")
         shown = "n/a" if value is None else f"{value:.4g}"
-        print(f"[{self.sweep_id}] {trial.name}: {fields['status']}, {self.spec.metric} = {shown} "
-              f"({len(done)} finished, {len(failed)} failed)", flush=True)
+        print(
+            f"[{self.sweep_id}] {trial.name}: {fields['status']}, {self.spec.metric} = {shown} "
+            f"({len(done)} finished, {len(failed)} failed)",
+            flush=True,
+        )
 
     def launch(self, trials: list[Trial], parent: str | None) -> None:
         if self.options.launcher == "slurm":
@@ -356,10 +426,16 @@ class Sweep:
         for trial in stages:
             if self.state.trial(trial.name).get("status") != FINISHED:
                 command, log_file, env, config = self.prepare(trial, parent, role=INIT_STAGE)
-                after = "every trial starts from its last checkpoint" if trial is stages[-1] else "the next stage starts from its last checkpoint"
+                after = (
+                    "every trial starts from its last checkpoint"
+                    if trial is stages[-1]
+                    else "the next stage starts from its last checkpoint"
+                )
                 print(f"[{self.sweep_id}] start {trial.name} ({after})", flush=True)
                 with self._heartbeat(trial):
-                    fields = self.record(trial, run_command(command, log_file, env, preloadable(command, config, None)), log_file)
+                    fields = self.record(
+                        trial, run_command(command, log_file, env, preloadable(command, config, None)), log_file
+                    )
                 self._progress(trial, fields)
                 if fields["status"] != FINISHED:
                     raise RuntimeError(f"the sweep's {trial.name} failed; see {log_file}:\n{fields['error']}")
@@ -387,7 +463,11 @@ class Sweep:
         for trial in self.spec.expand() if self.spec.strategy != "optuna" else []:
             root = self.trial_root(trial)
             checkpoint = last_checkpoint(root)
-            if trial.seed != self.spec.seeds[0] or self.state.trial(trial.name).get("status") != FINISHED or not checkpoint.is_file():
+            if (
+                trial.seed != self.spec.seeds[0]
+                or self.state.trial(trial.name).get("status") != FINISHED
+                or not checkpoint.is_file()
+            ):
                 continue
             checkpoints[trial.variant] = checkpoint
             data = data or held_out_data(yaml.safe_load((root / "config.yaml").read_text()))
@@ -398,7 +478,10 @@ class Sweep:
         the background (`h2ovl.sweeps.data_ahead`), so neither waits in front of the first step of a stage."""
         from h2ovl.sweeps.data_ahead import DataAhead
 
-        trials = [*self.spec.stage_trials(), *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else [])]
+        trials = [
+            *self.spec.stage_trials(),
+            *(self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []),
+        ]
         trials = [t for t in trials if self.state.trial(t.name).get("status") != FINISHED]
         configs = [trial_config(self.spec, self.sweep_id, t, Path("trial"), {}, None, None) for t in trials]
         if configs and not self._device_slots() and one_cpu_process(configs[0]):  # its trials will be forked
@@ -453,8 +536,12 @@ class Sweep:
 
     def run(self) -> dict[str, Any]:
         if self.options.dry_run:
-            return {"sweep_id": self.sweep_id, "folder": str(self.folder), "parallel": self.options.parallel,
-                    "trials": self.plan()}
+            return {
+                "sweep_id": self.sweep_id,
+                "folder": str(self.folder),
+                "parallel": self.options.parallel,
+                "trials": self.plan(),
+            }
         parent = self.parent_run()
         # Every way out closes the parent run with what happened: KILLED when stopped, FAILED on an error.
         try:
@@ -479,6 +566,10 @@ class Sweep:
             self.client.log_metric(parent, f"best/{self.spec.metric}", best[1])
         self.client.log_artifact(parent, str(self.state.path))
         self.client.set_terminated(parent, "FINISHED" if not failed else "FAILED")
-        return {"sweep_id": self.sweep_id, "parent_run_id": parent, "finished": finished, "failed": failed,
-                "state": str(self.state.path)}
-
+        return {
+            "sweep_id": self.sweep_id,
+            "parent_run_id": parent,
+            "finished": finished,
+            "failed": failed,
+            "state": str(self.state.path),
+        }

@@ -35,8 +35,16 @@ def distributions(search: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def trials_for(number: int, params: dict[str, Any], seeds: list[int]) -> list[Trial]:
     variant = f"optuna-{number:03d}/" + "/".join(f"{short(k)}={format_value(v)}" for k, v in params.items())
-    return [Trial(name=f"{variant}/seed={seed}", variant=variant, seed=seed, overrides=dict(params),
-                  axes={**params, "optuna.trial": number}) for seed in seeds]
+    return [
+        Trial(
+            name=f"{variant}/seed={seed}",
+            variant=variant,
+            seed=seed,
+            overrides=dict(params),
+            axes={**params, "optuna.trial": number},
+        )
+        for seed in seeds
+    ]
 
 
 class FixedTrials:
@@ -68,7 +76,9 @@ class OptunaTrials:
     every seed; the seeds' mean is told back. Trials the study left running (an interrupted sweep) are
     asked again first."""
 
-    def __init__(self, spec: SweepSpec, folder: Path, study_name: str, parallel: int, finished: Callable[[Trial], bool]) -> None:
+    def __init__(
+        self, spec: SweepSpec, folder: Path, study_name: str, parallel: int, finished: Callable[[Trial], bool]
+    ) -> None:
         import optuna
 
         samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
@@ -77,9 +87,13 @@ class OptunaTrials:
             raise ValueError(f"{spec.path}: optuna.sampler must be one of {sorted(samplers)}, got {name!r}")
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = spec.optuna.get("storage") or f"sqlite:///{(folder / 'optuna.db').resolve()}"
-        self.study = optuna.create_study(study_name=study_name, storage=self.storage, load_if_exists=True,
-                                         direction="minimize" if spec.mode == "min" else "maximize",
-                                         sampler=samplers[name](seed=spec.seeds[0]))
+        self.study = optuna.create_study(
+            study_name=study_name,
+            storage=self.storage,
+            load_if_exists=True,
+            direction="minimize" if spec.mode == "min" else "maximize",
+            sampler=samplers[name](seed=spec.seeds[0]),
+        )
         self.spec, self.parallel, self.finished = spec, parallel, finished
         self.space = distributions(spec.search)
         self._groups: list[tuple[Any, list[Trial]]] = []

@@ -13,8 +13,13 @@ from typing import Any
 
 from h2ovl.sweeps.trials import run_command
 
-_PARAMETERS = {"partition": "slurm_partition", "account": "slurm_account", "qos": "slurm_qos",
-               "constraint": "slurm_constraint", "setup": "slurm_setup"}
+_PARAMETERS = {
+    "partition": "slurm_partition",
+    "account": "slurm_account",
+    "qos": "slurm_qos",
+    "constraint": "slurm_constraint",
+    "setup": "slurm_setup",
+}
 
 
 def executor_parameters(slurm: dict[str, Any], parallel: int) -> dict[str, Any]:
@@ -40,7 +45,9 @@ def executor_parameters(slurm: dict[str, Any], parallel: int) -> dict[str, Any]:
     return parameters
 
 
-def submit_array(folder: Path, slurm: dict[str, Any], commands: list[tuple[list[str], Path, dict[str, str]]], parallel: int) -> list[Any]:
+def submit_array(
+    folder: Path, slurm: dict[str, Any], commands: list[tuple[list[str], Path, dict[str, str]]], parallel: int
+) -> list[Any]:
     """Submit every (command, log, env) as one job array; returns the submitit jobs in order."""
     import submitit
 
@@ -48,7 +55,11 @@ def submit_array(folder: Path, slurm: dict[str, Any], commands: list[tuple[list[
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
     parameters = executor_parameters(slurm, parallel)
     if cluster != "slurm":  # local/debug executors take only the generic parameters
-        parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_") and k not in ("nodes", "tasks_per_node", "gpus_per_node")}
+        parameters = {
+            k: v
+            for k, v in parameters.items()
+            if not k.startswith("slurm_") and k not in ("nodes", "tasks_per_node", "gpus_per_node")
+        }
     executor.update_parameters(**parameters)
     for _, log, _ in commands:
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -1,22 +1,22 @@
 """Sweep specs (YAML under `sweeps/` and `ablations/`) and the trials they expand to.
 
-    name: lr-sweep                        # the sweep id (and default MLflow experiment)
-    base: ../experiments/cpu/tiny.yaml    # the experiment every trial runs (relative to this file)
-    metric: {name: val/loss, mode: min}   # what the sweep optimises and the table leads with
-    report: [val/cer/exact_match]         # more table columns
-    baseline: dynamic                     # the variant the table's differences are against
-    seeds: [0, 1]                         # every configuration runs once per seed
-    stage_seed: 0                         # the init stages' seed (default: the first of `seeds`)
-    overrides: {trainer.max_steps: 300}   # dotted keys set in every trial (whole values replaced)
-    init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt;
-                                          # a list of them is a curriculum, each from the one before
-    variants: {fixed: {model.preprocessor: {...}}, dynamic: {}}   # named sets of overrides
-    grid: {model.lr: [1.0e-4, 3.0e-4]}    # crossed with the variants
-    strategy: grid                        # grid | random | optuna
-    search: {model.lr: {low: 1.0e-5, high: 1.0e-3, log: true}, model.weight_decay: {choices: [0, 0.01]}}
-    trials: 8                             # random / optuna: configurations to sample
-    optuna: {storage: null, sampler: tpe} # RDB URL (default: SQLite in the sweep folder)
-    slurm: {partition: gpu, gpus_per_trial: 8, nodes: 1, time_min: 240, cpus_per_task: 16, cluster: slurm}
+name: lr-sweep                        # the sweep id (and default MLflow experiment)
+base: ../experiments/cpu/tiny.yaml    # the experiment every trial runs (relative to this file)
+metric: {name: val/loss, mode: min}   # what the sweep optimises and the table leads with
+report: [val/cer/exact_match]         # more table columns
+baseline: dynamic                     # the variant the table's differences are against
+seeds: [0, 1]                         # every configuration runs once per seed
+stage_seed: 0                         # the init stages' seed (default: the first of `seeds`)
+overrides: {trainer.max_steps: 300}   # dotted keys set in every trial (whole values replaced)
+init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt;
+                                      # a list of them is a curriculum, each from the one before
+variants: {fixed: {model.preprocessor: {...}}, dynamic: {}}   # named sets of overrides
+grid: {model.lr: [1.0e-4, 3.0e-4]}    # crossed with the variants
+strategy: grid                        # grid | random | optuna
+search: {model.lr: {low: 1.0e-5, high: 1.0e-3, log: true}, model.weight_decay: {choices: [0, 0.01]}}
+trials: 8                             # random / optuna: configurations to sample
+optuna: {storage: null, sampler: tpe} # RDB URL (default: SQLite in the sweep folder)
+slurm: {partition: gpu, gpus_per_trial: 8, nodes: 1, time_min: 240, cpus_per_task: 16, cluster: slurm}
 """
 
 from __future__ import annotations
@@ -41,8 +41,26 @@ class SpecError(UserError, ValueError):
 
 STRATEGIES = ("grid", "random", "optuna")
 INIT_STAGE = "init-stage"  # the init stages' trial names (and their MLflow runs' role tag)
-_KEYS = {"name", "base", "experiment", "metric", "report", "baseline", "seeds", "stage_seed", "overrides", "init_stage", "variants",
-         "grid", "strategy", "search", "trials", "optuna", "slurm", "claims"}
+_KEYS = {
+    "name",
+    "base",
+    "experiment",
+    "metric",
+    "report",
+    "baseline",
+    "seeds",
+    "stage_seed",
+    "overrides",
+    "init_stage",
+    "variants",
+    "grid",
+    "strategy",
+    "search",
+    "trials",
+    "optuna",
+    "slurm",
+    "claims",
+}
 
 
 @dataclass(frozen=True)
@@ -104,11 +122,15 @@ class SweepSpec:
         points = list(itertools.product(*(self.grid[k] for k in grid_keys))) or [()]
         if self.strategy == "random":
             rng = random.Random(f"{self.name}/search")
-            samples = [{key: sample_value(space, rng) for key, space in self.search.items()} for _ in range(self.trials)]
+            samples = [
+                {key: sample_value(space, rng) for key, space in self.search.items()} for _ in range(self.trials)
+            ]
         else:
             samples = [{}]
         out = []
-        for (variant, variant_overrides), point, (index, sample) in itertools.product(variants.items(), points, enumerate(samples)):
+        for (variant, variant_overrides), point, (index, sample) in itertools.product(
+            variants.items(), points, enumerate(samples)
+        ):
             axes = {**dict(zip(grid_keys, point)), **sample}
             parts = [variant] if variant else []
             parts += [f"{short(k)}={format_value(v)}" for k, v in zip(grid_keys, point)]
@@ -122,9 +144,15 @@ class SweepSpec:
     def stage_trials(self) -> list[Trial]:
         """The init stages as trials, under `stage_seed`: `init-stage`, or `init-stage-1`, `init-stage-2`...
         for a curriculum."""
-        names = [INIT_STAGE] if len(self.init_stages) == 1 else [f"{INIT_STAGE}-{k}" for k in range(1, len(self.init_stages) + 1)]
-        return [Trial(name=name, variant=name, seed=self.stage_seed, overrides=dict(stage.get("overrides") or {}))
-                for name, stage in zip(names, self.init_stages)]
+        names = (
+            [INIT_STAGE]
+            if len(self.init_stages) == 1
+            else [f"{INIT_STAGE}-{k}" for k in range(1, len(self.init_stages) + 1)]
+        )
+        return [
+            Trial(name=name, variant=name, seed=self.stage_seed, overrides=dict(stage.get("overrides") or {}))
+            for name, stage in zip(names, self.init_stages)
+        ]
 
     def expand(self) -> list[Trial]:
         if self.strategy == "optuna":
@@ -171,7 +199,9 @@ def _check_name(path: Path, what: str, name: str) -> None:
     """Names become folder names, MLflow run names, tags and search-filter values: no quotes, backslashes
     or control characters."""
     if not name or _UNSAFE_NAME.search(name):
-        raise SpecError(f"{path}: {what} {name!r} may not be empty or hold quotes, backticks, backslashes or control characters")
+        raise SpecError(
+            f"{path}: {what} {name!r} may not be empty or hold quotes, backticks, backslashes or control characters"
+        )
 
 
 def _init_stages(path: Path, raw: Any) -> list[dict[str, Any]]:
@@ -208,7 +238,12 @@ def load_spec(path: str | Path) -> SweepSpec:
     if strategy not in STRATEGIES:
         raise SpecError(f"{path}: strategy must be one of {STRATEGIES}, got {strategy!r}")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise SpecError(f"{path}: seeds must be a non-empty list of distinct integers, got {seeds!r}")
     stage_seed = raw.get("stage_seed", seeds[0])
     if not isinstance(stage_seed, int) or isinstance(stage_seed, bool):
@@ -233,11 +268,25 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(f"{path}: strategy {strategy!r} needs `trials` (a positive integer)")
     baseline = raw.get("baseline")
     spec = SweepSpec(
-        path=path, name=str(raw["name"]), base=base, experiment=str(raw.get("experiment") or raw["name"]),
-        metric=metric["name"], mode=metric.get("mode", "min"), report=list(raw.get("report") or []),
-        baseline=baseline, seeds=seeds, stage_seed=stage_seed, overrides=dict(raw.get("overrides") or {}),
-        init_stages=_init_stages(path, raw.get("init_stage")), variants=variants, grid=grid, strategy=strategy, search=search,
-        trials=int(trials or 0), optuna=dict(raw.get("optuna") or {}), slurm=dict(raw.get("slurm") or {}),
+        path=path,
+        name=str(raw["name"]),
+        base=base,
+        experiment=str(raw.get("experiment") or raw["name"]),
+        metric=metric["name"],
+        mode=metric.get("mode", "min"),
+        report=list(raw.get("report") or []),
+        baseline=baseline,
+        seeds=seeds,
+        stage_seed=stage_seed,
+        overrides=dict(raw.get("overrides") or {}),
+        init_stages=_init_stages(path, raw.get("init_stage")),
+        variants=variants,
+        grid=grid,
+        strategy=strategy,
+        search=search,
+        trials=int(trials or 0),
+        optuna=dict(raw.get("optuna") or {}),
+        slurm=dict(raw.get("slurm") or {}),
     )
     _check_name(path, "name", spec.name)
     if strategy != "optuna":  # optuna's names are made of the search keys and numbers, checked with the keys
@@ -246,7 +295,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     for key in search:
         _check_name(path, "search key", key)
     if baseline is not None and strategy != "optuna" and baseline not in {c[0] for c in spec.configurations()}:
-        raise SpecError(f"{path}: baseline {baseline!r} is not one of the variants {[c[0] for c in spec.configurations()]}")
+        raise SpecError(
+            f"{path}: baseline {baseline!r} is not one of the variants {[c[0] for c in spec.configurations()]}"
+        )
     try:
         names = {c[0] for c in spec.configurations()} if strategy != "optuna" else set()
         spec.claims = parse_claims(raw.get("claims"), names, str(path))

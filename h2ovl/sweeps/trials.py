@@ -36,8 +36,15 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     node[last] = copy.deepcopy(value)
 
 
-def trial_config(spec: SweepSpec, sweep_id: str, trial: Trial, root: Path, tags: dict[str, str],
-                 tracking_uri: str | None, init_from: str | None) -> dict[str, Any]:
+def trial_config(
+    spec: SweepSpec,
+    sweep_id: str,
+    trial: Trial,
+    root: Path,
+    tags: dict[str, str],
+    tracking_uri: str | None,
+    init_from: str | None,
+) -> dict[str, Any]:
     """The base experiment composed, then the sweep's and the trial's overrides, seed, folder and MLflow
     run (experiment, name, parent and axis tags)."""
     config = compose(spec.base)
@@ -52,8 +59,13 @@ def trial_config(spec: SweepSpec, sweep_id: str, trial: Trial, root: Path, tags:
     if not isinstance(logger, dict) or logger.get("class_path") != TRACKER:
         logger = {"class_path": TRACKER, "init_args": {}}
     init = dict(logger.get("init_args") or {})
-    init.update(experiment_name=spec.experiment, run_name=trial.name, sweep_id=sweep_id, log_model=False,
-                tags={**(init.get("tags") or {}), **tags})
+    init.update(
+        experiment_name=spec.experiment,
+        run_name=trial.name,
+        sweep_id=sweep_id,
+        log_model=False,
+        tags={**(init.get("tags") or {}), **tags},
+    )
     if tracking_uri:
         init["tracking_uri"] = tracking_uri
     config["trainer"]["logger"] = {"class_path": TRACKER, "init_args": init}
@@ -106,7 +118,9 @@ def run_command(command: list[str], log: Path, env: dict[str, str] | None = None
         if preload:
             process = PreloadedTrial(command[3:], log, environment)
         else:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            )
         with _running_lock:
             _running[process.pid] = process
         try:

@@ -77,7 +77,13 @@ def write_synthetic(
                         image.save(out / "images" / relative)
                         paths.append(relative)
                     file.write(json.dumps(_record(drawn, task, index, split, paths), ensure_ascii=False) + "\n")
-            metas[split][task] = {"root": "images", "annotation": annotation.name, "relative_to": "meta", "repeat_time": 1.0, "length": count}
+            metas[split][task] = {
+                "root": "images",
+                "annotation": annotation.name,
+                "relative_to": "meta",
+                "repeat_time": 1.0,
+                "length": count,
+            }
     written = {}
     for split, name in (("train", "meta.json"), ("val", "meta_val.json"), ("test", "meta_test.json")):
         if metas[split]:

@@ -63,7 +63,9 @@ def drivers_license(rng: random.Random, scale: float = 1.0) -> Document:
     draw = ImageDraw.Draw(image)
     header = font(max(10, int(20 * scale)), "DejaVuSans-Bold.ttf")
     draw.text((int(12 * scale), int(8 * scale)), f"{fields['state']} DRIVER LICENSE", font=header, fill=ink)
-    draw.rectangle([int(12 * scale), int(45 * scale), int(130 * scale), int(200 * scale)], outline=ink, fill=(200, 200, 205))
+    draw.rectangle(
+        [int(12 * scale), int(45 * scale), int(130 * scale), int(200 * scale)], outline=ink, fill=(200, 200, 205)
+    )
     face = random_font(rng, max(8, int(13 * scale)))
     lines = [
         ("DL", fields["license_number"]),
@@ -112,7 +114,19 @@ DOCUMENTS: dict[str, Callable[[random.Random, float], Document]] = {
 
 #: For document VQA: document type -> [(question, field)].
 QUESTIONS: dict[str, list[tuple[str, str]]] = {
-    "receipt": [("What is the total on this receipt?", "total"), ("What is the date of this receipt?", "date"), ("Which store issued this receipt?", "store")],
-    "drivers_license": [("What is the license number?", "license_number"), ("What is the name on this license?", "name"), ("When does this license expire?", "expiration_date")],
-    "check": [("What is the amount of this check?", "amount"), ("Who is the payee of this check?", "payee"), ("What is the check number?", "check_number")],
+    "receipt": [
+        ("What is the total on this receipt?", "total"),
+        ("What is the date of this receipt?", "date"),
+        ("Which store issued this receipt?", "store"),
+    ],
+    "drivers_license": [
+        ("What is the license number?", "license_number"),
+        ("What is the name on this license?", "name"),
+        ("When does this license expire?", "expiration_date"),
+    ],
+    "check": [
+        ("What is the amount of this check?", "amount"),
+        ("Who is the payee of this check?", "payee"),
+        ("What is the check number?", "check_number"),
+    ],
 }

@@ -94,8 +94,13 @@ def _digits_in_a_line(rng: random.Random, max_side: int, aspect: tuple[float, fl
     width, height = max(width, pw + 2), max(height, ph + 2)
     image = Image.new("RGB", (width, height), paper)
     image.paste(patch, (rng.randint(0, width - pw), rng.randint(0, height - ph)), patch)
-    return Drawn([add_noise(image, rng, rng.uniform(0, 6))], "What number is written in the image?", text, "cer",
-                 {"aspect": round(width / height, 2)})
+    return Drawn(
+        [add_noise(image, rng, rng.uniform(0, 6))],
+        "What number is written in the image?",
+        text,
+        "cer",
+        {"aspect": round(width / height, 2)},
+    )
 
 
 def digits_square(rng: random.Random, max_side: int) -> Drawn:
@@ -118,8 +123,13 @@ def digits_sequence(rng: random.Random, max_side: int) -> Drawn:
     preprocessor, so a first stage on it favours none of them."""
     parts = [_digits_in_a_line(rng, max_side, (0.9, 1.4), (1, 2)) for _ in range(rng.randint(2, 4))]
     lines = "".join(f"Image-{k}: <image>\n" for k in range(1, len(parts) + 1))
-    return Drawn([part.images[0] for part in parts], lines + "What number do the images show, read in order?",
-                 "".join(part.answer for part in parts), "cer", {"images": len(parts)})
+    return Drawn(
+        [part.images[0] for part in parts],
+        lines + "What number do the images show, read in order?",
+        "".join(part.answer for part in parts),
+        "cer",
+        {"images": len(parts)},
+    )
 
 
 def page_transcription(rng: random.Random, max_side: int) -> Drawn:
@@ -134,7 +144,9 @@ def page_transcription(rng: random.Random, max_side: int) -> Drawn:
     draw = ImageDraw.Draw(image)
     for i, line in enumerate(lines):
         draw.text((8, 8 + i * line_height), line, font=face, fill=ink)
-    return Drawn([add_noise(image, rng, rng.uniform(0, 6))], "Transcribe all the text in the image.", "\n".join(lines), "cer")
+    return Drawn(
+        [add_noise(image, rng, rng.uniform(0, 6))], "Transcribe all the text in the image.", "\n".join(lines), "cer"
+    )
 
 
 def key_information(rng: random.Random, max_side: int) -> Drawn:

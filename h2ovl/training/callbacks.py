@@ -68,7 +68,9 @@ class Throughput(ThroughputMonitor):
                 throughput.available_flops = self.available_flops
 
     @rank_zero_only
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         computed = self._throughputs[RunningStage.TRAINING].compute()
         rate = computed.get("samples_per_sec", computed.get("device/samples_per_sec"))
@@ -104,10 +106,24 @@ class BestCheckpoint(ModelCheckpoint):
         mode: "min" or "max".
     """
 
-    def __init__(self, monitor: str | None = None, mode: str = "min", save_top_k: int = 1, dirpath: str | None = None,
-                 filename: str = "best-{step}") -> None:
-        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
-                         save_last=False, auto_insert_metric_name=False, save_on_train_epoch_end=False)
+    def __init__(
+        self,
+        monitor: str | None = None,
+        mode: str = "min",
+        save_top_k: int = 1,
+        dirpath: str | None = None,
+        filename: str = "best-{step}",
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=save_top_k,
+            save_last=False,
+            auto_insert_metric_name=False,
+            save_on_train_epoch_end=False,
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.monitor is not None:
@@ -123,9 +139,12 @@ def git_commit() -> str:
     (an installed package), the package's version."""
     source = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         from importlib.metadata import PackageNotFoundError, version
@@ -191,13 +210,19 @@ class OutOfMemoryReport(L.Callback):
         data = trainer.datamodule
         preprocessor = getattr(pl_module, "preprocessor", None)
         tiles = getattr(preprocessor, "max_tiles", None)
-        knobs = [f"data.batch_size={getattr(data, 'batch_size', '?')} (micro-batch; keep the global batch with data.global_batch_size)",
-                 f"tile budget max_tiles={tiles} (model.preprocessor.init_args.max_tiles)" if tiles else "the preprocessor's tile budget",
-                 f"model.gradient_checkpointing={pl_module.hparams.get('gradient_checkpointing')}"]
+        knobs = [
+            f"data.batch_size={getattr(data, 'batch_size', '?')} (micro-batch; keep the global batch with data.global_batch_size)",
+            f"tile budget max_tiles={tiles} (model.preprocessor.init_args.max_tiles)"
+            if tiles
+            else "the preprocessor's tile budget",
+            f"model.gradient_checkpointing={pl_module.hparams.get('gradient_checkpointing')}",
+        ]
         if getattr(data, "pack_tokens", None):
             knobs.append(f"data.pack_tokens={data.pack_tokens} / data.pack_tiles={data.pack_tiles}")
-        exception.h2ovl_hint = (f"out of accelerator memory at optimizer step {trainer.global_step + 1}; what a step needs is "
-                                f"set by {'; '.join(knobs)}: lower the first two or turn checkpointing on")
+        exception.h2ovl_hint = (
+            f"out of accelerator memory at optimizer step {trainer.global_step + 1}; what a step needs is "
+            f"set by {'; '.join(knobs)}: lower the first two or turn checkpointing on"
+        )
 
 
 class StopLaunchedRanks(L.Callback):

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from fsspec.implementations.local import LocalFileSystem
 
 from h2ovl.errors import CheckpointError
 from h2ovl.partial_writes import partial_path
@@ -31,7 +31,8 @@ from h2ovl.partial_writes import partial_path
 
 def _out_of_space(error: BaseException) -> bool:
     return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
-        sign in str(error) for sign in ("unexpected pos", "No space left", "file write failed"))
+        sign in str(error) for sign in ("unexpected pos", "No space left", "file write failed")
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -53,7 +54,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise
             free = shutil.disk_usage(path.parent).free / 2**20
             kept = "the previous one under that name is intact" if path.exists() else "no earlier file had that name"
-            raise CheckpointError(f"{path}: the disk filled up while writing this checkpoint ({free:.0f} MiB free in "
-                                  f"{path.parent}); {kept}. Free space and resume with --ckpt_path last") from None
+            raise CheckpointError(
+                f"{path}: the disk filled up while writing this checkpoint ({free:.0f} MiB free in "
+                f"{path.parent}); {kept}. Free space and resume with --ckpt_path last"
+            ) from None
         finally:
             partial.unlink(missing_ok=True)

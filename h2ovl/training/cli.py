@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -33,10 +33,18 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from h2ovl.constants import SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
-from h2ovl.training.callbacks import (BestCheckpoint, Checkpoint, OutOfMemoryReport, StopLaunchedRanks, Throughput, TrackedConfig, checkpoint_run_id,
-                                      checkpoint_step)
-from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.errors import CheckpointError, OutOfMemory, RankLost, UserError
+from h2ovl.training.callbacks import (
+    BestCheckpoint,
+    Checkpoint,
+    OutOfMemoryReport,
+    StopLaunchedRanks,
+    Throughput,
+    TrackedConfig,
+    checkpoint_run_id,
+    checkpoint_step,
+)
+from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
@@ -70,17 +78,19 @@ class H2OVLCLI(LightningCLI):
         parser.add_lightning_class_args(BadSampleReport, "bad_samples")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(OutOfMemoryReport, "out_of_memory")
-        parser.set_defaults({
-            "checkpoint.save_last": True,
-            # One full-state write per save: `last.ckpt` alone. Lightning's default would also keep the newest
-            # `epoch=..-step=..ckpt`, the same state written twice. `save_top_k: -1` keeps every step's file.
-            "checkpoint.save_top_k": 0,
-            # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
-            # a resumed run's older last.ckpt, which `--ckpt_path last` and `init_from` would then pick.
-            "checkpoint.enable_version_counter": False,
-            "trainer.default_root_dir": DEFAULT_ROOT,
-            "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                # One full-state write per save: `last.ckpt` alone. Lightning's default would also keep the newest
+                # `epoch=..-step=..ckpt`, the same state written twice. `save_top_k: -1` keeps every step's file.
+                "checkpoint.save_top_k": 0,
+                # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
+                # a resumed run's older last.ckpt, which `--ckpt_path last` and `init_from` would then pick.
+                "checkpoint.enable_version_counter": False,
+                "trainer.default_root_dir": DEFAULT_ROOT,
+                "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},
+            }
+        )
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads hyperparameters out of `--ckpt_path` while parsing, before any hook: the file
@@ -89,7 +99,9 @@ class H2OVLCLI(LightningCLI):
             ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
             if ckpt_path not in (None, "last", "best", "hpc", "registry"):
                 if not Path(ckpt_path).is_file():
-                    raise CheckpointError(f"--ckpt_path {ckpt_path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)")
+                    raise CheckpointError(
+                        f"--ckpt_path {ckpt_path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)"
+                    )
                 load_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
 
@@ -102,13 +114,17 @@ class H2OVLCLI(LightningCLI):
                 raise
             hint = ""
             if "gpu" in str(err).lower() or "cuda" in str(err).lower():
-                hint = ("; this config asks for GPUs: on a CPU machine add --trainer.accelerator cpu "
-                        "--trainer.precision 32-true --trainer.strategy auto --trainer.devices 1")
+                hint = (
+                    "; this config asks for GPUs: on a CPU machine add --trainer.accelerator cpu "
+                    "--trainer.precision 32-true --trainer.strategy auto --trainer.devices 1"
+                )
             raise ConfigError(f"the configuration is refused: {err}{hint}") from err
         # The data side gets the model's processor, and accumulation follows the global batch: both here,
         # once, so neither the data module nor the model reaches into the other or the trainer.
         self.datamodule.bind(self.model.processor)
-        self.trainer.accumulate_grad_batches = self.datamodule.accumulation(self.trainer.world_size, self.trainer.accumulate_grad_batches)
+        self.trainer.accumulate_grad_batches = self.datamodule.accumulation(
+            self.trainer.world_size, self.trainer.accumulate_grad_batches
+        )
         self._check_settings_agree()
 
     def _check_settings_agree(self) -> None:
@@ -116,17 +132,27 @@ class H2OVLCLI(LightningCLI):
         best = next((c for c in self.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
         monitor = best.monitor if best is not None else None
         if monitor and monitor.startswith("val/") and monitor != "val/loss" and self.model.val_scorer is None:
-            raise ConfigError(f"best.monitor={monitor!r} is a generation metric, but model.val_generation.samples is 0, so "
-                              "validation generates nothing: set model.val_generation.samples (e.g. 64) or best.monitor: val/loss")
+            raise ConfigError(
+                f"best.monitor={monitor!r} is a generation metric, but model.val_generation.samples is 0, so "
+                "validation generates nothing: set model.val_generation.samples (e.g. 64) or best.monitor: val/loss"
+            )
         generation = self.model.val_generation
         wanted = max(generation.samples, generation.final_samples or 0)
         limit = self.trainer.limit_val_batches
         if wanted and isinstance(limit, int) and limit > 0:  # 0: no validation at all
             reached = limit * self.datamodule.val_batch_size * self.trainer.world_size
-            if reached < wanted:  # a smoke test's small limit is fine; a figure on fewer samples than asked is not silent
-                log.warning("model.val_generation asks for %d answered validation samples, but validation stops after "
-                            "trainer.limit_val_batches=%d batches of data.val_batch_size %d: %d are scored (1.0 scores "
-                            "every batch)", wanted, limit, self.datamodule.val_batch_size, reached)
+            if (
+                reached < wanted
+            ):  # a smoke test's small limit is fine; a figure on fewer samples than asked is not silent
+                log.warning(
+                    "model.val_generation asks for %d answered validation samples, but validation stops after "
+                    "trainer.limit_val_batches=%d batches of data.val_batch_size %d: %d are scored (1.0 scores "
+                    "every batch)",
+                    wanted,
+                    limit,
+                    self.datamodule.val_batch_size,
+                    reached,
+                )
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -137,7 +163,10 @@ class H2OVLCLI(LightningCLI):
             if callback.dirpath is None:
                 callback.dirpath = str(root / "checkpoints")
         logger = config.trainer.logger
-        if getattr(logger, "class_path", None) == f"{MLflowTracker.__module__}.{MLflowTracker.__name__}" and logger.init_args.save_dir is None:
+        if (
+            getattr(logger, "class_path", None) == f"{MLflowTracker.__module__}.{MLflowTracker.__name__}"
+            and logger.init_args.save_dir is None
+        ):
             logger.init_args.save_dir = str(root)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -199,8 +228,11 @@ class H2OVLCLI(LightningCLI):
 def requeue_checkpoint(root: Path) -> Path | None:
     """The newest `hpc_ckpt_<n>.ckpt` under `root` (the trainer's default_root_dir, where Lightning's SLURM
     auto-requeue writes them, numbering up), or None."""
-    numbered = [(int(match.group(1)), path) for path in root.glob("hpc_ckpt_*.ckpt")
-                if (match := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
+    numbered = [
+        (int(match.group(1)), path)
+        for path in root.glob("hpc_ckpt_*.ckpt")
+        if (match := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))
+    ]
     return max(numbered)[1] if numbered else None
 
 
@@ -216,7 +248,9 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:
         return None
     path = Path(ckpt_path)
     if not path.is_file():
-        raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)")
+        raise CheckpointError(
+            f"--ckpt_path {path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)"
+        )
     return path
 
 
@@ -288,17 +322,25 @@ def run_lightning(argv: Sequence[str]) -> None:
         except RuntimeError as error:
             if not lost_another_rank(error):
                 raise
-            raise RankLost(f"rank {rank_zero_only.rank} lost contact with another process of the run, which died or "
-                           f"stopped answering ({str(error).strip().splitlines()[0][:200]}); every process has stopped. "
-                           "Resume with --ckpt_path last, on the same or another number of processes; how long a rank "
-                           "waits for a silent one is trainer.strategy.init_args.timeout (default 0:30:00)") from error
+            raise RankLost(
+                f"rank {rank_zero_only.rank} lost contact with another process of the run, which died or "
+                f"stopped answering ({str(error).strip().splitlines()[0][:200]}); every process has stopped. "
+                "Resume with --ckpt_path last, on the same or another number of processes; how long a rank "
+                "waits for a silent one is trainer.strategy.init_args.timeout (default 0:30:00)"
+            ) from error
 
 
 #: What the collective backends say when a peer process is gone (gloo: its socket closed; NCCL and gloo: the
 #: collective timed out); torch raises them as plain RuntimeErrors (DistBackendError, a subclass, for NCCL).
-_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Timed out waiting",
-              "Application timeout caused pair closure",
-              "Watchdog caught collective operation timeout", "NCCL communicator was aborted")
+_PEER_GONE = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Timed out waiting",
+    "Application timeout caused pair closure",
+    "Watchdog caught collective operation timeout",
+    "NCCL communicator was aborted",
+)
 
 
 def lost_another_rank(error: BaseException) -> bool:

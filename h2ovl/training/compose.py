@@ -50,7 +50,7 @@ def _load(path: Path, chain: tuple[Path, ...]) -> DictConfig:
         if isinstance(entry, str):
             layers.append(_load((path.parent / entry).resolve(), (*chain, path)))
         elif isinstance(entry, DictConfig) and len(entry) == 1:
-            (key, target), = entry.items()
+            ((key, target),) = entry.items()
             fragment = _load((path.parent / str(target)).resolve(), (*chain, path))
             placed = OmegaConf.create()
             OmegaConf.update(placed, str(key), fragment, force_add=True)

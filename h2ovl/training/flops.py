@@ -25,7 +25,13 @@ from h2ovl.model.h2ovl import H2OVL
 #: Dense peak FLOP/s of the H200, which is the H100 SXM's die with more memory (NVIDIA's H100/H200
 #: datasheets). Lightning's table knows it only under names `nvidia-smi` does not print ("NVIDIA H200"
 #: is not found) and lists its with-sparsity tensor-core figures, which would halve MFU.
-_H200_DENSE = {torch.bfloat16: 989.4e12, torch.float16: 989.4e12, "tfloat32": 494.7e12, torch.float32: 66.9e12, torch.int8: 1978.9e12}
+_H200_DENSE = {
+    torch.bfloat16: 989.4e12,
+    torch.float16: 989.4e12,
+    "tfloat32": 494.7e12,
+    torch.float32: 66.9e12,
+    torch.int8: 1978.9e12,
+}
 
 
 def _matmul_params(module: torch.nn.Module, skip: tuple[torch.nn.Module, ...] = ()) -> int:
@@ -64,7 +70,9 @@ def forward_flops(model: H2OVL, n_tiles: int, rows: int, seq_len: int) -> dict[s
     embeddings = llm.get_input_embeddings()
     head = llm.get_output_embeddings()
     # A tied head shares the embedding matrix, but it is still one matmul per position.
-    llm_params = _matmul_params(llm, skip=(embeddings,)) + (head.weight.numel() if head is not None and head.weight is embeddings.weight else 0)
+    llm_params = _matmul_params(llm, skip=(embeddings,)) + (
+        head.weight.numel() if head is not None and head.weight is embeddings.weight else 0
+    )
     llm_flops = (rows * 2 * seq_len * llm_params, rows * 4 * config.num_hidden_layers * config.hidden_size * seq_len**2)
     return {"vision": vision_flops, "projector": projector_flops, "llm": llm_flops}
 

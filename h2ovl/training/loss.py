@@ -30,7 +30,9 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, sample_index: torch.Tensor, reduction: str = "token") -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, sample_index: torch.Tensor, reduction: str = "token"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of w_t * CE_t, sum of w_t) over one micro-batch's supervised tokens.
 
     `sample_index` says which sample each position belongs to (packed rows hold several); position t's

@@ -21,8 +21,8 @@ from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
 from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduction, weighted_loss
-from h2ovl.training.prediction import generate_answers
 from h2ovl.training.optim import parameter_groups, warmup_cosine
+from h2ovl.training.prediction import generate_answers
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.weights import allow_in_checkpoints, load_checkpoint_weights
 
@@ -194,7 +194,12 @@ class H2OVLModule(L.LightningModule):
         state = load_checkpoint_weights(path)
         kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
         if exclude:
-            log.info("init_from %s: %d tensors left at their fresh initialisation (%s)", path, len(state) - len(kept), ", ".join(exclude))
+            log.info(
+                "init_from %s: %d tensors left at their fresh initialisation (%s)",
+                path,
+                len(state) - len(kept),
+                ", ".join(exclude),
+            )
         if PROJECTOR_PREFIX + NORM_WEIGHT in kept:  # absent when excluded
             try:
                 kept = fit_projector_input(kept, PROJECTOR_PREFIX, self.model.projector[0].weight.numel())
@@ -211,7 +216,9 @@ class H2OVLModule(L.LightningModule):
         lines = ", ".join(f"{part} {c['trainable']:,} trainable / {c['frozen']:,} frozen" for part, c in report.items())
         log.info("parameters: %s", lines)
         if self.logger is not None:
-            self.logger.log_hyperparams({f"params/{part}/{kind}": n for part, c in report.items() for kind, n in c.items()})
+            self.logger.log_hyperparams(
+                {f"params/{part}/{kind}": n for part, c in report.items() for kind, n in c.items()}
+            )
 
     def configure_model(self) -> None:
         """Shard the model when the strategy is FSDP (called by Lightning once processes exist)."""
@@ -233,11 +240,17 @@ class H2OVLModule(L.LightningModule):
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
         self._log_step("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
-        self._log_step("train/visual_tokens_per_sample", batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples, batch_size=n_samples)
+        self._log_step(
+            "train/visual_tokens_per_sample",
+            batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples,
+            batch_size=n_samples,
+        )
         self._log_step("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
         rows, seq_len = batch["input_ids"].shape
         self.flops_per_batch = training_flops(self.model, int(batch["tiles_per_sample"].sum()), rows, seq_len)
-        return loss_sum * GlobalLossNormalizer.backward_scale(self.trainer.world_size, self.trainer.accumulate_grad_batches)
+        return loss_sum * GlobalLossNormalizer.backward_scale(
+            self.trainer.world_size, self.trainer.accumulate_grad_batches
+        )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Accumulation is complete: the gradients become those of the global batch's weighted mean,
@@ -259,7 +272,12 @@ class H2OVLModule(L.LightningModule):
         grads = [p.grad for p in trainable if p.grad is not None]
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-            self._log_step("train/grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm, batch_size=1, rank_zero_only=True)
+            self._log_step(
+                "train/grad_norm",
+                norm.full_tensor() if hasattr(norm, "full_tensor") else norm,
+                batch_size=1,
+                rank_zero_only=True,
+            )
 
     def _nonfinite_step(self, loss: float, samples: list[str], trainable: list[torch.nn.Parameter]) -> None:
         step = self.trainer.global_step + 1  # the optimizer step this is (1-based, as progress lines count)
@@ -268,7 +286,8 @@ class H2OVLModule(L.LightningModule):
             raise TrainingDiverged(
                 f"the loss of optimizer step {step} is {loss} (samples {shown}); nothing was updated and the last "
                 "checkpoint before it is kept: resume with --ckpt_path last after lowering model.lr, raising "
-                "trainer.gradient_clip_val's strictness, or set model.nonfinite_loss: skip to step over such batches")
+                "trainer.gradient_clip_val's strictness, or set model.nonfinite_loss: skip to step over such batches"
+            )
         for parameter in trainable:  # an optimizer skips parameters without a gradient: no update, no moments
             parameter.grad = None
         self.skipped_nonfinite += 1
@@ -286,8 +305,10 @@ class H2OVLModule(L.LightningModule):
         if self._trainer is not None and self.trainer.training and self._step_metrics:
             # The step Lightning logs this batch's metrics at (its count of batches that stepped, not yet
             # advanced for this batch when callbacks save).
-            checkpoint[STEP_METRICS_KEY] = {"step": self.trainer.global_step - 1,
-                                            "metrics": {k: float(v) for k, v in self._step_metrics.items()}}
+            checkpoint[STEP_METRICS_KEY] = {
+                "step": self.trainer.global_step - 1,
+                "metrics": {k: float(v) for k, v in self._step_metrics.items()},
+            }
         checkpoint[SKIPPED_KEY] = self.skipped_nonfinite
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ from h2ovl.errors import SettingError
 from h2ovl.model.h2ovl import PARTS
 
 
-def parameter_groups(model: nn.Module, lr: float, weight_decay: float, part_lr: dict[str, float] | None = None) -> list[dict]:
+def parameter_groups(
+    model: nn.Module, lr: float, weight_decay: float, part_lr: dict[str, float] | None = None
+) -> list[dict]:
     """One group per (part, decay): biases, norms, gains and other 1-D tensors get no decay (the usual
     transformer recipe), nor do the ViT's position embedding and prefix tokens (timm's `no_weight_decay`);
     `part_lr` overrides the learning rate of "vision", "projector" or "llm". Decided by parameter names

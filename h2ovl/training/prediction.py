@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,13 +22,17 @@ from h2ovl.model.h2ovl import H2OVL
 log = logging.getLogger(__name__)
 
 
-def prompt_batch(batch: dict, model: H2OVL, pad_token_id: int, rows: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+def prompt_batch(
+    batch: dict, model: H2OVL, pad_token_id: int, rows: Sequence[int] | None = None
+) -> dict[str, torch.Tensor]:
     """Left-padded prompts (up to each sample's first supervised token) of the batch's `rows` (all by
     default), with the tiles their images need."""
     wanted = set(range(len(batch["input_ids"])) if rows is None else rows)
     prompts, tiles = [], []
     tile_start = 0
-    for row, (ids, labels, n_tiles) in enumerate(zip(batch["input_ids"], batch["labels"], batch["tiles_per_sample"].tolist())):
+    for row, (ids, labels, n_tiles) in enumerate(
+        zip(batch["input_ids"], batch["labels"], batch["tiles_per_sample"].tolist())
+    ):
         start, tile_start = tile_start, tile_start + int(n_tiles)
         if row not in wanted:
             continue
@@ -49,8 +53,14 @@ def prompt_batch(batch: dict, model: H2OVL, pad_token_id: int, rows: Sequence[in
 
 
 @torch.no_grad()
-def generate_answers(model: H2OVL, tokenizer: Any, batch: dict, max_new_tokens: int, rows: Sequence[int] | None = None,
-                     synced: bool = False) -> list[dict[str, Any]]:
+def generate_answers(
+    model: H2OVL,
+    tokenizer: Any,
+    batch: dict,
+    max_new_tokens: int,
+    rows: Sequence[int] | None = None,
+    synced: bool = False,
+) -> list[dict[str, Any]]:
     """Greedy answers to the first question of each of the batch's `rows`, as records
     `{"id", "dataset", "prediction", "answer", ...evaluation fields}` that `h2ovl score` reads.
     `synced`: every rank keeps stepping until all ranks are done (sharded models)."""
@@ -62,8 +72,12 @@ def generate_answers(model: H2OVL, tokenizer: Any, batch: dict, max_new_tokens: 
     prompts = {k: v.to(device) if v is not None else None for k, v in prompt_batch(batch, model, pad, rows).items()}
     generated = model.generate(**prompts, max_new_tokens=max_new_tokens, **({"synced_gpus": True} if synced else {}))
     return [
-        {"id": batch["ids"][row], "dataset": batch["datasets"][row],
-         "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(), **batch["references"][row]}
+        {
+            "id": batch["ids"][row],
+            "dataset": batch["datasets"][row],
+            "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            **batch["references"][row],
+        }
         for row, tokens in zip(rows, generated)
     ]
 
@@ -94,8 +108,16 @@ class PredictionWriter(BasePredictionWriter):
         path.write_text("")
         self.skipped.clear()
 
-    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Any,
-                           batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
         self.skipped.update(batch.get("skipped", {}))
         with self._file(trainer).open("a", encoding="utf-8") as handle:
             for record in prediction:

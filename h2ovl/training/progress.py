@@ -68,7 +68,9 @@ class StepProgress(TQDMProgressBar):
             self.train_progress_bar.set_description("train")
             self.train_progress_bar.refresh()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not self._by_steps(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             return

@@ -97,9 +97,13 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
             return self.device_mesh["data_parallel"]
         shard = self.num_processes if self.shard_size == "node" else self.shard_size
         if self.world_size % shard:
-            raise SettingError(f"strategy shard_size {self.shard_size!r} ({shard} processes) does not divide the "
-                               f"{self.world_size} processes of this run")
-        mesh = init_device_mesh(self.root_device.type, (self.world_size // shard, shard), mesh_dim_names=("replicate", "shard"))
+            raise SettingError(
+                f"strategy shard_size {self.shard_size!r} ({shard} processes) does not divide the "
+                f"{self.world_size} processes of this run"
+            )
+        mesh = init_device_mesh(
+            self.root_device.type, (self.world_size // shard, shard), mesh_dim_names=("replicate", "shard")
+        )
         rank_zero_info(f"hybrid sharding: {self.world_size // shard} replicas, each sharded over {shard} processes")
         return mesh
 

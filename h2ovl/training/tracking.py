@@ -33,7 +33,11 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_CHARS = 500
 TRUNCATED = "...[truncated; see config.yaml]"
 # A dead server must not stall the start for minutes (MLflow's defaults: 7 retries, 120 s timeout).
-_FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_FIRST_CONTACT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def artifact_root(uri: str) -> str | None:
@@ -42,7 +46,7 @@ def artifact_root(uri: str) -> str | None:
     runs); None, MLflow's choice, for any other store."""
     if not uri.startswith("sqlite:///"):
         return None
-    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+    return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns").as_uri()
 
 
 def default_run_name(experiment: str, stage: str | None) -> str:
@@ -103,8 +107,12 @@ class MLflowTracker(MLFlowLogger):
         if sweep_id:
             tags["sweep_id"] = sweep_id
         super().__init__(
-            experiment_name=experiment_name, run_name=run_name or default_run_name(experiment_name, stage), tracking_uri=uri, tags=tags,
-            log_model=log_model, artifact_location=artifact_location or artifact_root(uri),
+            experiment_name=experiment_name,
+            run_name=run_name or default_run_name(experiment_name, stage),
+            tracking_uri=uri,
+            tags=tags,
+            log_model=log_model,
+            artifact_location=artifact_location or artifact_root(uri),
         )
         self.requested_uri = uri
         self.local_dir = save_dir
@@ -144,8 +152,11 @@ class MLflowTracker(MLFlowLogger):
                     raise
                 # A checkpoint from another store (another machine, a deleted mlflow.db): its run is not
                 # here, so a new run takes the logging, tagged with the run it continues.
-                log.warning("MLflow run %s (named by the checkpoint) is not in the store %s: logging into a new run",
-                            self._run_id, self._tracking_uri)
+                log.warning(
+                    "MLflow run %s (named by the checkpoint) is not in the store %s: logging into a new run",
+                    self._run_id,
+                    self._tracking_uri,
+                )
                 self.tags = {**(self.tags or {}), "h2ovl.resumed_run_id": self._run_id}
                 self._run_id, self._continued = None, False
                 return super().experiment
@@ -164,7 +175,11 @@ class MLflowTracker(MLFlowLogger):
         log.warning(
             "MLflow store %s cannot be reached (%s: %s); training goes on and logs to %s instead "
             "(look at it with `mlflow ui --backend-store-uri %s`)",
-            self.requested_uri, type(err).__name__, str(err).splitlines()[0][:200], fallback, fallback,
+            self.requested_uri,
+            type(err).__name__,
+            str(err).splitlines()[0][:200],
+            fallback,
+            fallback,
         )
         self.tags = {**(self.tags or {}), "h2ovl.fallback_from": self.requested_uri}
         if self._run_id is not None:  # a resumed run that lives on the unreachable server

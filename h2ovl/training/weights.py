@@ -16,7 +16,6 @@ import torch
 
 from h2ovl.errors import CheckpointError
 
-
 _ALLOWED: list[type] = []
 
 
@@ -43,11 +42,15 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as error:
         named = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
         if named:
-            raise CheckpointError(f"{path}: refusing to load a checkpoint that holds more than weights and plain data "
-                                  f"(it names {named.group(1)}, which unpickling would run or build)") from None
+            raise CheckpointError(
+                f"{path}: refusing to load a checkpoint that holds more than weights and plain data "
+                f"(it names {named.group(1)}, which unpickling would run or build)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     except Exception as error:  # noqa: BLE001 - the file is data: whatever torch.load trips on, the file is bad
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not written by torch.save ({_first_line(error)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint, truncated or not written by torch.save ({_first_line(error)})"
+        ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (holds a {type(checkpoint).__name__})")
     return checkpoint

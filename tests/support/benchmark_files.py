@@ -32,16 +32,27 @@ def questions(benchmark: str, n: int = 3) -> list[Question]:
     out = []
     for i in range(n):
         size = (60 + 20 * i, 40 + 10 * i)
-        question = f"What is\tthe \"total\" on line {i}?" if i == 1 else f"What is written in image {i}?"
+        question = f'What is\tthe "total" on line {i}?' if i == 1 else f"What is written in image {i}?"
         if benchmark == "ocrbench":
-            out.append(Question(str(i), question, [f"WORD{i}"] if i % 2 else [f"word{i}", f"w{i}"], OCRBENCH_TYPES[i % 3], size))
+            out.append(
+                Question(
+                    str(i), question, [f"WORD{i}"] if i % 2 else [f"word{i}", f"w{i}"], OCRBENCH_TYPES[i % 3], size
+                )
+            )
         elif benchmark == "textvqa":
             out.append(Question(str(34602 + i), question, [f"ans{i}"] * 7 + ["other"] * 3, None, size))
         elif benchmark in ("docvqa", "infovqa"):
             out.append(Question(str(49153 + i), question, [f"{i}.50", f"${i}.50"], None, size))
         else:  # chartqa: human questions first, then augmented, as both upstream loaders order them
-            out.append(Question(f"{'human' if i < (n + 1) // 2 else 'augmented'}/{i}", question, [str(10 * i + 1)],
-                                "human" if i < (n + 1) // 2 else "augmented", size))
+            out.append(
+                Question(
+                    f"{'human' if i < (n + 1) // 2 else 'augmented'}/{i}",
+                    question,
+                    [str(10 * i + 1)],
+                    "human" if i < (n + 1) // 2 else "augmented",
+                    size,
+                )
+            )
     return out
 
 
@@ -63,8 +74,16 @@ def write_official(benchmark: str, root: Path, n: int = 3) -> Path:
             rel = f"IIIT5K/test/{q.id}_1.png"
             (root / "OCRBench_Images" / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / "OCRBench_Images" / rel).write_bytes(image_bytes(q.size))
-            items.append({"dataset_name": "IIIT5K", "id": 2843 + int(q.id) % 2, "image_path": rel, "question": q.question,
-                          "answers": q.answers[0] if len(q.answers) == 1 else q.answers, "type": q.category})
+            items.append(
+                {
+                    "dataset_name": "IIIT5K",
+                    "id": 2843 + int(q.id) % 2,
+                    "image_path": rel,
+                    "question": q.question,
+                    "answers": q.answers[0] if len(q.answers) == 1 else q.answers,
+                    "type": q.category,
+                }
+            )
         path = root / "OCRBench" / "OCRBench.json"
         path.parent.mkdir()
         path.write_text(json.dumps(items, indent=4))
@@ -75,11 +94,25 @@ def write_official(benchmark: str, root: Path, n: int = 3) -> Path:
         for q in qs:
             image_id = f"003a8ae2ef43b9{q.id[-2:]}"
             (root / "train_images" / f"{image_id}.jpg").write_bytes(image_bytes(q.size, "JPEG"))
-            data.append({"question": q.question, "image_id": image_id, "image_classes": ["Vehicle"], "flickr_original_url": "",
-                         "flickr_300k_url": "", "image_width": q.size[0], "image_height": q.size[1], "answers": q.answers,
-                         "question_tokens": q.question.split(), "question_id": int(q.id), "set_name": "val"})
+            data.append(
+                {
+                    "question": q.question,
+                    "image_id": image_id,
+                    "image_classes": ["Vehicle"],
+                    "flickr_original_url": "",
+                    "flickr_300k_url": "",
+                    "image_width": q.size[0],
+                    "image_height": q.size[1],
+                    "answers": q.answers,
+                    "question_tokens": q.question.split(),
+                    "question_id": int(q.id),
+                    "set_name": "val",
+                }
+            )
         path = root / "TextVQA_0.5.1_val.json"
-        path.write_text(json.dumps({"dataset_type": "val", "dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data}))
+        path.write_text(
+            json.dumps({"dataset_type": "val", "dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data})
+        )
         return path
     if benchmark == "docvqa":
         (root / "val" / "documents").mkdir(parents=True)
@@ -87,11 +120,23 @@ def write_official(benchmark: str, root: Path, n: int = 3) -> Path:
         for q in qs:
             name = f"pybv0228_8{q.id[-1]}.png"
             (root / "val" / "documents" / name).write_bytes(image_bytes(q.size))
-            data.append({"questionId": int(q.id), "question": q.question, "question_types": ["figure/diagram"],
-                         "image": f"documents/{name}", "docId": 14465, "ucsf_document_id": "pybv0228",
-                         "ucsf_document_page_no": "81", "answers": q.answers, "data_split": "val"})
+            data.append(
+                {
+                    "questionId": int(q.id),
+                    "question": q.question,
+                    "question_types": ["figure/diagram"],
+                    "image": f"documents/{name}",
+                    "docId": 14465,
+                    "ucsf_document_id": "pybv0228",
+                    "ucsf_document_page_no": "81",
+                    "answers": q.answers,
+                    "data_split": "val",
+                }
+            )
         path = root / "val" / "val_v1.0_withQT.json"
-        path.write_text(json.dumps({"dataset_name": "docvqa", "dataset_split": "val", "dataset_version": "1.0", "data": data}))
+        path.write_text(
+            json.dumps({"dataset_name": "docvqa", "dataset_split": "val", "dataset_version": "1.0", "data": data})
+        )
         return path
     if benchmark == "infovqa":
         (root / "infographicsvqa_images").mkdir()
@@ -99,11 +144,26 @@ def write_official(benchmark: str, root: Path, n: int = 3) -> Path:
         for q in qs:
             name = f"3731{q.id[-1]}.jpeg"
             (root / "infographicsvqa_images" / name).write_bytes(image_bytes(q.size, "JPEG"))
-            data.append({"questionId": int(q.id), "question": q.question, "image_local_name": name, "image_url": "",
-                         "ocr_output_file": name.replace(".jpeg", ".json"), "answers": q.answers, "data_split": "val",
-                         "answer_type": ["single span"], "evidence": ["Text"], "operation/reasoning": []})
+            data.append(
+                {
+                    "questionId": int(q.id),
+                    "question": q.question,
+                    "image_local_name": name,
+                    "image_url": "",
+                    "ocr_output_file": name.replace(".jpeg", ".json"),
+                    "answers": q.answers,
+                    "data_split": "val",
+                    "answer_type": ["single span"],
+                    "evidence": ["Text"],
+                    "operation/reasoning": [],
+                }
+            )
         path = root / "infographicsVQA_val_v1.0_withQT.json"
-        path.write_text(json.dumps({"dataset_name": "infographicVQA", "dataset_version": "1.0", "dataset_split": "val", "data": data}))
+        path.write_text(
+            json.dumps(
+                {"dataset_name": "infographicVQA", "dataset_version": "1.0", "dataset_split": "val", "data": data}
+            )
+        )
         return path
     # ChartQA: "ChartQA Dataset/test/" holds test_human.json, test_augmented.json and png/
     test = root / "ChartQA Dataset" / "test"
@@ -119,8 +179,13 @@ def write_official(benchmark: str, root: Path, n: int = 3) -> Path:
 
 
 # -- VLMEvalKit TSV -----------------------------------------------------------------------------------------
-VLMEVALKIT_NAMES = {"ocrbench": "OCRBench", "textvqa": "TextVQA_VAL", "docvqa": "DocVQA_VAL", "infovqa": "InfoVQA_VAL",
-                    "chartqa": "ChartQA_TEST"}
+VLMEVALKIT_NAMES = {
+    "ocrbench": "OCRBench",
+    "textvqa": "TextVQA_VAL",
+    "docvqa": "DocVQA_VAL",
+    "infovqa": "InfoVQA_VAL",
+    "chartqa": "ChartQA_TEST",
+}
 
 
 def write_vlmevalkit(benchmark: str, folder: Path, n: int = 3) -> Path:
@@ -131,8 +196,12 @@ def write_vlmevalkit(benchmark: str, folder: Path, n: int = 3) -> Path:
     rows = []
     for i, q in enumerate(qs):
         image = base64.b64encode(image_bytes(q.size, "JPEG")).decode("ascii")
-        row = {"index": i, "image": str(0) if i == n - 1 and n > 1 else image, "question": q.question,
-               "answer": str(q.answers) if benchmark in ("ocrbench", "textvqa", "docvqa", "infovqa") else q.answers[0]}
+        row = {
+            "index": i,
+            "image": str(0) if i == n - 1 and n > 1 else image,
+            "question": q.question,
+            "answer": str(q.answers) if benchmark in ("ocrbench", "textvqa", "docvqa", "infovqa") else q.answers[0],
+        }
         if benchmark == "ocrbench":
             row["category"] = q.category
         if benchmark == "chartqa":
@@ -146,37 +215,107 @@ def write_vlmevalkit(benchmark: str, folder: Path, n: int = 3) -> Path:
 
 # -- Hugging Face parquet -----------------------------------------------------------------------------------
 def _features(benchmark: str) -> dict:
-    text, seq, image = {"dtype": "string", "_type": "Value"}, {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}, {"_type": "Image"}
+    text, seq, image = (
+        {"dtype": "string", "_type": "Value"},
+        {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"},
+        {"_type": "Image"},
+    )
     if benchmark == "ocrbench":
         return {"dataset": text, "question": text, "question_type": text, "answer": seq, "image": image}
     if benchmark == "textvqa":
         i32 = {"dtype": "int32", "_type": "Value"}
-        return {"image_id": text, "question_id": i32, "question": text, "question_tokens": seq, "image": image, "image_width": i32,
-                "image_height": i32, "flickr_original_url": text, "flickr_300k_url": text, "answers": seq, "image_classes": seq,
-                "set_name": text, "ocr_tokens": seq}
+        return {
+            "image_id": text,
+            "question_id": i32,
+            "question": text,
+            "question_tokens": seq,
+            "image": image,
+            "image_width": i32,
+            "image_height": i32,
+            "flickr_original_url": text,
+            "flickr_300k_url": text,
+            "answers": seq,
+            "image_classes": seq,
+            "set_name": text,
+            "ocr_tokens": seq,
+        }
     if benchmark == "docvqa":
-        return {"questionId": text, "question": text, "question_types": seq, "image": image, "docId": {"dtype": "int64", "_type": "Value"},
-                "ucsf_document_id": text, "ucsf_document_page_no": text, "answers": seq, "data_split": text}
+        return {
+            "questionId": text,
+            "question": text,
+            "question_types": seq,
+            "image": image,
+            "docId": {"dtype": "int64", "_type": "Value"},
+            "ucsf_document_id": text,
+            "ucsf_document_page_no": text,
+            "answers": seq,
+            "data_split": text,
+        }
     if benchmark == "infovqa":
-        return {"questionId": text, "question": text, "answers": seq, "answer_type": seq, "image": image, "image_url": text,
-                "operation/reasoning": seq, "ocr": text, "data_split": text}
+        return {
+            "questionId": text,
+            "question": text,
+            "answers": seq,
+            "answer_type": seq,
+            "image": image,
+            "image_url": text,
+            "operation/reasoning": seq,
+            "ocr": text,
+            "data_split": text,
+        }
     return {"type": text, "question": text, "answer": text, "image": image}
 
 
 def _hf_row(benchmark: str, q: Question, position: int) -> dict:
     image = {"bytes": image_bytes(q.size, "JPEG"), "path": None}
     if benchmark == "ocrbench":
-        return {"dataset": "IIIT5K", "question": q.question, "question_type": q.category, "answer": q.answers, "image": image}
+        return {
+            "dataset": "IIIT5K",
+            "question": q.question,
+            "question_type": q.category,
+            "answer": q.answers,
+            "image": image,
+        }
     if benchmark == "textvqa":
-        return {"image_id": f"img{position}", "question_id": int(q.id), "question": q.question, "question_tokens": q.question.split(),
-                "image": image, "image_width": q.size[0], "image_height": q.size[1], "flickr_original_url": "", "flickr_300k_url": "",
-                "answers": q.answers, "image_classes": ["Vehicle"], "set_name": "val", "ocr_tokens": ["ans"]}
+        return {
+            "image_id": f"img{position}",
+            "question_id": int(q.id),
+            "question": q.question,
+            "question_tokens": q.question.split(),
+            "image": image,
+            "image_width": q.size[0],
+            "image_height": q.size[1],
+            "flickr_original_url": "",
+            "flickr_300k_url": "",
+            "answers": q.answers,
+            "image_classes": ["Vehicle"],
+            "set_name": "val",
+            "ocr_tokens": ["ans"],
+        }
     if benchmark == "docvqa":
-        return {"questionId": q.id, "question": q.question, "question_types": ["form"], "image": image, "docId": 14465,
-                "ucsf_document_id": "pybv0228", "ucsf_document_page_no": "81", "answers": q.answers, "data_split": "val"}
+        return {
+            "questionId": q.id,
+            "question": q.question,
+            "question_types": ["form"],
+            "image": image,
+            "docId": 14465,
+            "ucsf_document_id": "pybv0228",
+            "ucsf_document_page_no": "81",
+            "answers": q.answers,
+            "data_split": "val",
+        }
     if benchmark == "infovqa":
-        return {"questionId": q.id, "question": q.question, "answers": q.answers, "answer_type": ["single span"], "image": image,
-                "image_url": "", "operation/reasoning": [], "ocr": "", "data_split": "val"}
+        return {
+            "questionId": q.id,
+            "question": q.question,
+            "answers": q.answers,
+            "answer_type": ["single span"],
+            "image": image,
+            "image_url": "",
+            "operation/reasoning": [],
+            "ocr": "",
+            "data_split": "val",
+        }
     return {"type": f"{q.category}_test", "question": q.question, "answer": q.answers[0], "image": image}
 
 
@@ -198,8 +337,10 @@ def write_hf_parquet(benchmark: str, folder: Path, n: int = 3, split: str = "val
             return pa.list_(pa.string())
         return types["Value"][feature["dtype"]]
 
-    schema = pa.schema([(name, arrow_type(f)) for name, f in features.items()],
-                       metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    schema = pa.schema(
+        [(name, arrow_type(f)) for name, f in features.items()],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
     table = pa.Table.from_pylist(rows, schema=schema)
     sub = {"docvqa": "DocVQA", "infovqa": "InfographicVQA"}.get(benchmark, "data")
     path = folder / sub / f"{split}-00000-of-00001.parquet"

@@ -87,8 +87,15 @@ def construct_tree_from_dict(data, node_name=None):
 
 
 def _distance(a, b):
-    return zss.distance(a, b, get_children=zss.Node.get_children, insert_cost=insert_and_remove_cost,
-                        remove_cost=insert_and_remove_cost, update_cost=update_cost, return_operations=False)
+    return zss.distance(
+        a,
+        b,
+        get_children=zss.Node.get_children,
+        insert_cost=insert_and_remove_cost,
+        remove_cost=insert_and_remove_cost,
+        update_cost=update_cost,
+        return_operations=False,
+    )
 
 
 def cal_acc(pred, answer):

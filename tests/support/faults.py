@@ -52,7 +52,9 @@ class NonFiniteLossAt(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
         if trainer.global_step + 1 == self.step and self._hook is None:
-            self._hook = pl_module.model.projector.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+            self._hook = pl_module.model.projector.register_forward_hook(
+                lambda module, inputs, output: output * float("nan")
+            )
 
     def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
         if self._hook is not None and not self.forever and trainer.global_step >= self.step:
@@ -70,7 +72,9 @@ class OutOfMemoryAt(L.Callback):
         import torch
 
         if trainer.global_step + 1 == self.step:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)")
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)"
+            )
 
 
 class CountReduceScatter(L.Callback):
@@ -135,8 +139,13 @@ class RecordPlacements(L.Callback):
         tensors = [p for p in pl_module.parameters() if isinstance(p, DTensor)]
         if trainer.is_global_zero:
             with open(self.out, "w") as handle:
-                json.dump({"mesh": list(tensors[0].device_mesh.mesh_dim_names or ()) if tensors else [],
-                           "placements": sorted({str(p.placements) for p in tensors})}, handle)
+                json.dump(
+                    {
+                        "mesh": list(tensors[0].device_mesh.mesh_dim_names or ()) if tensors else [],
+                        "placements": sorted({str(p.placements) for p in tensors}),
+                    },
+                    handle,
+                )
 
 
 class SigkillRankAt(L.Callback):

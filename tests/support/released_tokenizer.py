@@ -24,9 +24,13 @@ def write_released_tokenizer(path: Path, vocab_size: int = 420) -> PreTrainedTok
     """Writes the tokenizer files to `path` and returns the tokenizer as transformers loads it."""
     model = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
-    model.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    model.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     specials = ["<unk>", "<s>", "</s>"]
-    model.train_from_iterator(_TEXT * 20, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    model.train_from_iterator(
+        _TEXT * 20, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    )
     # The 256 byte-fallback pieces sit in the ordinary vocabulary right after the specials, as in Llama's.
     config = json.loads(model.to_str())
     pieces = [p for p, _ in sorted(config["model"]["vocab"].items(), key=lambda item: item[1]) if p not in specials]

@@ -14,7 +14,9 @@ from PIL import Image
 
 def png(width: int, height: int, seed: int) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+        buffer, format="PNG"
+    )
     return buffer.getvalue()
 
 
@@ -22,25 +24,47 @@ def conversation_rows(n: int) -> list[dict]:
     """InternVL/LLaVA rows: one image each, every third with a system turn, every fourth two exchanges."""
     rows = []
     for i in range(n):
-        turns = [{"from": "human", "value": f"<image>\nread line {i}"}, {"from": "gpt", "value": f"line {i} says {i * 7}"}]
+        turns = [
+            {"from": "human", "value": f"<image>\nread line {i}"},
+            {"from": "gpt", "value": f"line {i} says {i * 7}"},
+        ]
         if i % 4 == 3:
             turns += [{"from": "human", "value": "and doubled?"}, {"from": "gpt", "value": str(i * 14)}]
         if i % 3 == 2:
             turns = [{"from": "system", "value": "You read documents."}, *turns]
-        rows.append({"id": f"row-{i}", "image": {"bytes": png(40 + 7 * (i % 5), 30 + 5 * (i % 3), i), "path": None}, "conversations": turns})
+        rows.append(
+            {
+                "id": f"row-{i}",
+                "image": {"bytes": png(40 + 7 * (i % 5), 30 + 5 * (i % 3), i), "path": None},
+                "conversations": turns,
+            }
+        )
     return rows
 
 
 def _features(schema: str):
-    from datasets import Features, Image as ImageFeature, List, Value
+    from datasets import Features, List, Value
+    from datasets import Image as ImageFeature
 
     if schema == "conversations":
-        return Features({"id": Value("string"), "image": ImageFeature(),
-                         "conversations": List({"from": Value("string"), "value": Value("string")})})
+        return Features(
+            {
+                "id": Value("string"),
+                "image": ImageFeature(),
+                "conversations": List({"from": Value("string"), "value": Value("string")}),
+            }
+        )
     if schema == "messages":
         part = {"type": Value("string"), "text": Value("string")}
-        return Features({"images": List(ImageFeature()), "messages": List({"role": Value("string"), "content": List(part)})})
-    return Features({"images": List(ImageFeature()), "texts": List({"user": Value("string"), "assistant": Value("string"), "source": Value("string")})})
+        return Features(
+            {"images": List(ImageFeature()), "messages": List({"role": Value("string"), "content": List(part)})}
+        )
+    return Features(
+        {
+            "images": List(ImageFeature()),
+            "texts": List({"user": Value("string"), "assistant": Value("string"), "source": Value("string")}),
+        }
+    )
 
 
 def hf_rows(schema: str, n: int) -> list[dict]:
@@ -55,10 +79,18 @@ def hf_rows(schema: str, n: int) -> list[dict]:
             messages = []
             for k, (question, answer) in enumerate(pairs):
                 parts = ([{"type": "image", "text": None}] if k == 0 else []) + [{"type": "text", "text": question}]
-                messages += [{"role": "user", "content": parts}, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+                messages += [
+                    {"role": "user", "content": parts},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                ]
             out.append({"images": [row["image"]], "messages": messages})
         else:  # the_cauldron
-            out.append({"images": [row["image"]], "texts": [{"user": q, "assistant": a, "source": "synthetic"} for q, a in pairs]})
+            out.append(
+                {
+                    "images": [row["image"]],
+                    "texts": [{"user": q, "assistant": a, "source": "synthetic"} for q, a in pairs],
+                }
+            )
     return out
 
 

@@ -22,8 +22,17 @@ from h2ovl.data.meta import DatasetSpec, MetaError
 from h2ovl.data.records import Record, to_record
 from h2ovl.preprocessing.image_io import ImageSource
 
-__all__ = ["BENCHMARKS", "PROTOCOLS", "Benchmark", "BenchmarkRow", "BenchmarkSource", "Protocol", "benchmark",
-           "open_benchmark", "protocol"]
+__all__ = [
+    "BENCHMARKS",
+    "PROTOCOLS",
+    "Benchmark",
+    "BenchmarkRow",
+    "BenchmarkSource",
+    "Protocol",
+    "benchmark",
+    "open_benchmark",
+    "protocol",
+]
 
 
 class BenchmarkSource:
@@ -43,8 +52,14 @@ class BenchmarkSource:
         row = self.rows.row(index)
         # `image` names the question's one image for the record (it puts the <image> placeholder first).
         image = str(row.image) if isinstance(row.image, Path) else f"<image of {row.where}>"
-        raw = {"id": row.id, "image": image, "question": row.question + self.protocol.prompt_suffix, "answers": list(row.answers),
-               "scorer": self.benchmark.task, **({"category": row.category} if row.category else {})}
+        raw = {
+            "id": row.id,
+            "image": image,
+            "question": row.question + self.protocol.prompt_suffix,
+            "answers": list(row.answers),
+            "scorer": self.benchmark.task,
+            **({"category": row.category} if row.category else {}),
+        }
         return to_record(raw, row.where), [row.image]
 
 
@@ -52,15 +67,18 @@ def _tsv_benchmark(path: Path, named: str | None) -> str:
     by_stem = {b.vlmevalkit.lower(): b.name for b in BENCHMARKS.values()}
     found = by_stem.get(path.stem.lower())
     if named is None and found is None:
-        raise MetaError(f"{path}: cannot tell which benchmark this TSV is: VLMEvalKit names them "
-                        f"{[b.vlmevalkit + '.tsv' for b in BENCHMARKS.values()]}; rename it or pass --benchmark")
+        raise MetaError(
+            f"{path}: cannot tell which benchmark this TSV is: VLMEvalKit names them "
+            f"{[b.vlmevalkit + '.tsv' for b in BENCHMARKS.values()]}; rename it or pass --benchmark"
+        )
     if named is not None and found is not None and named != found:
         raise MetaError(f"{path}: VLMEvalKit's {path.name} is {found}, not {named}")
     return named or found
 
 
-def open_benchmark(path: str | Path, name: str | None = None, images: str | Path | None = None,
-                   protocol_name: str = "plain") -> BenchmarkSource | None:
+def open_benchmark(
+    path: str | Path, name: str | None = None, images: str | Path | None = None, protocol_name: str = "plain"
+) -> BenchmarkSource | None:
     """The benchmark at `path`, or None when `path` is no benchmark layout (and `name` is None)."""
     how = protocol(protocol_name)
     if name is not None:
@@ -71,21 +89,27 @@ def open_benchmark(path: str | Path, name: str | None = None, images: str | Path
     rows: BenchmarkRows | None
     if path.suffix == ".tsv":
         rows = VLMEvalKitRows(path, _tsv_benchmark(path, name))
-    elif path.suffix == ".parquet" or any(ch in text for ch in "*?[") or (path.is_dir() and any(path.rglob("*.parquet"))):
+    elif (
+        path.suffix == ".parquet" or any(ch in text for ch in "*?[") or (path.is_dir() and any(path.rglob("*.parquet")))
+    ):
         rows = ParquetRows(text, name)
     elif path.is_dir() or path.suffix == ".json":
         if not path.exists():
             raise MetaError(f"data file {path} does not exist")
         rows = open_official(path, images)
         if rows is None and path.is_dir():
-            raise MetaError(f"{path}: a folder, but no benchmark layout h2ovl reads (parquet shards, or ChartQA's "
-                            "test_human.json/test_augmented.json)")
+            raise MetaError(
+                f"{path}: a folder, but no benchmark layout h2ovl reads (parquet shards, or ChartQA's "
+                "test_human.json/test_augmented.json)"
+            )
     else:
         rows = None
     if rows is None:
         if name is not None:
-            raise MetaError(f"{path}: --benchmark {name} given, but the file is none of its layouts (official release "
-                            "JSON, VLMEvalKit TSV, Hugging Face parquet)")
+            raise MetaError(
+                f"{path}: --benchmark {name} given, but the file is none of its layouts (official release "
+                "JSON, VLMEvalKit TSV, Hugging Face parquet)"
+            )
         return None
     found = rows.benchmark
     if name is not None and name != found:

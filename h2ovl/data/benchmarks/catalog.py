@@ -59,8 +59,12 @@ PROTOCOLS: dict[str, Protocol] = {
     # VLMEvalKit's H2OVL wrapper (`vlmeval/vlm/h2ovl_mississippi.py`), which made the paper's numbers: every
     # VQA-type benchmark (all five here) gets this suffix; greedy decoding, one beam, 1024 new tokens; its
     # TextVQA scorer processes answers its own way.
-    "vlmevalkit": Protocol("vlmevalkit", "\nAnswer the question using a single word or phrase.", 1024,
-                           {"vqa": {"processing": "vlmevalkit"}}),
+    "vlmevalkit": Protocol(
+        "vlmevalkit",
+        "\nAnswer the question using a single word or phrase.",
+        1024,
+        {"vqa": {"processing": "vlmevalkit"}},
+    ),
 }
 
 

@@ -16,9 +16,10 @@ These files hold no pixels (a few MB at most) and are read whole; images are rea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from h2ovl.data.benchmarks.rows import BenchmarkRow, answer_list, text_field
 from h2ovl.data.meta import MetaError
@@ -42,38 +43,71 @@ class _Layout:
 
 def _ocrbench_row(item: dict[str, Any], index: int, where: str) -> tuple[str, str, tuple[str, ...], str | None]:
     # The benchmark's `id` restarts in each source dataset; its own scorer keys questions by position.
-    return str(index), text_field(item, "question", where), answer_list(item.get("answers"), "answers", where), text_field(item, "type", where)
+    return (
+        str(index),
+        text_field(item, "question", where),
+        answer_list(item.get("answers"), "answers", where),
+        text_field(item, "type", where),
+    )
 
 
 def _vqa_row(id_key: str) -> Callable[[dict[str, Any], int, str], tuple[str, str, tuple[str, ...], str | None]]:
     def row(item: dict[str, Any], index: int, where: str) -> tuple[str, str, tuple[str, ...], str | None]:
         if item.get(id_key) is None:
             raise BadSample("malformed_json", where, f"no {id_key!r}")
-        return str(item[id_key]), text_field(item, "question", where), answer_list(item.get("answers"), "answers", where), None
+        return (
+            str(item[id_key]),
+            text_field(item, "question", where),
+            answer_list(item.get("answers"), "answers", where),
+            None,
+        )
+
     return row
 
 
 def _chartqa_row(split: str) -> Callable[[dict[str, Any], int, str], tuple[str, str, tuple[str, ...], str | None]]:
     def row(item: dict[str, Any], index: int, where: str) -> tuple[str, str, tuple[str, ...], str | None]:
-        return f"{split}/{index}", text_field(item, "query", where), answer_list(item.get("label"), "label", where), split
+        return (
+            f"{split}/{index}",
+            text_field(item, "query", where),
+            answer_list(item.get("label"), "label", where),
+            split,
+        )
+
     return row
 
 
 LAYOUTS = {
-    "ocrbench": _Layout("ocrbench", lambda d: [d / "OCRBench_Images", d.parent / "OCRBench_Images", d],
-                        lambda item, where: text_field(item, "image_path", where), _ocrbench_row),
-    "textvqa": _Layout("textvqa", lambda d: [d / "train_images", d / "train_val_images" / "train_images", d],
-                       lambda item, where: text_field(item, "image_id", where) + ".jpg", _vqa_row("question_id")),
-    "docvqa": _Layout("docvqa", lambda d: [d, d / "val"], lambda item, where: text_field(item, "image", where), _vqa_row("questionId")),
-    "infovqa": _Layout("infovqa", lambda d: [d / "infographicsvqa_images", d / "infographicVQA_val_v1.0_images", d / "images", d],
-                       lambda item, where: text_field(item, "image_local_name", where), _vqa_row("questionId")),
+    "ocrbench": _Layout(
+        "ocrbench",
+        lambda d: [d / "OCRBench_Images", d.parent / "OCRBench_Images", d],
+        lambda item, where: text_field(item, "image_path", where),
+        _ocrbench_row,
+    ),
+    "textvqa": _Layout(
+        "textvqa",
+        lambda d: [d / "train_images", d / "train_val_images" / "train_images", d],
+        lambda item, where: text_field(item, "image_id", where) + ".jpg",
+        _vqa_row("question_id"),
+    ),
+    "docvqa": _Layout(
+        "docvqa", lambda d: [d, d / "val"], lambda item, where: text_field(item, "image", where), _vqa_row("questionId")
+    ),
+    "infovqa": _Layout(
+        "infovqa",
+        lambda d: [d / "infographicsvqa_images", d / "infographicVQA_val_v1.0_images", d / "images", d],
+        lambda item, where: text_field(item, "image_local_name", where),
+        _vqa_row("questionId"),
+    ),
 }
 #: `dataset_name` of the official VQA files -> benchmark
 DATASET_NAMES = {"textvqa": "textvqa", "docvqa": "docvqa", "infographicvqa": "infovqa"}
 
 
 def _chartqa_layout(split: str) -> _Layout:
-    return _Layout("chartqa", lambda d: [d / "png", d], lambda item, where: text_field(item, "imgname", where), _chartqa_row(split))
+    return _Layout(
+        "chartqa", lambda d: [d / "png", d], lambda item, where: text_field(item, "imgname", where), _chartqa_row(split)
+    )
 
 
 def recognise(value: Any, path: Path) -> tuple[str, list[dict[str, Any]]] | None:
@@ -85,28 +119,36 @@ def recognise(value: Any, path: Path) -> tuple[str, list[dict[str, Any]]] | None
             return "ocrbench", value
         if CHARTQA_KEYS <= keys:
             if path.name not in CHARTQA_SPLITS:
-                raise MetaError(f"{path}: ChartQA items, but the split is told by the file name: name it as released "
-                                f"({' or '.join(CHARTQA_SPLITS)})")
+                raise MetaError(
+                    f"{path}: ChartQA items, but the split is told by the file name: name it as released "
+                    f"({' or '.join(CHARTQA_SPLITS)})"
+                )
             return "chartqa", value
         return None
     if isinstance(value, dict) and "dataset_name" in value and isinstance(value.get("data"), list):
         name = str(value["dataset_name"]).lower()
         if name not in DATASET_NAMES:
-            raise MetaError(f"{path}: a benchmark file of dataset {value['dataset_name']!r}, which h2ovl does not read "
-                            f"(it reads {sorted(DATASET_NAMES.values())} and OCRBench, ChartQA)")
+            raise MetaError(
+                f"{path}: a benchmark file of dataset {value['dataset_name']!r}, which h2ovl does not read "
+                f"(it reads {sorted(DATASET_NAMES.values())} and OCRBench, ChartQA)"
+            )
         return DATASET_NAMES[name], value["data"]
     return None
 
 
 class OfficialRows:
     """The questions of one or more official annotation files (ChartQA's two splits), in file order."""
+
     own_ids = True
 
-
-    def __init__(self, path: Path, parts: list[tuple[Path, _Layout, list[dict[str, Any]]]], images: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, parts: list[tuple[Path, _Layout, list[dict[str, Any]]]], images: Path | None = None
+    ) -> None:
         self.path = path
         self.benchmark = parts[0][1].benchmark
-        self._parts = [(file, layout, items, self._image_dir(file, layout, items, images)) for file, layout, items in parts]
+        self._parts = [
+            (file, layout, items, self._image_dir(file, layout, items, images)) for file, layout, items in parts
+        ]
         self._starts = []
         total = 0
         for _, _, items, _ in self._parts:
@@ -124,8 +166,10 @@ class OfficialRows:
             if first is not None and (folder / first).is_file():
                 return folder
         looked = ", ".join(str(c) for c in candidates)
-        raise MetaError(f"{file}: the image of its first question ({first!r}) is in none of: {looked}; "
-                        "pass --images DIR (the folder the release's image paths are relative to)")
+        raise MetaError(
+            f"{file}: the image of its first question ({first!r}) is in none of: {looked}; "
+            "pass --images DIR (the folder the release's image paths are relative to)"
+        )
 
     def __len__(self) -> int:
         return self._total
@@ -139,8 +183,14 @@ class OfficialRows:
         if not isinstance(item, dict):
             raise BadSample("malformed_json", where, f"expected an object, got {type(item).__name__}")
         id_, question, answers, category = layout.row(item, local, where)
-        return BenchmarkRow(id=id_, question=question, answers=answers, image=folder / layout.image_of(item, where),
-                            where=where, category=category)
+        return BenchmarkRow(
+            id=id_,
+            question=question,
+            answers=answers,
+            image=folder / layout.image_of(item, where),
+            where=where,
+            category=category,
+        )
 
 
 def _load(file: Path) -> Any:

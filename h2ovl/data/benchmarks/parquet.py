@@ -26,12 +26,34 @@ from h2ovl.data.schemas import image_source
 
 #: benchmark -> (columns that identify it, id column or None for the row's position, answers column, category column)
 SCHEMAS: dict[str, tuple[frozenset[str], str | None, str, str | None]] = {
-    "ocrbench": (frozenset({"dataset", "question", "question_type", "answer", "image"}), None, "answer", "question_type"),
-    "textvqa": (frozenset({"question_id", "image_id", "question", "answers", "image", "flickr_300k_url"}), "question_id", "answers", None),
-    "docvqa": (frozenset({"questionId", "question", "question_types", "docId", "ucsf_document_id", "answers", "image"}), "questionId", "answers", None),
-    "infovqa": (frozenset({"questionId", "question", "answers", "answer_type", "image_url", "image"}), "questionId", "answers", None),
+    "ocrbench": (
+        frozenset({"dataset", "question", "question_type", "answer", "image"}),
+        None,
+        "answer",
+        "question_type",
+    ),
+    "textvqa": (
+        frozenset({"question_id", "image_id", "question", "answers", "image", "flickr_300k_url"}),
+        "question_id",
+        "answers",
+        None,
+    ),
+    "docvqa": (
+        frozenset({"questionId", "question", "question_types", "docId", "ucsf_document_id", "answers", "image"}),
+        "questionId",
+        "answers",
+        None,
+    ),
+    "infovqa": (
+        frozenset({"questionId", "question", "answers", "answer_type", "image_url", "image"}),
+        "questionId",
+        "answers",
+        None,
+    ),
     "chartqa": (frozenset({"type", "question", "answer", "image"}), None, "answer", "type"),
 }
+
+
 def recognise(columns: set[str]) -> str | None:
     found = [name for name, (needed, *_) in SCHEMAS.items() if needed <= columns]
     return found[0] if len(found) == 1 else None
@@ -58,8 +80,10 @@ class ParquetRows:
             counts += [(file, group, meta.metadata.row_group(group).num_rows) for group in range(meta.num_row_groups)]
         found = recognise(columns)
         if benchmark is None and found is None:
-            raise MetaError(f"{path}: parquet columns {sorted(columns)} are none of the Hugging Face benchmark mirrors h2ovl "
-                            f"reads ({sorted(SCHEMAS)}); pass --benchmark if it is one of them under other names")
+            raise MetaError(
+                f"{path}: parquet columns {sorted(columns)} are none of the Hugging Face benchmark mirrors h2ovl "
+                f"reads ({sorted(SCHEMAS)}); pass --benchmark if it is one of them under other names"
+            )
         self.benchmark = benchmark or found
         needed, self._id, self._answers, self._category = SCHEMAS[self.benchmark]
         if missing := sorted(needed - columns):
@@ -108,5 +132,11 @@ class ParquetRows:
         source = image_source(raw.get("image"), file.parent, where)
         id_ = str(raw[self._id]) if self._id else str(index)
         category = raw.get(self._category) if self._category else None
-        return BenchmarkRow(id=id_, question=text_field(raw, "question", where), answers=answer_list(raw.get(self._answers), self._answers, where),
-                            image=source, where=where, category=category)
+        return BenchmarkRow(
+            id=id_,
+            question=text_field(raw, "question", where),
+            answers=answer_list(raw.get(self._answers), self._answers, where),
+            image=source,
+            where=where,
+            category=category,
+        )

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ast
 import base64
-from array import array
 import binascii
 import csv
 import io
 import sys
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,11 @@ def _row_offsets(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         header = next(csv.reader([header_line.decode("utf-8")], delimiter="\t"))
     except (UnicodeDecodeError, StopIteration):
         raise MetaError(f"{path}: the first line is not a UTF-8 header of tab-separated column names") from None
-    keys = np.frombuffer(index.keys, dtype=np.int64) if isinstance(index.keys, array) else np.array(index.keys, dtype=object)
+    keys = (
+        np.frombuffer(index.keys, dtype=np.int64)
+        if isinstance(index.keys, array)
+        else np.array(index.keys, dtype=object)
+    )
     return header, np.frombuffer(index.offsets, dtype=np.int64), keys
 
 
@@ -93,7 +97,9 @@ class VLMEvalKitRows:
         if benchmark == "ocrbench" and "category" not in header:
             missing.append("category")
         if missing:
-            raise MetaError(f"{path}: not a VLMEvalKit benchmark file: no column {', '.join(missing)} (it has {header})")
+            raise MetaError(
+                f"{path}: not a VLMEvalKit benchmark file: no column {', '.join(missing)} (it has {header})"
+            )
         self._header = header
         self._category = "category" if benchmark == "ocrbench" else "split" if "split" in header else None
         # The `index` values, sorted for a binary search, to follow image references.
@@ -140,12 +146,18 @@ class VLMEvalKitRows:
             if depth:
                 raise BadSample("image_error", where, f"image refers to row index {value!r}, which refers on again")
             key = int(value) if self._keys.dtype == np.int64 and value.isdigit() else value
-            found = int(np.searchsorted(self._keys, key)) if isinstance(key, int) or self._keys.dtype != np.int64 else len(self._keys)
+            found = (
+                int(np.searchsorted(self._keys, key))
+                if isinstance(key, int) or self._keys.dtype != np.int64
+                else len(self._keys)
+            )
             if found >= len(self._keys) or self._keys[found] != key:
                 raise BadSample("image_error", where, f"image refers to row index {value!r}, which no row has")
             return self._image(self._fields(int(self._key_rows[found])), where, depth + 1)
         if value.startswith("["):
-            raise BadSample("image_mismatch", where, "several images in one row; these benchmarks have one per question")
+            raise BadSample(
+                "image_mismatch", where, "several images in one row; these benchmarks have one per question"
+            )
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError) as error:
@@ -159,8 +171,15 @@ class VLMEvalKitRows:
             try:
                 answer = ast.literal_eval(answer)
             except (ValueError, SyntaxError) as error:
-                raise BadSample("malformed_json", where, f"answer {answer[:60]!r} is not a list literal: {error}") from None
+                raise BadSample(
+                    "malformed_json", where, f"answer {answer[:60]!r} is not a list literal: {error}"
+                ) from None
         category = fields.get(self._category) if self._category else None
-        return BenchmarkRow(id=text_field(fields, "index", where), question=text_field(fields, "question", where),
-                            answers=answer_list(answer, "answer", where), image=self._image(fields, where), where=where,
-                            category=category or None)
+        return BenchmarkRow(
+            id=text_field(fields, "index", where),
+            question=text_field(fields, "question", where),
+            answers=answer_list(answer, "answer", where),
+            image=self._image(fields, where),
+            where=where,
+            category=category or None,
+        )
