@@ -10,6 +10,7 @@ h2ovl fit|validate|test|predict --config CONFIG.yaml [--key.subkey VALUE ...]   
 h2ovl score --task {auto,ocrbench,anls,vqa,kie,cer,relaxed} PREDICTIONS.jsonl|OCRBENCH.json
 h2ovl evaluate (--ckpt CKPT | --released DIR|HUB_ID) --data META|JSONL|BENCHMARK [--protocol P] [--limit N]
 h2ovl export (--ckpt CKPT | --released DIR) --out DIR [--format transformers|released]
+h2ovl consolidate SHARDED_CHECKPOINT_DIR --out FILE.ckpt
 h2ovl sweep SPEC [--dry-run] [--launcher local|slurm] [--parallel N] [--only NAME ...] [--sweep-id ID]
 h2ovl ablate SPEC [same flags as sweep]            (sweep, then table and plots)
 h2ovl table (--sweep ID | --experiment NAME --metric M ...) [--baseline VARIANT] [--out DIR]
@@ -190,6 +191,23 @@ def _score(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
+    return 0
+
+
+def _consolidate(args: argparse.Namespace) -> int:
+    from h2ovl.training.checkpoint_io import AtomicCheckpointIO
+    from h2ovl.training.sharded import is_sharded_checkpoint
+    from h2ovl.training.weights import load_checkpoint
+
+    if not is_sharded_checkpoint(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: not a sharded checkpoint folder (no .metadata index in it)")
+    checkpoint = load_checkpoint(args.checkpoint)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, args.out)
+    tensors = sum(1 for _ in checkpoint["state_dict"])
+    print(
+        f"{args.out}: step {checkpoint.get('global_step', '?')}, {tensors} weight tensors"
+        + (", optimizer state" if checkpoint.get("optimizer_states") else "")
+    )
     return 0
 
 
@@ -397,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="transformers: InternVLForConditionalGeneration + processor, no remote code; released: InternVL-chat layout",
     )
     export.set_defaults(handler=_export)
+
+    consolidate = commands.add_parser(
+        "consolidate", help="one checkpoint file from the folder of a sharded (FSDP2 distributed) save"
+    )
+    consolidate.add_argument("checkpoint", type=Path, help="the folder Lightning wrote (save_distributed_checkpoint)")
+    consolidate.add_argument("--out", type=Path, required=True, help="the .ckpt file to write")
+    consolidate.set_defaults(handler=_consolidate)
 
     for name, handler, description in (
         ("sweep", _sweep, "run a sweep spec: every trial its own `h2ovl fit`"),

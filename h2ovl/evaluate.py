@@ -17,6 +17,7 @@ Generation runs under Lightning's `Trainer.predict` (device placement, precision
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ from h2ovl.evaluation.tasks import AUTO, Scored, score_samples
 from h2ovl.training.callbacks import checkpoint_run_id
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.prediction import PredictionWriter
+from h2ovl.training.sharded import is_sharded_checkpoint
 from h2ovl.training.tracking import MLflowTracker
-from h2ovl.training.weights import allowed_globals
+from h2ovl.training.weights import allowed_globals, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,16 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
         return H2OVLModule(released=released, max_new_tokens=max_new_tokens), None
     path = Path(ckpt)
     run_id = checkpoint_run_id(path)  # checks the file first: it exists, reads, and holds only data
+    source: Path | io.BytesIO = path
+    if is_sharded_checkpoint(path):  # Lightning reads files: the weights and settings, consolidated in memory
+        checkpoint = load_checkpoint(path)
+        source = io.BytesIO()
+        torch.save({k: v for k, v in checkpoint.items() if k != "optimizer_states"}, source)
+        source.seek(0)
     # init_from is cleared: the checkpoint's own weights are loaded right after construction.
     with torch.serialization.safe_globals(allowed_globals()):
         module = H2OVLModule.load_from_checkpoint(
-            path, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens
+            source, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens
         )
     return module, run_id
 

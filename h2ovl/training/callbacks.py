@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from h2ovl.partial_writes import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.tracking import MLflowTracker
-from h2ovl.training.weights import load_checkpoint
+from h2ovl.training.weights import load_checkpoint_meta
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,13 @@ RUN_ID_KEY = "mlflow_run_id"
 
 
 def checkpoint_run_id(path: str | Path) -> str | None:
-    """The MLflow run a checkpoint was trained in (memory-mapped: the weights are not read)."""
-    return load_checkpoint(path).get(RUN_ID_KEY)
+    """The MLflow run a checkpoint was trained in (the weights are not read)."""
+    return load_checkpoint_meta(path).get(RUN_ID_KEY)
 
 
 def checkpoint_step(path: str | Path) -> int:
     """The optimizer step a checkpoint was saved at."""
-    return int(load_checkpoint(path).get("global_step", 0))
+    return int(load_checkpoint_meta(path).get("global_step", 0))
 
 
 def _samples(batch: dict) -> int:

@@ -98,7 +98,7 @@ class H2OVLCLI(LightningCLI):
         if self.config.get("subcommand"):
             ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
             if ckpt_path not in (None, "last", "best", "hpc", "registry"):
-                if not Path(ckpt_path).is_file():
+                if not Path(ckpt_path).exists():
                     raise CheckpointError(
                         f"--ckpt_path {ckpt_path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)"
                     )
@@ -237,17 +237,17 @@ def requeue_checkpoint(root: Path) -> Path | None:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: Any) -> Path | None:
-    """The checkpoint file `--ckpt_path` names: a path, or `last` (`last.ckpt` in the checkpoint dir; None
+    """The checkpoint `--ckpt_path` names (a file, or a sharded save's folder): a path, or `last` (`last.ckpt` in the checkpoint dir; None
     when there is none yet, and Lightning starts afresh). Lightning's other keywords are left to it."""
     if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
         return None
     if ckpt_path == "last":
         for callback in trainer.checkpoint_callbacks:
-            if callback.dirpath and (Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt").is_file():
+            if callback.dirpath and (Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt").exists():
                 return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt"
         return None
     path = Path(ckpt_path)
-    if not path.is_file():
+    if not path.exists():  # a file, or a sharded save's folder
         raise CheckpointError(
             f"--ckpt_path {path}: no such checkpoint file (or `last` to resume from the run's last.ckpt)"
         )

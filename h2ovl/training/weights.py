@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from h2ovl.errors import CheckpointError
+from h2ovl.training.sharded import LIGHTNING_META, is_sharded_checkpoint, load_sharded_checkpoint
 
 _ALLOWED: list[type] = []
 
@@ -31,9 +32,12 @@ def allowed_globals() -> list[type]:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A whole Lightning checkpoint, memory-mapped, unpickled as data only. Raises `CheckpointError` for a
-    missing, truncated or foreign file, and for one that would need code to unpickle."""
+    """A whole Lightning checkpoint, memory-mapped, unpickled as data only: a file, or the folder of a
+    sharded save (`h2ovl.training.sharded`, read whole). Raises `CheckpointError` for a missing, truncated
+    or foreign one, and for one that would need code to unpickle."""
     path = Path(path)
+    if is_sharded_checkpoint(path):
+        return load_sharded_checkpoint(path, load_checkpoint)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -54,6 +58,16 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (holds a {type(checkpoint).__name__})")
     return checkpoint
+
+
+def load_checkpoint_meta(path: str | Path) -> dict:
+    """A checkpoint's step, run id, hyperparameters and loop state, with its tensors left unread: a file
+    memory-mapped, a sharded save's `meta.pt` alone (its shards are checked only when the weights are read)."""
+    path = Path(path)
+    if is_sharded_checkpoint(path):
+        meta = path / LIGHTNING_META
+        return load_checkpoint(meta) if meta.is_file() else {}
+    return load_checkpoint(path)
 
 
 def _first_line(error: BaseException) -> str:
