@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
+from test_distributed import STEPS, _assert_same_weights, _fit, _uneven_dataset
 
 from h2ovl.cli import main
 from h2ovl.errors import CheckpointError
 from h2ovl.training.sharded import is_sharded_checkpoint
 from h2ovl.training.weights import load_checkpoint, load_checkpoint_meta
-from test_distributed import STEPS, _assert_same_weights, _fit, _uneven_dataset
+
 from training_runs import h2ovl_fit, last_checkpoint, tiny_run_config, write_config
 
 
