@@ -1,0 +1,27 @@
+#!/bin/bash
+# The prepared GPU check (issue: measured on a GPU the first time one is lent), one command:
+#   bash benchmarks/gpu/run.sh [--tiny]        # OUT=folder for the results (the device tool sets it)
+# 1. installs the wheels carried in .whl/ (what the GPU image lacks; benchmarks/gpu/fetch_wheels.sh);
+# 2. benchmarks/train_gpu.py: 0.8B and 2B stages at real shapes, single-device and FSDP2, activation
+#    checkpointing on and off, the largest micro-batch within 80 GB (JSON after every row);
+# 3. benchmarks/gpu/fit_smoke.py: 20 steps of the 0.8B fine-tune through `h2ovl fit` (bf16, FSDP2, MLflow).
+# --tiny runs the same on CPU at the tiny shapes (the suite does, so this cannot rot). Budget: <= 8 min.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-outputs/gpu}
+mkdir -p "$OUT"
+TINY=""
+[ "${1:-}" = "--tiny" ] && TINY="--tiny"
+PYTHON=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+if [ -n "$TINY" ]; then
+  $PYTHON benchmarks/train_gpu.py --tiny --stages 0.8b/finetune --modes single --checkpointing off --steps 1 --warmup 1 --out "$OUT/train_gpu.json"
+else
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+  timeout 330 $PYTHON benchmarks/train_gpu.py --stages 0.8b/finetune 2b/finetune --max-batch --out "$OUT/train_gpu.json" || echo "train_gpu.py ended with $?"
+fi
+$PYTHON benchmarks/gpu/fit_smoke.py $TINY --out "$OUT/fit"
