@@ -9,7 +9,7 @@ import re
 import pytest
 
 from h2ovl.demo.ablation import DEMO_SPEC
-from h2ovl.demo.recorded import RUNS_FILE, load_runs, placement, recipe_digest, variant_ranges
+from h2ovl.demo.recorded import RUNS_FILE, load_runs, placement, recipe_digest, robust_claims, variant_ranges
 from h2ovl.errors import UserError
 from h2ovl.sweeps import load_spec
 
@@ -35,6 +35,9 @@ def test_the_readme_states_the_range_of_the_recorded_runs():
     ranges = variant_ranges(runs)
     assert stated == {v: (round(low, 3), round(high, 3)) for v, (low, high) in ranges.items()}
     assert f"{len(runs)} recorded runs" in readme
+    # The conclusions the README leads with are those that held in every recorded run, and only those.
+    stated_claims = re.findall(rf"^- held in all {len(runs)} recorded runs: (.*)$", readme, re.M)
+    assert stated_claims == [claim.text for claim in robust_claims(runs, load_spec(DEMO_SPEC))]
     results = (ROOT / "docs/results.md").read_text(encoding="utf-8")
     assert all(f"| {run.run} |" in results for run in runs)
 

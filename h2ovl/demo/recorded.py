@@ -20,6 +20,8 @@ from pathlib import Path
 
 from h2ovl.demo.ablation import DEMO_SPEC
 from h2ovl.errors import UserError
+from h2ovl.sweeps.claims import HELD, Claim, judge
+from h2ovl.sweeps.results import Row, Table
 from h2ovl.sweeps.spec import SweepSpec
 from h2ovl.sweeps.trials import trial_config
 
@@ -44,6 +46,20 @@ class RecordedRun:
 
     def best(self) -> str:
         return min(self.cer, key=self.mean)
+
+    def table(self, metric: str) -> Table:
+        """This run's CERs as the sweep's table, so its claims are judged as the demo judged them."""
+        rows = [Row(variant, values={metric: list(cers)}) for variant, cers in self.cer.items()]
+        return Table(title=self.run, metrics=[metric], modes={metric: "min"}, baseline=None, rows=rows)
+
+
+def robust_claims(runs: list[RecordedRun], spec: SweepSpec) -> list[Claim]:
+    """The spec's claims that held (every seed beating every seed) in every one of `runs`."""
+    return [
+        claim
+        for claim in spec.claims
+        if runs and all(judge(run.table(spec.metric), claim, spec.metric).status == HELD for run in runs)
+    ]
 
 
 def recipe_digest(spec: SweepSpec) -> str:
@@ -133,4 +149,8 @@ def placement(means: dict[str, float], spec: SweepSpec, path: Path = RUNS_FILE) 
             )
         )
         lines.append(f"- {variant}: {low:.3f} to {high:.3f}{where}")
+    robust = robust_claims(runs, spec)
+    lines.append(
+        "Held in every recorded run: " + ("; ".join(claim.text for claim in robust) if robust else "no claim") + "."
+    )
     return "\n".join(lines)
