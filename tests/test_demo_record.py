@@ -5,10 +5,11 @@ them under its table."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from h2ovl.demo.ablation import DEMO_SPEC
+from h2ovl.demo.ablation import DEMO_SPEC, demo_spec
 from h2ovl.demo.recorded import RUNS_FILE, load_runs, placement, recipe_digest, robust_claims, variant_ranges
 from h2ovl.errors import UserError
 from h2ovl.sweeps import load_spec
@@ -19,6 +20,9 @@ from training_runs import ROOT
 def test_every_recorded_run_is_of_the_recipe_the_spec_holds():
     """Editing the demo's recipe (spec, base experiment, preset) without recording runs of the new one fails here."""
     digest = recipe_digest(load_spec(DEMO_SPEC))
+    assert (
+        recipe_digest(demo_spec(False, Path("/elsewhere"), stage_seed=2)) == digest
+    )  # --out, --stage-seed: same recipe
     runs = load_runs()
     assert runs and {run.recipe for run in runs} == {digest}
     variants = set(load_spec(DEMO_SPEC).variants)
@@ -56,3 +60,16 @@ def test_a_malformed_record_names_its_line(tmp_path):
     bad.write_text(RUNS_FILE.read_text(encoding="utf-8").splitlines()[0] + "\nA,x,m,default,zero,dynamic+ps,0,0.1\n")
     with pytest.raises(UserError, match=r"runs.csv:2: "):
         load_runs(bad)
+
+
+def test_the_demo_command_prints_its_run_against_the_recorded_ones(tmp_path, monkeypatch):
+    """`h2ovl demo` (any --out, any --stage-seed) hands the sweep an epilogue that places the finished table."""
+    import h2ovl.cli as cli
+
+    captured = {}
+    monkeypatch.setattr(
+        cli, "_run_ablation", lambda spec, options, epilogue=None: captured.update(epilogue=epilogue) or 0
+    )
+    assert cli.main(["demo", "--out", str(tmp_path), "--stage-seed", "1"]) == 0
+    text = captured["epilogue"](load_runs()[0].table("val/cer/cer"))
+    assert "Recorded runs of this recipe (6:" in text and "this run 0.122, inside the recorded range" in text

@@ -63,8 +63,9 @@ def robust_claims(runs: list[RecordedRun], spec: SweepSpec) -> list[Claim]:
 
 
 def recipe_digest(spec: SweepSpec) -> str:
-    """What makes two demos the same recipe: every trial's resolved config (the shared stages' seed left
-    out, as the recorded runs vary it) and the model preset's definition."""
+    """What makes two demos the same recipe: every trial's resolved config (the shared stages' seed and where
+    the data is written left out: recorded runs vary the one, `--out` moves the other) and the model
+    preset's definition."""
     from h2ovl.model.config import PRESETS
 
     spec = dataclasses.replace(spec, stage_seed=spec.seeds[0])
@@ -72,6 +73,8 @@ def recipe_digest(spec: SweepSpec) -> str:
         trial_config(spec, "demo", trial, Path("trial"), {}, None, None)
         for trial in (*spec.stage_trials(), *spec.expand())
     ]
+    for config in configs:
+        (config.get("data", {}).get("synthetic") or {}).pop("out", None)
     presets = sorted({config["model"].get("preset", "") for config in configs})
     payload = json.dumps(
         {"configs": configs, "presets": [repr(PRESETS.get(name)) for name in presets]}, sort_keys=True, default=str
