@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--sweep-id", default="cpu-demo")
     args = parser.parse_args()
 
-    if any(run.run == args.run for run in load_runs()) if RUNS_FILE.is_file() else False:
+    recorded = load_runs() if RUNS_FILE.is_file() else []
+    if any(run.run == args.run for run in recorded):
         raise SystemExit(f"{RUNS_FILE.name} already holds a run named {args.run!r}")
     spec = load_spec(DEMO_SPEC)
     uri = args.store if "://" in args.store else f"sqlite:///{args.store}"

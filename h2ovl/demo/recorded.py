@@ -44,9 +44,6 @@ class RecordedRun:
     def mean(self, variant: str) -> float:
         return statistics.fmean(self.cer[variant])
 
-    def best(self) -> str:
-        return min(self.cer, key=self.mean)
-
     def table(self, metric: str) -> Table:
         """This run's CERs as the sweep's table, so its claims are judged as the demo judged them."""
         rows = [Row(variant, values={metric: list(cers)}) for variant, cers in self.cer.items()]
@@ -91,15 +88,15 @@ def load_runs(path: Path = RUNS_FILE) -> list[RecordedRun]:
             raise UserError(f"{path}: columns must be {','.join(COLUMNS)}, got {reader.fieldnames}")
         for line, row in enumerate(reader, start=2):
             try:
-                run = runs.setdefault(
-                    row["run"],
-                    RecordedRun(row["run"], row["recipe"], row["machine"], row["kernel"], int(row["stage_seed"])),
+                described = RecordedRun(
+                    row["run"], row["recipe"], row["machine"], row["kernel"], int(row["stage_seed"])
                 )
+                run = runs.setdefault(row["run"], described)
                 if (run.recipe, run.machine, run.kernel, run.stage_seed) != (
-                    row["recipe"],
-                    row["machine"],
-                    row["kernel"],
-                    int(row["stage_seed"]),
+                    described.recipe,
+                    described.machine,
+                    described.kernel,
+                    described.stage_seed,
                 ):
                     raise ValueError(f"run {row['run']!r} is described differently on an earlier line")
                 run.cer.setdefault(row["variant"], []).append(float(row["cer"]))

@@ -141,9 +141,8 @@ class H2OVLCLI(LightningCLI):
         limit = self.trainer.limit_val_batches
         if wanted and isinstance(limit, int) and limit > 0:  # 0: no validation at all
             reached = limit * self.datamodule.val_batch_size * self.trainer.world_size
-            if (
-                reached < wanted
-            ):  # a smoke test's small limit is fine; a figure on fewer samples than asked is not silent
+            # A smoke test's small limit is fine; a figure on fewer samples than asked is not silent.
+            if reached < wanted:
                 log.warning(
                     "model.val_generation asks for %d answered validation samples, but validation stops after "
                     "trainer.limit_val_batches=%d batches of data.val_batch_size %d: %d are scored (1.0 scores "
