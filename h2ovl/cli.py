@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from h2ovl.errors import RankLost, Stopped, UserError
+from h2ovl.errors import RunFailed, SettingError, Stopped, UserError
 from h2ovl.preprocessing import ImagePreprocessor, tokens_per_tile
 from h2ovl.synth.tasks import TASKS
 
@@ -483,16 +483,14 @@ def _show_our_log() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs one command. A user's mistake (`UserError`, and the plain commands' bad files and values) ends in
-    one line on stderr and exit code 2; `--debug` (anywhere on the line) or `H2OVL_DEBUG=1` re-raises it
+    """Runs one command. A user's mistake (a `UserError`, raised where it is detected) ends in one line on stderr
+    and exit code 2; any other exception is a bug and keeps its traceback; `--debug` (anywhere on the line) or `H2OVL_DEBUG=1` re-raises it
     with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("H2OVL_DEBUG") == "1"
     argv = [arg for arg in argv if arg != "--debug"]
     _show_our_log()
     command = argv[0] if argv else "h2ovl"
-    # The plain commands read files and values the user named: their OS and value errors are the user's.
-    user_errors: tuple[type[BaseException], ...] = (UserError,)
     try:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
             from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -507,21 +505,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = build_parser().parse_args(argv)
         command = args.command
-        user_errors = (UserError, ValueError, OSError, RuntimeError)
+        make_output_folder(args)
         return args.handler(args)
     except Stopped as stopped:
         print(f"h2ovl {command}: {stopped}", file=sys.stderr)
         return 128 + stopped.signum
-    except RankLost as lost:
+    except RunFailed as failed:
         if debug:
             raise
-        print(f"h2ovl {command}: {_one_line(lost)}", file=sys.stderr)
+        print(f"h2ovl {command}: {_one_line(failed)}", file=sys.stderr)
         return 1
-    except user_errors as err:
+    except UserError as err:
         if debug:
             raise
         print(f"h2ovl {command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+#: The commands whose `--out` names a file (the others name a folder).
+OUT_IS_A_FILE = ("preview", "score", "consolidate")
+
+
+def make_output_folder(args: argparse.Namespace) -> None:
+    """Creates the folder `--out` writes to, before any work: one that cannot be made is the user's to fix."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    folder = Path(out).parent if args.command in OUT_IS_A_FILE else Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingError(f"--out {out}: cannot create the folder {folder}: {error.strerror or error}") from None
 
 
 def _one_line(err: BaseException) -> str:
@@ -529,7 +543,9 @@ def _one_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
         text = f"{err.filename}: {text}"
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A line that ends in ":" introduces the next ("Parser key "x":" then what is wrong with it).
+    return "".join(line + (" " if line.endswith(":") else "; ") for line in lines[:-1]) + (lines[-1] if lines else "")
 
 
 if __name__ == "__main__":

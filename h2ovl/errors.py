@@ -31,7 +31,12 @@ def read_text_file(path: str | os.PathLike, error: type[UserError], what: str) -
         raise error(f"{path}: cannot read {what}: {err.strerror or err}") from None
 
 
-class RankLost(Exception):
+class RunFailed(Exception):
+    """A run this command started or took part in failed, and what happened is reported elsewhere (a log, a
+    peer's error): the command ends in one line saying where, exit code 1. Not the user's mistake."""
+
+
+class RankLost(RunFailed):
     """Another process of a distributed run died or stopped answering within the collective timeout; this
     one stopped too. Not the user's mistake, yet a traceback of the collective that noticed it tells nothing
     more: the command ends in one line naming the rank, exit code 1."""
@@ -47,6 +52,10 @@ class Stopped(Exception):
 
 class SettingError(UserError, ValueError):
     """A setting (config key, flag) whose value cannot work with the others or with the run it resumes."""
+
+
+class SpecError(UserError, ValueError):
+    """A sweep spec that cannot be run; the message names the file and key."""
 
 
 class TrainingDiverged(UserError, RuntimeError):

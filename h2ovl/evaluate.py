@@ -30,6 +30,7 @@ import torch
 from h2ovl.data.benchmarks import BenchmarkSource, open_benchmark, protocol
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.sources import RecordSource
+from h2ovl.errors import SettingError
 from h2ovl.evaluation.predictions import read_predictions
 from h2ovl.evaluation.tasks import AUTO, Scored, score_samples
 from h2ovl.training.callbacks import checkpoint_run_id
@@ -75,7 +76,7 @@ class EvaluationRequest:
 def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> tuple[H2OVLModule, str | None]:
     """The model to evaluate and the MLflow run it belongs to (a checkpoint's training run, if any)."""
     if (ckpt is None) == (released is None):
-        raise ValueError("give exactly one of --ckpt (a Lightning checkpoint) or --released (a model directory)")
+        raise SettingError("give exactly one of --ckpt (a Lightning checkpoint) or --released (a model directory)")
     if released is not None:
         return H2OVLModule(released=released, max_new_tokens=max_new_tokens), None
     path = Path(ckpt)

@@ -91,6 +91,8 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         (["--ckpt_path", "{garbage_ckpt}"], "garbage.ckpt: not a readable checkpoint"),
         (["--ckpt_path", "{truncated_ckpt}"], "cut.ckpt: not a readable checkpoint"),
         (["--ckpt_path", "{planted_ckpt}"], "planted.ckpt: refusing to load a checkpoint that holds more than weights"),
+        (["--model.attention", "flash"], "flex_attention"),  # the accepted names
+        (["--model.attention", "flex_attention"], "model.attention: flex_attention has no backward on CPU"),
     ],
     ids=[
         "meta-missing",
@@ -105,6 +107,8 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         "ckpt-garbage",
         "ckpt-truncated",
         "ckpt-planted",
+        "attention-name",
+        "flex-attention-training-on-cpu",
     ],
 )
 def test_fit_mistakes_are_one_line_and_exit_2(args, expected, fit_config, bad_files, tmp_path, capsys):

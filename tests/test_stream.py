@@ -17,6 +17,7 @@ from h2ovl.data.samples import SampleBuilder
 from h2ovl.data.sources import open_source
 from h2ovl.data.stream import SampleStream, StreamState, StreamTracker, epoch_order
 from h2ovl.data.template import ConversationEncoder
+from h2ovl.errors import UserError
 from tests.conftest import conversation, noise_image, write_jsonl
 
 
@@ -115,7 +116,7 @@ def test_best_fit_row_respects_both_budgets_and_takes_the_oldest():
     assert best_fit_row([900, 10], [1, 1], 512, 10) == [0]  # an oversized oldest still goes, alone
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "flex_attention"])
 def test_packed_rows_equal_separate_forwards(tmp_path, tiny, attention):
     from h2ovl.model.config import preset
     from h2ovl.model.h2ovl import H2OVL
@@ -151,7 +152,7 @@ def test_packing_is_refused_where_transformers_would_let_packed_samples_attend_t
     # As releases before packed-sequence detection behave: one causal mask over the whole row.
     monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
     try:
-        with pytest.raises(RuntimeError, match="does not keep packed samples apart"):
+        with pytest.raises(UserError, match="does not keep packed samples apart"):
             H2OVLDataModule(pack_tokens=512)
         H2OVLDataModule(pack_tokens=None)  # padding needs no such thing
     finally:
@@ -224,7 +225,7 @@ def test_a_mixture_without_any_valid_sample_stops(tmp_path, tiny):
     entries = json.loads(meta.read_text())
     del entries["chat"]
     meta.write_text(json.dumps(entries))
-    with pytest.raises(RuntimeError, match="no valid sample"):
+    with pytest.raises(UserError, match="no valid sample"):
         next(iter(stream_for(meta, tiny)))
 
 

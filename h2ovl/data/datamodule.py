@@ -149,18 +149,18 @@ class H2OVLDataModule(L.LightningDataModule):
             ("test_limit", test_limit),
         ):
             if value is not None and value < 1:
-                raise ValueError(f"data.{name} must be at least 1, got {value}")
+                raise SettingError(f"data.{name} must be at least 1, got {value}")
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}")
+            raise SettingError(f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}")
         if on_bad_sample not in ("skip", "raise"):
-            raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
+            raise SettingError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
         if pack_tokens is not None and global_batch_size is not None:
-            raise ValueError(
+            raise SettingError(
                 "data.global_batch_size counts samples, which packed rows hold a varying number of: with "
                 "data.pack_tokens set, give data.global_batch_rows (packed rows per optimizer step) instead"
             )
         if pack_tokens is None and global_batch_rows is not None:
-            raise ValueError(
+            raise SettingError(
                 "data.global_batch_rows counts packed rows: without data.pack_tokens, give data.global_batch_size"
             )
         if pack_tokens is not None:
@@ -177,7 +177,7 @@ class H2OVLDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.max_length = max_length
         if group_by_length is not None and pack_tokens is not None:
-            raise ValueError(
+            raise SettingError(
                 "data.group_by_length groups padded batches; with data.pack_tokens the rows are packed: set one"
             )
         self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer

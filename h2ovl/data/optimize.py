@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from h2ovl.data.meta import DatasetSpec, load_mixture
+from h2ovl.data.meta import DatasetSpec, MetaError, load_mixture
 from h2ovl.data.records import BadSample
 from h2ovl.data.sources import AnnotationSource, pack_blobs
 
@@ -46,7 +46,7 @@ def optimize_mixture(
     new_meta: dict[str, dict] = {}
     for spec in load_mixture(meta):
         if spec.optimized:
-            raise ValueError(f"dataset {spec.name!r} is already optimized ({spec.optimized})")
+            raise MetaError(f"dataset {spec.name!r} is already optimized ({spec.optimized})")
         source = AnnotationSource(spec)
         valid, skipped = [], Counter()
         for index in range(len(source)):
@@ -59,7 +59,7 @@ def optimize_mixture(
             except BadSample as error:
                 skipped[error.reason] += 1
         if not valid:
-            raise ValueError(f"dataset {spec.name!r} ({spec.annotation}) has no valid record to optimize")
+            raise MetaError(f"dataset {spec.name!r} ({spec.annotation}) has no valid record to optimize")
         optimize(
             fn=_ItemReader(spec),
             inputs=valid,

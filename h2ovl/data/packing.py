@@ -16,6 +16,7 @@ import torch
 
 from h2ovl.constants import IGNORE_INDEX
 from h2ovl.data.samples import Sample
+from h2ovl.errors import SettingError
 
 
 def best_fit_row(lengths: Sequence[int], tiles: Sequence[int], max_tokens: int, max_tiles: int) -> list[int]:
@@ -129,7 +130,7 @@ def require_packed_rows_isolated() -> None:
     if not packed_rows_isolated():
         import transformers
 
-        raise RuntimeError(
+        raise SettingError(
             f"data.pack_tokens: transformers {transformers.__version__} does not keep packed samples apart "
             "(no block-diagonal attention from restarting position_ids), so they would attend to each other; "
             "upgrade transformers (see setup.cfg) or set data.pack_tokens to null"

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from h2ovl.data.meta import MetaError
 from h2ovl.data.packing import best_fit_row, collate_rows, length_grouped_batch
 from h2ovl.data.records import BadSample
 from h2ovl.data.samples import Sample, SampleBuilder
@@ -154,9 +155,9 @@ class SampleStream(IterableDataset):
         shared: SharedPositions | None = None,
     ) -> None:
         if on_bad_sample not in ("skip", "raise"):
-            raise ValueError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
+            raise SettingError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world size {world_size}")
+            raise SettingError(f"rank {rank} is outside world size {world_size}")
         self.builder = builder
         self.batch_size = batch_size
         self.pad_token_id = pad_token_id
@@ -236,9 +237,7 @@ class SampleStream(IterableDataset):
                     log.warning("skipping a bad sample (counted per dataset): %s", error)
                 consecutive_failures += 1
                 if consecutive_failures > self.rank_size:
-                    raise RuntimeError(
-                        f"no valid sample in a whole epoch of {self.names}; last error: {error}"
-                    ) from error
+                    raise MetaError(f"no valid sample in a whole epoch of {self.names}; last error: {error}") from error
                 return None
             consecutive_failures = 0
             return sample

@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 
 from h2ovl.constants import ANSWER, END, IGNORE_INDEX, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
 from h2ovl.data.records import IMAGE_PLACEHOLDER, BadSample
+from h2ovl.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def control_token_ids(tokenizer: Any) -> dict[str, int]:
     added = tokenizer.get_added_vocab()
     missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT, END) if t not in added]
     if missing:
-        raise ValueError(
+        raise SettingError(
             f"the tokenizer lacks the H2OVL tokens {missing} (load it with h2ovl.model.tokenizer.load_tokenizer)"
         )
     return {t: added[t] for t in (IMG_START, IMG_END, IMG_CONTEXT, END, PROMPT, ANSWER) if t in added}

@@ -13,12 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from h2ovl.errors import UserError
-from h2ovl.evaluation.tasks import Scored
-
-
-class PredictionsError(UserError, ValueError):
-    """A prediction file that cannot be scored; the message names the file and line."""
+from h2ovl.evaluation.tasks import PredictionsError, Scored
 
 
 def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:

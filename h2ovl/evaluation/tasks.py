@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from h2ovl.errors import SettingError, UserError
 from h2ovl.evaluation.anls import ANLS
 from h2ovl.evaluation.base import AnswerMetric
 from h2ovl.evaluation.kie import KIEScore
@@ -21,6 +22,11 @@ from h2ovl.evaluation.ocrbench import OCRBenchScore
 from h2ovl.evaluation.relaxed import RelaxedAccuracy
 from h2ovl.evaluation.transcription import TranscriptionScore
 from h2ovl.evaluation.vqa import VQAAccuracy
+
+
+class PredictionsError(UserError, ValueError):
+    """A prediction or reference that cannot be scored; the message names the file and line."""
+
 
 #: task name -> its metric. "cer" is transcription (CER, WER, exact match); "relaxed" is ChartQA's relaxed accuracy.
 TASKS: dict[str, type[AnswerMetric]] = {
@@ -60,10 +66,10 @@ class TaskScorer(nn.Module):
     def __init__(self, task: str = AUTO, options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__()
         if task != AUTO and task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: choose from {[AUTO, *TASKS]}")
+            raise SettingError(f"unknown task {task!r}: choose from {[AUTO, *TASKS]}")
         options = dict(options or {})
         if unknown := set(options) - set(TASKS):
-            raise ValueError(f"scorer options for unknown task(s) {sorted(unknown)}: choose from {list(TASKS)}")
+            raise SettingError(f"scorer options for unknown task(s) {sorted(unknown)}: choose from {list(TASKS)}")
         self.task = task
         names = list(TASKS) if task == AUTO else [task]
         self.metrics = nn.ModuleDict({name: TASKS[name](**options.get(name, {})) for name in names})
@@ -72,7 +78,7 @@ class TaskScorer(nn.Module):
         if self.task != AUTO:
             return self.task
         if sample.scorer not in TASKS:
-            raise ValueError(
+            raise PredictionsError(
                 f"{sample.where}: task 'auto' scores by the record's 'scorer' field, which is "
                 f"{sample.scorer!r}; give one of {list(TASKS)} in the data or pass a task"
             )
@@ -85,7 +91,7 @@ class TaskScorer(nn.Module):
                     [sample.prediction], [list(sample.answers)], [sample.category]
                 )
             except (ValueError, TypeError) as error:
-                raise ValueError(f"{sample.where}: {error}") from None
+                raise PredictionsError(f"{sample.where}: {error}") from None
 
     def compute(self) -> dict[str, float]:
         scores: dict[str, float] = {}

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from h2ovl.errors import SettingError
 from h2ovl.evaluation.base import AnswerMetric
 
 _CONTRACTIONS = {
@@ -212,7 +213,7 @@ def normalize_vqa_answer(answer: str, processing: Processing = "m4c") -> str:
     if processing == "m4c":  # mmf's word_tokenize
         text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
     elif processing != "vlmevalkit":
-        raise ValueError(f"VQA answer processing must be 'm4c' or 'vlmevalkit', got {processing!r}")
+        raise SettingError(f"VQA answer processing must be 'm4c' or 'vlmevalkit', got {processing!r}")
     text = text.replace("\n", " ").replace("\t", " ").strip()
     return _digits_and_articles(_punctuation(text, processing))
 

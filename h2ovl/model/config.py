@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from h2ovl.errors import SettingError
 from h2ovl.model.vision import VisionConfig
 
 
@@ -129,5 +130,5 @@ PRESETS: dict[str, H2OVLConfig] = {
 def preset(name: str) -> H2OVLConfig:
     """A fresh copy of a named preset (so callers may edit it)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise SettingError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return copy.deepcopy(PRESETS[name])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, Pre
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from h2ovl.constants import IGNORE_INDEX
+from h2ovl.errors import CheckpointError, SettingError
 from h2ovl.model.config import H2OVLConfig, preset
 from h2ovl.model.parts import resolve_folder, resolve_part
 from h2ovl.model.pixel_shuffle import pixel_shuffle, shuffle_factor
@@ -35,8 +36,8 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
     """A causal LM from a config dict (random init) or pretrained weights: a transformers directory or a
     hub id (resolved through transformers' cache; `HF_HUB_OFFLINE=1` is respected).
 
-    `attn_implementation` in the dict picks the attention kernel: "sdpa" (default), "eager", or
-    "flash_attention_2" on GPU, where packed rows use its varlen path."""
+    `attn_implementation` in the dict picks the attention kernel (`Attention`); every one keeps the samples
+    of a packed row apart."""
     fields = dict(config)
     attention = fields.pop("attn_implementation", "sdpa")
     if weights:
@@ -48,6 +49,13 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
         )
     llm_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attention)
+
+
+#: The LLM's attention kernels (transformers' names). Packed rows: "sdpa" and "eager" build a dense
+#: block-diagonal mask (memory quadratic in the row's length); "flex_attention" a block-sparse one that is
+#: never materialised (forward only on CPU: torch has no CPU backward for it); "flash_attention_2" its
+#: varlen path (GPU, where the package is installed).
+Attention = Literal["sdpa", "eager", "flex_attention", "flash_attention_2"]
 
 
 class H2OVL(nn.Module):
@@ -66,10 +74,14 @@ class H2OVL(nn.Module):
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str, vision_weights: str | None = None, **overrides: Any) -> tuple[H2OVL, Any]:
+    def from_preset(
+        cls, name: str, vision_weights: str | None = None, attention: Attention = "sdpa", **overrides: Any
+    ) -> tuple[H2OVL, Any]:
         """(model, tokenizer) for a named preset; `overrides` replace top-level config fields
-        (`llm_weights`, `tokenizer`, `downsample_ratio`, ...), `vision_weights` the ViT's weights."""
+        (`llm_weights`, `tokenizer`, `downsample_ratio`, ...), `vision_weights` the ViT's weights,
+        `attention` the LLM's attention kernel."""
         config = preset(name)
+        config.llm = {**config.llm, "attn_implementation": attention}
         for key, value in overrides.items():
             setattr(config, key, value)
         if vision_weights:
@@ -79,7 +91,7 @@ class H2OVL(nn.Module):
         elif name.startswith("tiny"):
             tokenizer = build_tiny_tokenizer()
         else:
-            raise ValueError(
+            raise SettingError(
                 f"preset {name!r} needs a real tokenizer: set model.tokenizer to a tokenizer directory or hub id "
                 "(the offline tiny tokenizer is for the tiny presets only)"
             )
@@ -98,7 +110,7 @@ class H2OVL(nn.Module):
         added = getattr(tokenizer, "h2ovl_added_tokens", 0)
         if size > rows:
             if config.llm_weights and rows != size - added:
-                raise ValueError(
+                raise SettingError(
                     f"tokenizer {config.tokenizer or '(tiny)'} has {size - added} tokens (+{added} H2OVL tokens) but the "
                     f"LLM {config.llm_weights} has {rows} embedding rows: they do not belong together"
                 )
@@ -108,19 +120,20 @@ class H2OVL(nn.Module):
         return model
 
     @classmethod
-    def from_released(cls, path: str | Path, image_token_id: int | None = None) -> H2OVL:
+    def from_released(cls, path: str | Path, image_token_id: int | None = None, attention: Attention = "sdpa") -> H2OVL:
         """A released-layout directory (config.json, safetensors, tokenizer files used as shipped) or its hub
         id (`h2oai/h2ovl-mississippi-2b`, through the Hugging Face cache), loaded strictly; without tokenizer
-        files, `image_token_id` must be given."""
+        files, `image_token_id` must be given. `attention`: the LLM's attention kernel."""
         path = resolve_folder("released", str(path))
         config, weights, has_tokenizer = read_released(path)
+        config.llm = {**config.llm, "attn_implementation": attention}
         if has_tokenizer and image_token_id is None:
             config.tokenizer = str(path)
             model = cls.for_tokenizer(config, load_tokenizer(path, add_missing=False))
         elif image_token_id is not None:
             model = cls(config, image_token_id=image_token_id)
         else:
-            raise ValueError(f"{path}: no tokenizer files and no image_token_id given: cannot find {IMG_CONTEXT}")
+            raise CheckpointError(f"{path}: no tokenizer files and no image_token_id given: cannot find {IMG_CONTEXT}")
         model.load_state_dict(released_state_to_ours(weights, model.state_dict(), path), strict=True)
         return model
 
@@ -128,7 +141,7 @@ class H2OVL(nn.Module):
         """This model in the released InternVL-chat layout (plus the tokenizer's files when given)."""
         path = Path(path)
         if self.vision.has_conv_stem:
-            raise ValueError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
+            raise SettingError(f"{path}: the released InternVL layout has no place for a conv stem (vision.conv_stem)")
         write_released(path, config_to_released(self), self.state_dict())
         self.generation_config().save_pretrained(str(path))
         if tokenizer is not None:
@@ -240,7 +253,7 @@ class H2OVL(nn.Module):
         if not vision and vision_last_blocks > 0:
             blocks = self.vision.blocks
             if vision_last_blocks > len(blocks):
-                raise ValueError(f"vision_last_blocks={vision_last_blocks} but the encoder has {len(blocks)} blocks")
+                raise SettingError(f"vision_last_blocks={vision_last_blocks} but the encoder has {len(blocks)} blocks")
             for block in list(blocks)[-vision_last_blocks:]:
                 block.requires_grad_(True)
 

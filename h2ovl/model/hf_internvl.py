@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from h2ovl.constants import ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
+from h2ovl.errors import SettingError
 
 if TYPE_CHECKING:
     from h2ovl.model.h2ovl import H2OVL
@@ -109,7 +110,7 @@ def save_hf_internvl_as_released(hf: Any, path: Path) -> None:
     config = hf.config
     vision, text = config.vision_config, config.text_config
     if getattr(vision, "use_qk_norm", False) or getattr(vision, "norm_type", "layer_norm") != "layer_norm":
-        raise ValueError("only LayerNorm InternViT without qk norm maps to the released H2OVL layout")
+        raise SettingError("only LayerNorm InternViT without qk norm maps to the released H2OVL layout")
     image_size = vision.image_size[0] if isinstance(vision.image_size, (list, tuple)) else vision.image_size
     patch_size = vision.patch_size[0] if isinstance(vision.patch_size, (list, tuple)) else vision.patch_size
     path.mkdir(parents=True, exist_ok=True)
@@ -192,9 +193,11 @@ def export_hf_internvl(model: H2OVL, path: str | Path, tokenizer: Any) -> Path:
 
     path = Path(path)
     if model.vision.has_conv_stem:
-        raise ValueError(f"{path}: transformers' InternVL has no place for a conv stem (vision.conv_stem)")
+        raise SettingError(f"{path}: transformers' InternVL has no place for a conv stem (vision.conv_stem)")
     if model.config.downsample_ratio is None:
-        raise ValueError(f"{path}: transformers' InternVL always pixel-shuffles; a model without it cannot be exported")
+        raise SettingError(
+            f"{path}: transformers' InternVL always pixel-shuffles; a model without it cannot be exported"
+        )
     released = {ours_to_released(k): v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     with torch.device("meta"):  # the weights come from `state`: nothing is allocated twice
         hf = InternVLForConditionalGeneration(hf_internvl_config(model))

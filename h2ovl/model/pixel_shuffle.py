@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from h2ovl.errors import SettingError
+
 
 def shuffle_factor(downsample_ratio: float) -> int:
     """The block side p for a ratio 1/p (0.5 -> 2)."""
     factor = round(1.0 / downsample_ratio)
     if factor < 1 or abs(factor * downsample_ratio - 1.0) > 1e-9:
-        raise ValueError(f"downsample_ratio must be 1/p for an integer p >= 1, got {downsample_ratio}")
+        raise SettingError(f"downsample_ratio must be 1/p for an integer p >= 1, got {downsample_ratio}")
     return factor
 
 

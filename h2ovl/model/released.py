@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from h2ovl.errors import SettingError
+from h2ovl.errors import CheckpointError, SettingError
 from h2ovl.model.config import H2OVLConfig
 from h2ovl.model.vision import VisionConfig, internvit_to_timm, timm_to_internvit
 
@@ -46,14 +46,14 @@ def ours_to_released(key: str) -> str:
 def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
     def need(key: str) -> Any:
         if key not in raw:
-            raise ValueError(f"{path / 'config.json'}: missing key {key!r}")
+            raise CheckpointError(f"{path / 'config.json'}: missing key {key!r}")
         return raw[key]
 
     vision_raw, llm_raw = need("vision_config"), dict(need("llm_config"))
     if raw.get("ps_version", "v2") != "v2":
-        raise ValueError(f"{path / 'config.json'}: ps_version {raw['ps_version']!r} is not supported (only 'v2')")
+        raise CheckpointError(f"{path / 'config.json'}: ps_version {raw['ps_version']!r} is not supported (only 'v2')")
     if vision_raw.get("norm_type", "layer_norm") != "layer_norm" or vision_raw.get("qk_normalization", False):
-        raise ValueError(f"{path / 'config.json'}: only LayerNorm InternViT without qk_normalization is supported")
+        raise CheckpointError(f"{path / 'config.json'}: only LayerNorm InternViT without qk_normalization is supported")
     hidden = vision_raw["hidden_size"]
     vision = VisionConfig(
         model_name="vit_intern300m_patch14_448",
@@ -69,7 +69,7 @@ def config_from_released(raw: dict[str, Any], path: Path) -> H2OVLConfig:
         ),
     )
     if "model_type" not in llm_raw:
-        raise ValueError(f"{path / 'config.json'}: llm_config has no model_type")
+        raise CheckpointError(f"{path / 'config.json'}: llm_config has no model_type")
     for key in ("architectures", "_name_or_path", "transformers_version", "auto_map", "torch_dtype", "dtype"):
         llm_raw.pop(key, None)
     tiling = {
@@ -155,12 +155,12 @@ def config_to_released(model: Any) -> dict[str, Any]:
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"{path}: no *.safetensors weights found")
+        raise CheckpointError(f"{path}: no *.safetensors weights found")
     state: dict[str, torch.Tensor] = {}
     for file in files:
         for key, tensor in load_file(str(file)).items():
             if key in state:
-                raise ValueError(f"{file}: tensor {key!r} appears in more than one weights file")
+                raise CheckpointError(f"{file}: tensor {key!r} appears in more than one weights file")
             state[key] = tensor
     return state
 
@@ -169,7 +169,7 @@ def read_released(path: Path) -> tuple[H2OVLConfig, dict[str, torch.Tensor], boo
     """(the model config, the weights under their released names, whether tokenizer files are there)."""
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{path}: not a released checkpoint (no config.json)")
+        raise CheckpointError(f"{path}: not a released checkpoint (no config.json)")
     config = config_from_released(json.loads(config_file.read_text()), path)
     # The releases ship a SentencePiece tokenizer.model with tokenizer_config.json and no tokenizer.json.
     has_tokenizer = any(
@@ -201,7 +201,7 @@ def released_state_to_ours(
     problems += [f"missing tensor {ours_to_released(k)!r}" for k in expected if k not in mapped]
     if problems:
         listed = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise ValueError(f"{path}: the weights do not fit the model built from config.json:\n  {listed}")
+        raise CheckpointError(f"{path}: the weights do not fit the model built from config.json:\n  {listed}")
     return mapped
 
 

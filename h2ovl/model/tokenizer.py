@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from h2ovl.constants import ADDED_TOKENS, ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT
-from h2ovl.model.parts import resolve_part
+from h2ovl.model.parts import PretrainedPartError, resolve_part
 
 __all__ = [
     "ADDED_TOKENS",
@@ -96,7 +96,7 @@ def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedToke
     else:
         missing = [t for t in ADDED_TOKENS if t not in tokenizer.get_added_vocab()]
         if missing:
-            raise ValueError(
+            raise PretrainedPartError(
                 f"{path}: the tokenizer lacks the H2OVL tokens {missing}: not a released H2OVL tokenizer "
                 "(a base LLM's tokenizer belongs in model.tokenizer, where they are added)"
             )

@@ -13,6 +13,7 @@ import timm
 import torch
 from torch import nn
 
+from h2ovl.errors import SettingError
 from h2ovl.model.parts import PretrainedPartError, resolve_folder, resolve_part
 
 
@@ -50,7 +51,7 @@ class VisionEncoder(nn.Module):
             **{**config.timm_kwargs, **_conv_stem_kwargs(config)},
         )
         if not 0 < self.num_blocks + (config.select_layer if config.select_layer < 0 else 0) <= self.num_blocks:
-            raise ValueError(f"select_layer {config.select_layer} is outside the encoder's {self.num_blocks} blocks")
+            raise SettingError(f"select_layer {config.select_layer} is outside the encoder's {self.num_blocks} blocks")
         if config.weights:
             load_timm_weights(self.vit, config.weights, config.model_name)
 
@@ -106,7 +107,7 @@ def _conv_stem_kwargs(config: VisionConfig) -> dict[str, Any]:
         return {}
     patch = config.timm_kwargs.get("patch_size")
     if not config.conv_stem or patch is None or 2 ** len(config.conv_stem) != patch:
-        raise ValueError(
+        raise SettingError(
             f"vision conv_stem {config.conv_stem}: needs timm_kwargs.patch_size and log2(patch_size) stride-2 "
             f"convolutions (patch_size={patch})"
         )
@@ -213,6 +214,6 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
         state = pretrained.state_dict()
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise PretrainedPartError(
             f"{weights}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}"
         )

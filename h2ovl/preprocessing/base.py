@@ -81,7 +81,7 @@ class ImagePreprocessor(ABC):
 
     def __init__(self, tile_size: int = 448, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False) -> None:
         if tile_size < 1:
-            raise ValueError(f"tile_size must be positive, got {tile_size}")
+            raise SettingError(f"tile_size must be positive, got {tile_size}")
         self.tile_size = tile_size
         self.max_pixels = max_pixels
         self.fast_path = fast_path

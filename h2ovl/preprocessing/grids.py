@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from h2ovl.errors import SettingError
+
 
 class Grid(NamedTuple):
     """A tiling of the image resized to (cols * T, rows * T)."""
@@ -34,7 +36,7 @@ def candidate_grids(min_tiles: int, max_tiles: int, prior: Grid | None = None) -
     and whose rows does not divide prior.rows, so the fine pass cuts across the coarse seams.
     """
     if min_tiles < 1 or max_tiles < min_tiles:
-        raise ValueError(f"need 1 <= min_tiles <= max_tiles, got min_tiles={min_tiles}, max_tiles={max_tiles}")
+        raise SettingError(f"need 1 <= min_tiles <= max_tiles, got min_tiles={min_tiles}, max_tiles={max_tiles}")
     grids = [
         Grid(cols, rows)
         for cols in range(1, max_tiles + 1)
@@ -70,13 +72,13 @@ def tile_budget_per_image(max_tiles: int, n_images: int) -> int:
 def tokens_per_tile(tile_size: int, patch_size: int, downsample_ratio: float | None) -> int:
     """(tile/patch)^2 * ratio^2 visual tokens per tile; `None` means pixel shuffle off."""
     if tile_size % patch_size:
-        raise ValueError(f"tile_size {tile_size} is not a multiple of patch_size {patch_size}")
+        raise SettingError(f"tile_size {tile_size} is not a multiple of patch_size {patch_size}")
     side = tile_size // patch_size
     if downsample_ratio is None:
         return side * side
     shuffled = side * downsample_ratio
     if abs(shuffled - round(shuffled)) > 1e-9:
-        raise ValueError(
+        raise SettingError(
             f"pixel shuffle ratio {downsample_ratio} does not divide the {side}x{side} patch grid "
             f"(tile_size={tile_size}, patch_size={patch_size})"
         )

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import SettingError
 from h2ovl.preprocessing.base import ImagePreprocessor, TiledImage, TilingPlan
 from h2ovl.preprocessing.image_io import ImageSource
 
@@ -41,10 +42,10 @@ class MixedViews(ImagePreprocessor):
 
     def __init__(self, choices: Sequence[ImagePreprocessor], seed: int = 0) -> None:
         if not choices:
-            raise ValueError("MixedViews needs at least one preprocessor in choices")
+            raise SettingError("MixedViews needs at least one preprocessor in choices")
         sizes = sorted({choice.tile_size for choice in choices})
         if len(sizes) > 1:
-            raise ValueError(f"MixedViews: every choice must make tiles of one size, got tile sizes {sizes}")
+            raise SettingError(f"MixedViews: every choice must make tiles of one size, got tile sizes {sizes}")
         # Loading limits and the fast path are each choice's own: the chosen one does all the work.
         super().__init__(tile_size=sizes[0])
         self.choices = list(choices)

@@ -10,6 +10,7 @@ per image, as the released inference code does (which also gives each image the 
 
 from __future__ import annotations
 
+from h2ovl.errors import SettingError
 from h2ovl.preprocessing.base import ImagePreprocessor, TilingPlan
 from h2ovl.preprocessing.dynamic import dynamic_views
 from h2ovl.preprocessing.grids import SINGLE, candidate_grids, closest_grid, tile_budget_per_image
@@ -33,7 +34,7 @@ class MSAC(ImagePreprocessor):
         super().__init__(tile_size=tile_size, max_pixels=max_pixels, fast_path=fast_path)
         candidate_grids(1, max_tiles)  # validates max_tiles
         if min_fine_tiles < 1:
-            raise ValueError(f"min_fine_tiles must be >= 1, got {min_fine_tiles}")
+            raise SettingError(f"min_fine_tiles must be >= 1, got {min_fine_tiles}")
         self._max_tiles = max_tiles
         self.min_fine_tiles = min_fine_tiles
         self.use_thumbnail = use_thumbnail

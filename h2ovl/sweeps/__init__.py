@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import SettingError
 from h2ovl.sweeps.claims import claims_report
 from h2ovl.sweeps.results import Table, experiment_table, sweep_table, to_markdown, write_table
 from h2ovl.sweeps.runner import Sweep, SweepOptions, tracking_uri
@@ -31,7 +32,7 @@ def table_for(
             table.baseline = baseline
         return client, table
     if not metrics:
-        raise ValueError("--experiment needs --metric (which metrics to tabulate)")
+        raise SettingError("--experiment needs --metric (which metrics to tabulate)")
     return client, experiment_table(client, experiment, metrics, baseline)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from h2ovl.errors import SpecError
 from h2ovl.sweeps.results import Table
 
 HELD, WITHIN_NOISE, REVERSED, MISSING = "held", "within noise", "reversed", "not measured"
@@ -36,14 +37,14 @@ def parse_claims(raw: Any, variants: set[str], where: str) -> list[Claim]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ValueError(f"{where}: claims must be a list of {{better, worse, text}}")
+        raise SpecError(f"{where}: claims must be a list of {{better, worse, text}}")
     claims = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or set(item) != {"better", "worse", "text"}:
-            raise ValueError(f"{where}: claims[{index}] must have exactly the keys better, worse, text; got {item!r}")
+            raise SpecError(f"{where}: claims[{index}] must have exactly the keys better, worse, text; got {item!r}")
         for key in ("better", "worse"):
             if variants and item[key] not in variants:
-                raise ValueError(
+                raise SpecError(
                     f"{where}: claims[{index}].{key} {item[key]!r} is not one of the variants {sorted(variants)}"
                 )
         claims.append(Claim(str(item["better"]), str(item["worse"]), str(item["text"])))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import SettingError
+
 VISUAL_TOKENS = "train/visual_tokens_per_sample"
 THROUGHPUT = ("train/samples_per_sec", "train/device/samples_per_sec")
 
@@ -80,7 +82,7 @@ def filter_value(value: str) -> str:
         return f"'{value}'"
     if '"' not in value:
         return f'"{value}"'
-    raise ValueError(f"{value!r} holds both quote characters and cannot be used in an MLflow search")
+    raise SettingError(f"{value!r} holds both quote characters and cannot be used in an MLflow search")
 
 
 def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
@@ -97,7 +99,7 @@ def find_sweep(client: Any, sweep_id: str) -> tuple[Any, list[Any]]:
         order_by=["attributes.start_time DESC"],
     )
     if not parents:
-        raise ValueError(f"no sweep {sweep_id!r} in the tracking store {client.tracking_uri}")
+        raise SettingError(f"no sweep {sweep_id!r} in the tracking store {client.tracking_uri}")
     parent = parents[0]
     trials = client.search_runs(
         [parent.info.experiment_id],
@@ -156,7 +158,7 @@ def sweep_table(client: Any, sweep_id: str, metrics: list[str] | None = None) ->
 def experiment_table(client: Any, experiment: str, metrics: list[str], baseline: str | None = None) -> Table:
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no experiment {experiment!r} in the tracking store {client.tracking_uri}")
+        raise SettingError(f"no experiment {experiment!r} in the tracking store {client.tracking_uri}")
     runs = [
         r for r in client.search_runs([found.experiment_id], max_results=5000) if r.data.tags.get("role") != "sweep"
     ]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from h2ovl.errors import SettingError, Stopped
+from h2ovl.errors import RunFailed, SettingError, Stopped
 from h2ovl.sweeps.local import device_slots, heartbeat, progress_line
 from h2ovl.sweeps.preloaded import one_cpu_process, preloadable, start_forkserver
 from h2ovl.sweeps.results import filter_value
@@ -94,9 +94,9 @@ class Sweep:
 
     def __init__(self, spec: SweepSpec, options: SweepOptions) -> None:
         if options.launcher not in ("local", "slurm"):
-            raise ValueError(f"launcher must be 'local' or 'slurm', got {options.launcher!r}")
+            raise SettingError(f"launcher must be 'local' or 'slurm', got {options.launcher!r}")
         if options.parallel < 1:
-            raise ValueError(f"--parallel must be at least 1, got {options.parallel}")
+            raise SettingError(f"--parallel must be at least 1, got {options.parallel}")
         self.spec, self.options = spec, options
         self.sweep_id = options.sweep_id or spec.name
         self.folder = Path(options.out) / self.sweep_id
@@ -159,7 +159,7 @@ class Sweep:
             return trials
         chosen = [t for t in trials if t.name in only or t.variant in only]
         if not chosen:
-            raise ValueError(f"--only {only} matches no trial; trials: {[t.name for t in trials]}")
+            raise SettingError(f"--only {only} matches no trial; trials: {[t.name for t in trials]}")
         return chosen
 
     def plan(self) -> list[dict[str, Any]]:
@@ -438,7 +438,7 @@ class Sweep:
                     )
                 self._progress(trial, fields)
                 if fields["status"] != FINISHED:
-                    raise RuntimeError(f"the sweep's {trial.name} failed; see {log_file}:\n{fields['error']}")
+                    raise RunFailed(f"the sweep's {trial.name} failed; see {log_file}:\n{fields['error']}")
             self.state.update(init_checkpoint=self.stage_checkpoint(trial))
 
     def best_variant(self) -> tuple[str, float] | None:

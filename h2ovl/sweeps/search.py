@@ -16,7 +16,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from h2ovl.sweeps.spec import SweepSpec, Trial, format_value, short
+from h2ovl.sweeps.spec import SpecError, SweepSpec, Trial, format_value, short
 
 
 def distributions(search: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class OptunaTrials:
         samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
         name = spec.optuna.get("sampler", "tpe")
         if name not in samplers:
-            raise ValueError(f"{spec.path}: optuna.sampler must be one of {sorted(samplers)}, got {name!r}")
+            raise SpecError(f"{spec.path}: optuna.sampler must be one of {sorted(samplers)}, got {name!r}")
         folder.mkdir(parents=True, exist_ok=True)
         self.storage = spec.optuna.get("storage") or f"sqlite:///{(folder / 'optuna.db').resolve()}"
         self.study = optuna.create_study(

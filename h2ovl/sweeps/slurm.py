@@ -8,9 +8,11 @@ constraint, setup (shell lines run before each trial), and `cluster`: `slurm` (d
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from h2ovl.errors import SettingError, SpecError
 from h2ovl.sweeps.trials import run_command
 
 _PARAMETERS = {
@@ -41,7 +43,7 @@ def executor_parameters(slurm: dict[str, Any], parallel: int) -> dict[str, Any]:
             parameters[name] = slurm[key]
     unknown = set(slurm) - {*_PARAMETERS, "gpus_per_trial", "time_min", "nodes", "cpus_per_task", "mem_gb", "cluster"}
     if unknown:
-        raise ValueError(f"unknown slurm keys {sorted(unknown)}")
+        raise SpecError(f"unknown slurm keys {sorted(unknown)}")
     return parameters
 
 
@@ -52,6 +54,11 @@ def submit_array(
     import submitit
 
     cluster = slurm.get("cluster", "slurm")
+    if cluster == "slurm" and shutil.which("srun") is None:  # submitit's own test, with a traceback
+        raise SettingError(
+            "--launcher slurm: no SLURM on this machine (no srun on PATH); submit from a cluster's login node, "
+            "or set slurm.cluster: local in the spec to try the submission here"
+        )
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
     parameters = executor_parameters(slurm, parallel)
     if cluster != "slurm":  # local/debug executors take only the generic parameters

@@ -31,13 +31,8 @@ from typing import Any
 
 import yaml
 
-from h2ovl.errors import UserError, read_text_file
+from h2ovl.errors import SpecError, read_text_file
 from h2ovl.sweeps.claims import Claim, parse_claims
-
-
-class SpecError(UserError, ValueError):
-    """A sweep spec that cannot be run; the message names the file and key."""
-
 
 STRATEGIES = ("grid", "random", "optuna")
 INIT_STAGE = "init-stage"  # the init stages' trial names (and their MLflow runs' role tag)

@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from h2ovl.errors import SettingError
 from h2ovl.synth.tasks import TASKS, Drawn
 
 __all__ = ["GENERATOR_VERSION", "TASKS", "write_synthetic"]
@@ -54,9 +55,9 @@ def write_synthetic(
     tasks = list(tasks or TASKS)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ValueError(f"unknown synthetic tasks {unknown}; choose from {sorted(TASKS)}")
+        raise SettingError(f"unknown synthetic tasks {unknown}; choose from {sorted(TASKS)}")
     if n < len(tasks):
-        raise ValueError(f"n={n} is less than one sample per task ({len(tasks)} tasks)")
+        raise SettingError(f"n={n} is less than one sample per task ({len(tasks)} tasks)")
     out = Path(out)
     metas: dict[str, dict] = {"train": {}, "val": {}, "test": {}}
     per_task = n // len(tasks)

@@ -18,6 +18,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from h2ovl.errors import SettingError
 from h2ovl.partial_writes import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
 from h2ovl.training.tracking import MLflowTracker
@@ -55,7 +56,7 @@ class Throughput(ThroughputMonitor):
 
     def __init__(self, window_size: int = 20) -> None:
         if window_size < 2:  # rates are differences between the window's first and last batch
-            raise ValueError(f"throughput.window_size must be at least 2, got {window_size}")
+            raise SettingError(f"throughput.window_size must be at least 2, got {window_size}")
         super().__init__(batch_size_fn=_samples, length_fn=_real_tokens, window_size=window_size)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

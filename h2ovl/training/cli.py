@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentError
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
@@ -69,6 +70,9 @@ class H2OVLCLI(LightningCLI):
             auto_configure_optimizers=False,
             args=list(args) if args is not None else None,
             run=run,
+            # A value the parser refuses raises (one line, exit 2 in `run_lightning`) instead of printing
+            # the whole usage of every key and exiting.
+            parser_kwargs={"exit_on_error": False, **{name: {"exit_on_error": False} for name in SUBCOMMANDS}},
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -272,17 +276,14 @@ def check_fit_config(config: dict[str, Any], name: str) -> None:
 
     import yaml
 
-    errors = io.StringIO()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         yaml.safe_dump(config, file)
         file.flush()
         try:
-            with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()):
                 ParseOnlyCLI(args=["--config", file.name], run=False)
-        except SystemExit:
-            lines = [line for line in errors.getvalue().splitlines() if line.strip() and not line.startswith("usage:")]
-            reason = lines[-1].strip().removeprefix("error:").strip() if lines else "the config does not parse"
-            raise ConfigError(f"{name}: {reason}") from None
+        except ArgumentError as error:
+            raise ConfigError(f"{name}: {error}") from None
 
 
 def watch_parent() -> None:
@@ -313,6 +314,8 @@ def run_lightning(argv: Sequence[str]) -> None:
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
         try:
             H2OVLCLI(args=expand_config_args(list(argv)))
+        except ArgumentError as error:
+            raise ConfigError(f"{error} (see h2ovl {argv[0]} --help)") from None
         except torch.OutOfMemoryError as error:
             hint = getattr(error, "h2ovl_hint", None)  # noted by OutOfMemoryReport while the run was still in reach
             if hint is None:

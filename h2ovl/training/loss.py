@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from h2ovl.constants import IGNORE_INDEX
+from h2ovl.errors import SettingError
 
 #: reduction -> the power p of the per-sample weight n_s^-p
 REDUCTIONS = {"token": 0.0, "sample": 1.0, "square": 0.5}
@@ -27,7 +28,7 @@ LossReduction = Literal["token", "sample", "square"]
 
 def check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+        raise SettingError(f"loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
 
 
 def weighted_loss(

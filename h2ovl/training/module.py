@@ -13,8 +13,8 @@ from torchmetrics import MeanMetric
 
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
-from h2ovl.errors import SettingError, TrainingDiverged
-from h2ovl.model.h2ovl import H2OVL
+from h2ovl.errors import CheckpointError, SettingError, TrainingDiverged
+from h2ovl.model.h2ovl import H2OVL, Attention
 from h2ovl.model.parts import resolve_folder
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.model.tokenizer import load_tokenizer
@@ -110,6 +110,9 @@ class H2OVLModule(L.LightningModule):
             the loss is reduced over the global batch, so every rank decides alike): "stop" ends the run
             naming the step and its samples, the last checkpoint before it kept; "skip" drops that step's
             update (no weight or optimizer-state change) and counts it (`train/skipped_nonfinite`).
+        attention: the LLM's attention kernel. Packed rows (`data.pack_tokens`) stay exact under each;
+            "flex_attention" never materialises their block-diagonal mask (GPU training: torch has no CPU
+            backward for it), "flash_attention_2" uses its varlen path where the package is installed.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class H2OVLModule(L.LightningModule):
         max_new_tokens: int = 64,
         val_generation: ValGeneration | None = None,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        attention: Attention = "sdpa",
     ) -> None:
         super().__init__()
         if nonfinite_loss not in ("stop", "skip"):
@@ -150,19 +154,22 @@ class H2OVLModule(L.LightningModule):
         check_reduction(loss_reduction)
         if released:
             folder = resolve_folder("model.released", released)  # a hub id: its snapshot in the cache
-            self.model, self.tokenizer = H2OVL.from_released(folder), load_tokenizer(folder, add_missing=False)
+            self.model = H2OVL.from_released(folder, attention=attention)
+            self.tokenizer = load_tokenizer(folder, add_missing=False)
             if overrides or vision_weights or llm or tokenizer:
-                raise ValueError(
+                raise SettingError(
                     "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "
                     "leave vision_weights, llm, tokenizer, preprocessor and pixel_shuffle unset"
                 )
         else:
             overrides.update({"llm_weights": llm, "tokenizer": tokenizer})
-            self.model, self.tokenizer = H2OVL.from_preset(preset, vision_weights=vision_weights, **overrides)
+            self.model, self.tokenizer = H2OVL.from_preset(
+                preset, vision_weights=vision_weights, attention=attention, **overrides
+            )
         self.preprocessor = self.model.build_preprocessor()
         self.processor = Processor(self.tokenizer, self.preprocessor, self.model.tokens_per_tile)
         if self.preprocessor.tile_size != self.model.vision.tile_size:  # else step 1 fails on a token count
-            raise ValueError(
+            raise SettingError(
                 f"model.preprocessor makes {self.preprocessor.tile_size}-px tiles but the {preset!r} ViT takes "
                 f"{self.model.vision.tile_size}-px tiles: set model.preprocessor.init_args.tile_size: {self.model.vision.tile_size}"
             )
@@ -173,7 +180,7 @@ class H2OVLModule(L.LightningModule):
             self._load_weights(init_from, tuple(init_exclude or ()))
         self.val_generation = val_generation or ValGeneration()
         if self.val_generation.every < 1:
-            raise ValueError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
+            raise SettingError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
         generated = max(self.val_generation.samples, self.val_generation.final_samples or 0)
         self.val_scorer = None
         if generated > 0:
@@ -204,14 +211,19 @@ class H2OVLModule(L.LightningModule):
             try:
                 kept = fit_projector_input(kept, PROJECTOR_PREFIX, self.model.projector[0].weight.numel())
             except ValueError as error:
-                raise ValueError(f"init_from {path}: {error}") from None
+                raise CheckpointError(f"init_from {path}: {error}") from None
         missing, unexpected = self.load_state_dict(kept, strict=False)
         missing = [k for k in missing if not k.startswith(exclude)] if exclude else missing
         if missing or unexpected:
-            raise ValueError(f"init_from {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys")
+            raise CheckpointError(f"init_from {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys")
 
     # -- fit -------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        if self.hparams.attention == "flex_attention" and self.device.type == "cpu":
+            raise SettingError(
+                f"model.attention: flex_attention has no backward on CPU (torch {torch.__version__}): train on CPU "
+                "with sdpa, which keeps packed rows exact too"
+            )
         report = self.model.parameter_report()
         lines = ", ".join(f"{part} {c['trainable']:,} trainable / {c['frozen']:,} frozen" for part, c in report.items())
         log.info("parameters: %s", lines)

@@ -63,7 +63,7 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         super().__init__(tensor_parallel_size=1, save_distributed_checkpoint=save_distributed_checkpoint, **kwargs)
         for name, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
             if value is not None and value not in _DTYPES:
-                raise ValueError(f"strategy {name} must be one of {sorted(_DTYPES)} or null, got {value!r}")
+                raise SettingError(f"strategy {name} must be one of {sorted(_DTYPES)} or null, got {value!r}")
         self.mixed_precision = MixedPrecisionPolicy(
             param_dtype=_DTYPES.get(param_dtype or ""), reduce_dtype=_DTYPES.get(reduce_dtype or "")
         )
