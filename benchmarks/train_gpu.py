@@ -264,6 +264,7 @@ def build_module(stage: str, args: argparse.Namespace, tokenizer_dir: str | None
         tokenizer=tokenizer_dir,
         trainable=trainable,
         gradient_checkpointing=checkpointing,
+        attention=args.attention,
     )
 
 
@@ -353,6 +354,7 @@ def row_key(stage: str, mode: str, checkpointing: bool, layout: str, args: argpa
         "layout": layout,
         "micro_batch": args.micro_batch if layout == "padded" else f"{args.pack_rows}x{args.pack_tokens} tokens",
         "accumulation": args.accumulate,
+        "attention": args.attention,
         "paper_samples_per_s": PAPER_SAMPLES_PER_S[stage],
     }
 
@@ -469,6 +471,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pack-tokens", type=int, default=8192, help="tokens per packed row")
     parser.add_argument("--pack-tiles", type=int, default=64, help="tiles per packed row")
     parser.add_argument("--pack-rows", type=int, default=1, help="packed rows per micro-batch")
+    parser.add_argument(
+        "--attention", default="sdpa", choices=["sdpa", "flex_attention", "flash_attention_2"], help="the LLM's kernel"
+    )
     parser.add_argument("--samples", type=int, default=64, help="samples drawn from the page mix, cycled")
     parser.add_argument("--text", type=int, default=256, help="text tokens per sample")
     parser.add_argument("--answer", type=int, default=128, help="of which supervised")

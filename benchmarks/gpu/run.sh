@@ -4,7 +4,7 @@
 # 1. installs the wheels carried in .whl/ (what the GPU image lacks; benchmarks/gpu/fetch_wheels.sh);
 # 2. benchmarks/train_gpu.py: the 0.8B and 2B fine-tunes at real shapes (their own tiling of the page mix,
 #    the recipe's micro-batch and accumulation): single-device with activation checkpointing on and off,
-#    padded and packed; FSDP2; then the largest micro-batch under an H100's 80 GB and under the device's
+#    padded and packed (packed again under flex attention); FSDP2; then the largest micro-batch under an H100's 80 GB and under the device's
 #    memory (JSON after every row, each part under its own time limit);
 # 3. benchmarks/gpu/fit_smoke.py: 20 steps of the 0.8B fine-tune through `h2ovl fit` (bf16, FSDP2, MLflow).
 # --tiny runs the same on CPU at the tiny shapes (the suite does, so this cannot rot). Budget: <= 8 min.
@@ -26,10 +26,12 @@ if [ -n "$TINY" ]; then
 else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
   STAGES="--stages 0.8b/finetune 2b/finetune --warmup 1 --steps 1"
-  timeout 200 $PYTHON benchmarks/train_gpu.py $STAGES --modes single --out "$OUT/train_gpu.json" || echo "rows ended with $?"
+  timeout 170 $PYTHON benchmarks/train_gpu.py $STAGES --modes single --out "$OUT/train_gpu.json" || echo "rows ended with $?"
+  timeout 60 $PYTHON benchmarks/train_gpu.py $STAGES --modes single --checkpointing on --layouts packed \
+    --attention flex_attention --out "$OUT/train_gpu_flex.json" || echo "flex attention rows ended with $?"
   timeout 70 $PYTHON benchmarks/train_gpu.py $STAGES --modes fsdp --checkpointing on --layouts padded \
     --out "$OUT/train_gpu_fsdp.json" || echo "FSDP rows ended with $?"
-  timeout 100 $PYTHON benchmarks/train_gpu.py $STAGES --modes --max-batch --max-batch-limit 32 \
+  timeout 90 $PYTHON benchmarks/train_gpu.py $STAGES --modes --max-batch --max-batch-limit 32 \
     --out "$OUT/train_gpu_max_batch.json" || echo "micro-batch search ended with $?"
 fi
 $PYTHON benchmarks/gpu/fit_smoke.py $TINY --out "$OUT/fit"
