@@ -196,6 +196,29 @@ def test_compose_extends_overrides_and_interpolates(tmp_path: Path):
     assert config["trainer"]["max_steps"] == 2
 
 
+def test_preprocessors_go_by_the_short_names_the_docs_use(tmp_path: Path):
+    from h2ovl.training.compose import expand_config_args
+
+    (tmp_path / "short.yaml").write_text("model:\n  preprocessor: msac\n")
+    assert compose(tmp_path / "short.yaml")["model"]["preprocessor"] == "h2ovl.preprocessing.MSAC"
+    (tmp_path / "mapped.yaml").write_text("model:\n  preprocessor: {class_path: dynamic, init_args: {max_tiles: 4}}\n")
+    assert compose(tmp_path / "mapped.yaml")["model"]["preprocessor"] == {
+        "class_path": "h2ovl.preprocessing.DynamicResolution",
+        "init_args": {"max_tiles": 4},
+    }
+    assert expand_config_args(["--model.preprocessor", "Fixed", "--model.preprocessor.class_path=msac"]) == [
+        "--model.preprocessor",
+        "h2ovl.preprocessing.FixedResize",
+        "--model.preprocessor.class_path=h2ovl.preprocessing.MSAC",
+    ]
+    assert expand_config_args(["--model.preprocessor", "MixedViews"])[1] == "MixedViews"  # a class name stays
+    (tmp_path / "typo.yaml").write_text("model:\n  preprocessor: dynamo\n")
+    with pytest.raises(
+        ConfigError, match=r"typo\.yaml: model\.preprocessor 'dynamo' is not a preprocessor: name one of "
+    ):
+        compose(tmp_path / "typo.yaml")
+
+
 def test_compose_errors_name_the_file(tmp_path: Path):
     (tmp_path / "a.yaml").write_text("extends: [b.yaml]\n")
     (tmp_path / "b.yaml").write_text("extends: [a.yaml]\n")

@@ -23,6 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from h2ovl.errors import UserError, read_text_file
+from h2ovl.preprocessing.base import SHORT_NAMES
 
 
 class ConfigError(UserError, ValueError):
@@ -64,11 +65,36 @@ def compose(path: str | Path) -> dict[str, Any]:
     """The composed, interpolated config of `path` as plain data."""
     path = Path(path).resolve()
     try:
-        return OmegaConf.to_container(_load(path, ()), resolve=True)
+        config = OmegaConf.to_container(_load(path, ()), resolve=True)
     except ConfigError:
         raise
     except Exception as err:  # omegaconf's interpolation and YAML errors, with the file named
         raise ConfigError(f"{path}: {err}") from err
+    model = config.get("model") if isinstance(config, dict) else None
+    if isinstance(model, dict) and "preprocessor" in model:
+        model["preprocessor"] = preprocessor_value(model["preprocessor"], f"{path}: model.preprocessor")
+    return config
+
+
+#: The class names a bare `model.preprocessor` may give besides the short names.
+_CLASS_NAMES = (*SHORT_NAMES.values(), "MixedViews")
+
+
+def preprocessor_value(value: Any, where: str) -> Any:
+    """`model.preprocessor` with a short name (`fixed`, `dynamic`, `msac`: what the docs and `h2ovl preview`
+    say) given as its class path; a bare name that is neither a short name nor a class of ours is refused,
+    naming the valid ones (jsonargparse would say only that it is not an import path)."""
+    name = value.get("class_path") if isinstance(value, dict) else value
+    if not isinstance(name, str):
+        return value
+    if name.lower() in SHORT_NAMES:
+        name = f"h2ovl.preprocessing.{SHORT_NAMES[name.lower()]}"
+    elif "." not in name and name not in _CLASS_NAMES:
+        raise ConfigError(
+            f"{where} {name!r} is not a preprocessor: name one of {', '.join(SHORT_NAMES)} "
+            f"(or a class: {', '.join(_CLASS_NAMES)}, or a class path)"
+        )
+    return {**value, "class_path": name} if isinstance(value, dict) else name
 
 
 def compose_to_yaml(path: str | Path) -> str:
@@ -77,7 +103,7 @@ def compose_to_yaml(path: str | Path) -> str:
 
 def expand_config_args(argv: list[str]) -> list[str]:
     """Replace each `--config FILE` (or `-c FILE`, `--config=FILE`) by its composed YAML text, which
-    LightningCLI accepts in place of a path."""
+    LightningCLI accepts in place of a path, and a short preprocessor name by its class path."""
     out: list[str] = []
     args = iter(argv)
     for arg in args:
@@ -88,6 +114,12 @@ def expand_config_args(argv: list[str]) -> list[str]:
             out += ["--config", compose_to_yaml(target)]
         elif arg.startswith("--config="):
             out += ["--config", compose_to_yaml(arg.split("=", 1)[1])]
+        elif arg in ("--model.preprocessor", "--model.preprocessor.class_path"):
+            value = next(args, None)
+            out += [arg] + ([] if value is None else [preprocessor_value(value, arg)])
+        elif arg.startswith(("--model.preprocessor=", "--model.preprocessor.class_path=")):
+            key, value = arg.split("=", 1)
+            out.append(f"{key}={preprocessor_value(value, key)}")
         else:
             out.append(arg)
     return out
