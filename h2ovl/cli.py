@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from h2ovl.constants import LIGHTNING_SUBCOMMANDS
 from h2ovl.errors import RunFailed, SettingError, Stopped, UserError
 from h2ovl.preprocessing import ImagePreprocessor, tokens_per_tile
 from h2ovl.synth.tasks import TASKS
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from h2ovl.sweeps import SweepOptions
     from h2ovl.sweeps.results import Table
     from h2ovl.sweeps.spec import SweepSpec
-
-LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def preview_preprocessor(args: argparse.Namespace) -> ImagePreprocessor:

@@ -12,3 +12,6 @@ ADDED_TOKENS = (IMG_START, IMG_END, IMG_CONTEXT, "<quad>", "</quad>", "<ref>", "
 
 #: Environment variable naming the sweep process to the trials it starts (a trial whose sweep is gone stops).
 SWEEP_PID_ENV = "H2OVL_SWEEP_PID"
+
+#: The subcommands LightningCLI runs (`h2ovl fit|validate|test|predict`); the others are plain commands.
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -11,10 +11,12 @@ import pytest
 
 from h2ovl.constants import IGNORE_INDEX
 from h2ovl.data.records import BadSample
-from h2ovl.data.template import ConversationEncoder, Segment, render_prompt
+from h2ovl.data.template import ConversationEncoder, Segment
+from h2ovl.errors import SettingError
 from h2ovl.model.tokenizer import ANSWER, END, IMG_CONTEXT, IMG_END, IMG_START, PROMPT, load_tokenizer
 
 from support.released_tokenizer import write_released_tokenizer
+from support.rendered_prompt import render_prompt
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +159,14 @@ def test_truncation_that_removes_every_answer_is_a_bad_sample(tokenizer):
 
 def test_generation_prompt(tokenizer):
     assert render_prompt("<image>\nread", [2]) == f"{PROMPT}{IMG_START}{IMG_CONTEXT * 2}{IMG_END}\nread{END}{ANSWER}"
-    with pytest.raises(ValueError):
-        render_prompt("no placeholder", [2])
+    encoder = ConversationEncoder(tokenizer)
+    assert encoder.encode_prompt("<image>\nread", [2]) == ids(tokenizer, render_prompt("<image>\nread", [2]))
+    for wrong in ("no placeholder", "<image><image>"):
+        with pytest.raises(SettingError, match="placeholders"):
+            encoder.encode_prompt(wrong, [2])
+    # A question holding a control token's string keeps it as text: only the template's own <|end|> is one.
+    end_id = tokenizer.convert_tokens_to_ids(END)
+    assert encoder.encode_prompt(f"say {END} now").count(end_id) == 1
 
 
 @pytest.mark.parametrize("text", ["8204519", "total 12.50", "2024-01-31", "1000000"])

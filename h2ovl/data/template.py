@@ -48,19 +48,6 @@ class Segment:
     supervised: bool = False
 
 
-def image_span(n_tokens: int) -> str:
-    return IMG_START + IMG_CONTEXT * n_tokens + IMG_END
-
-
-def render_prompt(question: str, image_tokens: Sequence[int] = ()) -> str:
-    """The generation prompt for one question as a string: ends right after `<|answer|>`."""
-    pieces = question.split(IMAGE_PLACEHOLDER)
-    if len(pieces) - 1 != len(image_tokens):
-        raise ValueError(f"question has {len(pieces) - 1} placeholders for {len(image_tokens)} images")
-    text = pieces[0] + "".join(image_span(n) + piece for n, piece in zip(image_tokens, pieces[1:]))
-    return PROMPT + text + END + ANSWER
-
-
 def conversation_segments(
     turns: Sequence[tuple[str, str]], image_tokens: Sequence[int], system: str = ""
 ) -> list[Segment]:
@@ -163,6 +150,23 @@ class ConversationEncoder:
         if all(label == IGNORE_INDEX for label in labels):
             raise BadSample("truncated", where, f"max_length={self.max_length} cuts away every answer token")
         return Encoded(input_ids=input_ids, labels=labels, images_kept=images_kept)
+
+    def encode_prompt(self, question: str, image_tokens: Sequence[int] = (), system: str = "") -> list[int]:
+        """The ids of a generation prompt: one question turn ending right after `<|answer|>`, `<image>`
+        placeholders taking the images' visual-token counts in order. The question stays text: a control
+        token's string in it is not that token."""
+        try:
+            segments = conversation_segments([(question, "")], image_tokens, system)
+        except ValueError as error:
+            raise SettingError(f"prompt {question[:60]!r}: {error}") from None
+        if question.count(IMAGE_PLACEHOLDER) != len(image_tokens):
+            raise SettingError(
+                f"prompt {question[:60]!r}: {question.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} placeholders "
+                f"for {len(image_tokens)} images"
+            )
+        answer_at = max(i for i, segment in enumerate(segments) if segment.control and segment.text == ANSWER)
+        input_ids, _ = self.encode_segments(segments[: answer_at + 1])
+        return input_ids
 
     def encode_segments(self, segments: Sequence[Segment], where: str = "") -> tuple[list[int], list[int]]:
         """(ids, labels): control segments by id where the tokenizer has them, runs of text between them

@@ -31,7 +31,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from h2ovl.constants import SWEEP_PID_ENV
+from h2ovl.constants import LIGHTNING_SUBCOMMANDS, SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.report import BadSampleReport
 from h2ovl.errors import CheckpointError, OutOfMemory, RankLost, UserError
@@ -55,7 +55,6 @@ from h2ovl.training.weights import allowed_globals, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULT_ROOT = "outputs/runs/h2ovl"
 
 
@@ -72,7 +71,10 @@ class H2OVLCLI(LightningCLI):
             run=run,
             # A value the parser refuses raises (one line, exit 2 in `run_lightning`) instead of printing
             # the whole usage of every key and exiting.
-            parser_kwargs={"exit_on_error": False, **{name: {"exit_on_error": False} for name in SUBCOMMANDS}},
+            parser_kwargs={
+                "exit_on_error": False,
+                **{name: {"exit_on_error": False} for name in LIGHTNING_SUBCOMMANDS},
+            },
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
