@@ -21,7 +21,7 @@ def test_the_prepared_gpu_script_runs_in_its_tiny_form(tmp_path: Path):
         ["bash", str(ROOT / "benchmarks/gpu/run.sh"), "--tiny"], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = json.loads((tmp_path / "train_gpu.json").read_text())
+    rows = json.loads((tmp_path / "train_gpu.json").read_text())["rows"]
     assert rows and all(row.get("error") is None for row in rows)
     (fit,) = [json.loads(line)["fit_smoke"] for line in result.stdout.splitlines() if line.startswith('{"fit_smoke"')]
     assert fit["exit_code"] == 0 and fit["run_status"] == "FINISHED" and fit["train/loss"] > 0
