@@ -156,10 +156,16 @@ def test_visual_tokens_land_in_tile_order(tiny):
 def test_token_count_mismatch_is_an_error_naming_both_counts(tiny):
     model, tokenizer = tiny
     ids, labels = _prompt(tokenizer, model.tokens_per_tile)
+    tiles = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    model.eval()
     with pytest.raises(ValueError, match=r"hold 16 <IMG_CONTEXT> tokens but the 2 tiles give 32 visual tokens"):
-        model(ids, pixel_values=torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+        model(ids, pixel_values=tiles)
     with pytest.raises(ValueError, match="no pixel_values"):
         model(ids)
+    # In training the check runs on the device without a host sync (on a GPU: a device-side assert).
+    model.train()
+    with pytest.raises(RuntimeError, match=r"<IMG_CONTEXT> tokens are not the 32 visual tokens of the 2 tiles"):
+        model(ids, pixel_values=tiles)
 
 
 def test_all_masked_labels_are_refused(tiny):

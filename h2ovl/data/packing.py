@@ -51,7 +51,8 @@ def collate_rows(
 
     Keys: `input_ids`, `labels`, `position_ids`, `attention_mask` (1 on real tokens), `sample_index`
     (which sample of the batch each token belongs to, -1 on padding), `pixel_values` (uint8 tiles of all
-    samples in token order), `tiles_per_sample`, `packed`, `ids`, `datasets`, `references`.
+    samples in token order), `tiles_per_sample`, `packed`, `ids`, `datasets`, `references`, and where the
+    loss is computed (`supervision`).
     """
     lengths = [sum(s.length for s in row) for row in rows]
     width = -(-max(lengths) // pad_to_multiple_of) * pad_to_multiple_of
@@ -88,6 +89,21 @@ def collate_rows(
         "ids": [s.id for s in samples],
         "datasets": [s.dataset for s in samples],
         "references": [s.reference for s in samples],
+        **supervision(labels, sample_index),
+    }
+
+
+def supervision(labels: torch.Tensor, sample_index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where a batch's loss is computed, found here on the host so the training step needs no host sync
+    (selecting the supervised positions on the GPU would wait for their count): `loss_positions`, the flat
+    indices into the batch's rows x width positions whose next token is supervised; `loss_targets`, those
+    next tokens; `loss_owners`, the sample (of the batch) each belongs to."""
+    width = labels.shape[1]
+    row, column = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+    return {
+        "loss_positions": row * width + column,
+        "loss_targets": labels[row, column + 1],
+        "loss_owners": sample_index[row, column + 1],
     }
 
 

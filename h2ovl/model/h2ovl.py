@@ -182,22 +182,37 @@ class H2OVL(nn.Module):
         all-gathers, and the paper's mixtures have text-only samples."""
         embeds = self.llm.get_input_embeddings()(input_ids)
         slots = input_ids == self.image_token_id
-        n_slots = int(slots.sum())
         if pixel_values is None or pixel_values.shape[0] == 0:
-            if n_slots:
-                raise ValueError(f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but no pixel_values were given")
+            self._check_image_slots(slots, 0, 0)
             if self.training or torch.distributed.is_initialized():
                 size = self.vision.tile_size
                 blank = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=input_ids.device)
                 embeds = embeds + 0 * self.encode_images(blank).sum().to(embeds.dtype)
             return embeds
         visual = self.encode_images(pixel_values)
-        if n_slots != visual.shape[0]:
-            raise ValueError(
-                f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but the {pixel_values.shape[0]} tiles give "
-                f"{visual.shape[0]} visual tokens ({self.tokens_per_tile} per tile)"
-            )
+        self._check_image_slots(slots, visual.shape[0], pixel_values.shape[0])
         return embeds.masked_scatter(slots.unsqueeze(-1), visual.to(embeds.dtype))
+
+    def _check_image_slots(self, slots: torch.Tensor, visual_tokens: int, tiles: int) -> None:
+        """The `<IMG_CONTEXT>` positions must be as many as the visual tokens. In training the check runs on
+        the device (`torch._assert_async`), since reading the count would stall the step on a host sync
+        (the data side builds every sample with matching counts; this guards the model's own contract);
+        elsewhere the count is read, to name both numbers."""
+        if self.training:
+            torch._assert_async(
+                slots.sum() == visual_tokens,
+                f"input_ids' {IMG_CONTEXT} tokens are not the {visual_tokens} visual tokens of the {tiles} tiles",
+            )
+            return
+        n_slots = int(slots.sum())
+        if n_slots == visual_tokens:
+            return
+        if tiles == 0:
+            raise ValueError(f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but no pixel_values were given")
+        raise ValueError(
+            f"input_ids hold {n_slots} {IMG_CONTEXT} tokens but the {tiles} tiles give "
+            f"{visual_tokens} visual tokens ({self.tokens_per_tile} per tile)"
+        )
 
     def forward(
         self,

@@ -17,7 +17,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from h2ovl.constants import IGNORE_INDEX
 from h2ovl.errors import SettingError
 
 #: reduction -> the power p of the per-sample weight n_s^-p
@@ -31,26 +30,26 @@ def check_reduction(reduction: str) -> None:
         raise SettingError(f"loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
 
 
-def weighted_loss(
-    logits: torch.Tensor, labels: torch.Tensor, sample_index: torch.Tensor, reduction: str = "token"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_loss(logits: torch.Tensor, batch: dict, reduction: str = "token") -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of w_t * CE_t, sum of w_t) over one micro-batch's supervised tokens.
 
-    `sample_index` says which sample each position belongs to (packed rows hold several); position t's
-    logits predict label t + 1, which belongs to the same sample wherever it is supervised."""
-    targets = labels[:, 1:]
-    supervised = targets != IGNORE_INDEX
-    if not bool(supervised.any()):
+    The batch says where they are (`supervision`, computed while collating): position p's logits predict
+    the token after it, and only those positions reach the (full-vocabulary, fp32) cross entropy. No host
+    sync: every shape here is known from the batch."""
+    positions, owners = batch["loss_positions"], batch["loss_owners"]
+    if positions.numel() == 0:
         raise ValueError("labels supervise no token: refusing to train on a zero loss")
-    # Only supervised positions reach the (full-vocabulary, fp32) cross entropy.
-    ce = F.cross_entropy(logits[:, :-1][supervised].float(), targets[supervised], reduction="none")
+    ce = F.cross_entropy(
+        logits.flatten(0, 1).index_select(0, positions).float(), batch["loss_targets"], reduction="none"
+    )
     power = REDUCTIONS[reduction]
     if power == 0.0:
         weights = torch.ones_like(ce)
-    else:
-        owners = sample_index[:, 1:][supervised]
-        counts = torch.bincount(owners)
-        weights = counts[owners].to(ce.dtype).pow(-power)
+    else:  # n_s per sample by scatter into a vector of the batch's sample count (a bincount would sync)
+        counts = torch.zeros(len(batch["ids"]), dtype=ce.dtype, device=ce.device).index_add_(
+            0, owners, torch.ones_like(ce)
+        )
+        weights = counts[owners].pow(-power)
     return (weights * ce).sum(), weights.sum()
 
 

@@ -243,7 +243,7 @@ class H2OVLModule(L.LightningModule):
 
     def _weighted_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(**{**model_inputs(batch), "labels": None}).logits
-        return weighted_loss(logits, batch["labels"], batch["sample_index"], self.hparams.loss_reduction)
+        return weighted_loss(logits, batch, self.hparams.loss_reduction)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss_sum, weight = self._weighted_loss(batch)
@@ -259,7 +259,7 @@ class H2OVLModule(L.LightningModule):
         )
         self._log_step("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
         rows, seq_len = batch["input_ids"].shape
-        self.flops_per_batch = training_flops(self.model, int(batch["tiles_per_sample"].sum()), rows, seq_len)
+        self.flops_per_batch = training_flops(self.model, batch["pixel_values"].shape[0], rows, seq_len)
         return loss_sum * GlobalLossNormalizer.backward_scale(
             self.trainer.world_size, self.trainer.accumulate_grad_batches
         )
