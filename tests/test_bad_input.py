@@ -311,8 +311,8 @@ def test_an_unreadable_image_is_named(tmp_path, monkeypatch, capsys):
     ("args", "expected"),
     [
         (
-            ["--model.preprocessor", "h2ovl.preprocessing.MSAC"],
-            "makes 448-px tiles but the 'tiny' ViT takes 64-px tiles: set model.preprocessor.init_args.tile_size: 64",
+            ["--model.preprocessor", "msac", "--model.preprocessor.init_args.tile_size", "448"],
+            "makes 448-px tiles but the 'tiny' ViT takes 64-px tiles: leave model.preprocessor.init_args.tile_size unset",
         ),
         (["--best.monitor", "val/cer/cer", "--model.val_generation.samples", "0"], "validation generates nothing"),
         (["--trainer.accelerator", "gpu"], "on a CPU machine add --trainer.accelerator cpu"),

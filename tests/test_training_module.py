@@ -42,6 +42,26 @@ def test_pixel_shuffle_switch_and_preprocessor_override():
     assert type(off.preprocessor).__name__ == "FixedResize"
 
 
+def test_the_vision_tower_owns_the_tile_size():
+    """A preprocessor config without a tile size makes the tiles the model's ViT takes, and records none (a
+    checkpoint of it loads into the model it belongs to); MixedViews passes the size to every choice."""
+    msac = H2OVLModule(preset="tiny-mistral", preprocessor={"class_path": "h2ovl.preprocessing.MSAC"})
+    assert msac.preprocessor.tile_size == msac.model.vision.tile_size == 64
+    assert "tile_size" not in msac.hparams.preprocessor.get("init_args", {})
+    assert msac.model.build_preprocessor().tile_size == 64
+    mixed = H2OVLModule(
+        preprocessor={
+            "class_path": "h2ovl.preprocessing.MixedViews",
+            "init_args": {"choices": [{"class_path": "h2ovl.preprocessing.FixedResize"}, {"class_path": "MSAC"}]},
+        }
+    )
+    assert [choice.tile_size for choice in mixed.preprocessor.choices] == [64, 64]
+    from h2ovl.preprocessing import MSAC
+
+    assert MSAC().tile_size == 448  # alone: the released models' tiles
+    assert MSAC(tile_size=32).for_tile_size(64).tile_size == 32  # a size a config set stays
+
+
 def test_warmup_cosine_shape():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = warmup_cosine(optimizer, total_steps=10, warmup_steps=2, min_lr_ratio=0.1)

@@ -45,7 +45,7 @@ def preset_processing(preset_name: str, tokenizer_name: str | None = None) -> tu
     with torch.device("meta"):  # the encoder's geometry, no weights
         vision = VisionEncoder(config.vision)
     per_tile = tokens_per_tile(vision.tile_size, vision.patch_size, config.downsample_ratio)
-    return tokenizer, instantiate_preprocessor(config.preprocessor), per_tile
+    return tokenizer, instantiate_preprocessor(config.preprocessor).for_tile_size(vision.tile_size), per_tile
 
 
 def _histogram(values: list[int], edges: list[int]) -> dict[str, int]:

@@ -17,6 +17,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from h2ovl.demo.ablation import DEMO_SPEC
 from h2ovl.errors import UserError
@@ -72,11 +73,27 @@ def recipe_digest(spec: SweepSpec) -> str:
     ]
     for config in configs:
         (config.get("data", {}).get("synthetic") or {}).pop("out", None)
+        preset = PRESETS.get(config["model"].get("preset", ""))
+        if preset is not None and "preprocessor" in config["model"]:
+            config["model"]["preprocessor"] = _with_tile_size(config["model"]["preprocessor"], preset.vision.img_size)
     presets = sorted({config["model"].get("preset", "") for config in configs})
     payload = json.dumps(
         {"configs": configs, "presets": [repr(PRESETS.get(name)) for name in presets]}, sort_keys=True, default=str
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _with_tile_size(preprocessor: Any, tile_size: int) -> Any:
+    """A preprocessor's config with the tile size it gets from the model written out (choices included):
+    a spec that leaves it to the model is the same recipe as one that states the model's."""
+    if not isinstance(preprocessor, dict):
+        return preprocessor
+    init_args = dict(preprocessor.get("init_args") or {})
+    if "choices" in init_args:
+        init_args["choices"] = [_with_tile_size(choice, tile_size) for choice in init_args["choices"]]
+    else:
+        init_args.setdefault("tile_size", tile_size)
+    return {**preprocessor, "init_args": init_args}
 
 
 def load_runs(path: Path = RUNS_FILE) -> list[RecordedRun]:

@@ -162,7 +162,7 @@ class H2OVL(nn.Module):
         """The preprocessor this model was configured (and trained) with."""
         from h2ovl.preprocessing import instantiate_preprocessor
 
-        return instantiate_preprocessor(self.config.preprocessor)
+        return instantiate_preprocessor(self.config.preprocessor).for_tile_size(self.vision.tile_size)
 
     # -- forward -----------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ Normalisation is not done here; the model owns it (`TileNormalizer`) and runs it
 
 from __future__ import annotations
 
+import copy
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -72,19 +73,40 @@ class ImagePreprocessor(ABC):
     """Image -> tiles. Subclasses implement `plan`; loading and pixel work are shared.
 
     Args:
-        tile_size: side T of the square tiles (448 for the released models).
+        tile_size: side T of the square tiles. Unset (None), a model's preprocessor makes the tiles its
+            vision tower takes (`for_tile_size`); alone, 448, the released models'.
         max_pixels: images with more pixels than this are refused with an error naming the file.
         fast_path: opt-in speed path: reduced-scale JPEG decoding and torch's uint8 resize kernel
             instead of Pillow's. Tiles then differ from the reference pixels by well under one grey
             level on average (docs/results.md, benchmarks/preprocess.py); off, they are bit-identical.
     """
 
-    def __init__(self, tile_size: int = 448, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False) -> None:
-        if tile_size < 1:
+    def __init__(
+        self, tile_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, fast_path: bool = False
+    ) -> None:
+        if tile_size is not None and tile_size < 1:
             raise SettingError(f"tile_size must be positive, got {tile_size}")
-        self.tile_size = tile_size
+        self._tile_size = tile_size
         self.max_pixels = max_pixels
         self.fast_path = fast_path
+
+    @property
+    def tile_size(self) -> int:
+        return DEFAULT_TILE_SIZE if self._tile_size is None else self._tile_size
+
+    @property
+    def tile_size_set(self) -> bool:
+        """Whether a config chose the tile size (else the model's vision tower does)."""
+        return self._tile_size is not None
+
+    def for_tile_size(self, tile_size: int) -> ImagePreprocessor:
+        """This preprocessor for a vision tower taking `tile_size` tiles: itself where a config set its tile
+        size (a mismatch is then the caller's to report), else a copy making such tiles."""
+        if self.tile_size_set:
+            return self
+        bound = copy.copy(self)
+        bound._tile_size = tile_size
+        return bound
 
     @property
     @abstractmethod
@@ -135,6 +157,8 @@ class ImagePreprocessor(ABC):
         """The `class_path`/`init_args` form this preprocessor is built from (how a model config and a
         checkpoint record it); every constructor argument is kept as an attribute of the same name."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        # An unset tile size stays unset: the model that loads this config supplies its own.
+        names = [n for n in names if n != "tile_size" or self.tile_size_set]
         return {
             "class_path": f"h2ovl.preprocessing.{type(self).__name__}",
             "init_args": {n: getattr(self, n) for n in names},
@@ -144,6 +168,9 @@ class ImagePreprocessor(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
+
+#: The tile side of the released models: a preprocessor's tiles when neither a config nor a model sets it.
+DEFAULT_TILE_SIZE = 448
 
 #: the names the docs and the command line use, for the three preprocessors of the ablation
 SHORT_NAMES = {"fixed": "FixedResize", "dynamic": "DynamicResolution", "msac": "MSAC"}

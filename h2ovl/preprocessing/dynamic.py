@@ -26,7 +26,7 @@ class DynamicResolution(ImagePreprocessor):
 
     def __init__(
         self,
-        tile_size: int = 448,
+        tile_size: int | None = None,
         min_tiles: int = 1,
         max_tiles: int = 6,
         use_thumbnail: bool = True,

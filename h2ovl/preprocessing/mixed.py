@@ -37,8 +37,8 @@ def source_key(source: ImageSource) -> bytes:
 
 
 class MixedViews(ImagePreprocessor):
-    """Args: choices: the preprocessors to mix (all with the model's tile size); seed: changes which
-    image gets which view. The tile budget (`max_tiles`) is the largest of the choices'."""
+    """Args: choices: the preprocessors to mix (the model's tile size, unless their configs all set one);
+    seed: changes which image gets which view. The tile budget (`max_tiles`) is the largest of the choices'."""
 
     def __init__(self, choices: Sequence[ImagePreprocessor], seed: int = 0) -> None:
         if not choices:
@@ -46,10 +46,14 @@ class MixedViews(ImagePreprocessor):
         sizes = sorted({choice.tile_size for choice in choices})
         if len(sizes) > 1:
             raise SettingError(f"MixedViews: every choice must make tiles of one size, got tile sizes {sizes}")
+        set_sizes = {choice.tile_size_set for choice in choices}
         # Loading limits and the fast path are each choice's own: the chosen one does all the work.
-        super().__init__(tile_size=sizes[0])
+        super().__init__(tile_size=sizes[0] if set_sizes == {True} else None)
         self.choices = list(choices)
         self.seed = seed
+
+    def for_tile_size(self, tile_size: int) -> MixedViews:
+        return MixedViews([choice.for_tile_size(tile_size) for choice in self.choices], seed=self.seed)
 
     @property
     def max_tiles(self) -> int:

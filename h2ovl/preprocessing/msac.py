@@ -24,7 +24,7 @@ class MSAC(ImagePreprocessor):
 
     def __init__(
         self,
-        tile_size: int = 448,
+        tile_size: int | None = None,
         max_tiles: int = 6,
         min_fine_tiles: int = 3,
         use_thumbnail: bool = True,

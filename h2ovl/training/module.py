@@ -171,7 +171,8 @@ class H2OVLModule(L.LightningModule):
         if self.preprocessor.tile_size != self.model.vision.tile_size:  # else step 1 fails on a token count
             raise SettingError(
                 f"model.preprocessor makes {self.preprocessor.tile_size}-px tiles but the {preset!r} ViT takes "
-                f"{self.model.vision.tile_size}-px tiles: set model.preprocessor.init_args.tile_size: {self.model.vision.tile_size}"
+                f"{self.model.vision.tile_size}-px tiles: leave model.preprocessor.init_args.tile_size unset (the ViT's "
+                "is used) or set it to that"
             )
         self.trainable = trainable or Trainable()
         self.model.set_trainable(**asdict(self.trainable))
