@@ -3,6 +3,7 @@ width, blocks) so that callers never poke inside timm's module."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,16 +41,19 @@ class VisionEncoder(nn.Module):
     def __init__(self, config: VisionConfig) -> None:
         super().__init__()
         self.config = config
-        # num_classes=0 and global_pool="" drop the classifier head; nothing is downloaded.
-        self.vit = timm.create_model(
-            config.model_name,
-            pretrained=False,
-            num_classes=0,
-            global_pool="",
-            img_size=config.img_size,
-            drop_path_rate=config.drop_path_rate,
-            **{**config.timm_kwargs, **_conv_stem_kwargs(config)},
-        )
+        # num_classes=0 and global_pool="" drop the classifier head; nothing is downloaded. With pretrained
+        # weights named, the ViT is built on the meta device and takes the loaded tensors as its own: one
+        # copy of its weights in host memory, never a random one beside it.
+        with torch.device("meta") if config.weights else contextlib.nullcontext():
+            self.vit = timm.create_model(
+                config.model_name,
+                pretrained=False,
+                num_classes=0,
+                global_pool="",
+                img_size=config.img_size,
+                drop_path_rate=config.drop_path_rate,
+                **{**config.timm_kwargs, **_conv_stem_kwargs(config)},
+            )
         if not 0 < self.num_blocks + (config.select_layer if config.select_layer < 0 else 0) <= self.num_blocks:
             raise SettingError(f"select_layer {config.select_layer} is outside the encoder's {self.num_blocks} blocks")
         if config.weights:
@@ -212,8 +216,14 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
             lambda: timm.create_model(f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""),
         )
         state = pretrained.state_dict()
-    missing, unexpected = vit.load_state_dict(state, strict=False)
+    # fp32 master weights whatever the file's dtype (precision is the trainer's business); `assign` makes
+    # them the module's own tensors (the module may sit on the meta device), with its requires_grad.
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = vit.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise PretrainedPartError(
             f"{weights}: weights do not fit the vision encoder: missing {missing[:8]}, unexpected {unexpected[:8]}"
         )
+    left = [name for name, tensor in (*vit.named_parameters(), *vit.named_buffers()) if tensor.is_meta]
+    if left:  # non-persistent buffers of an architecture that derives them: not in any weights file
+        raise PretrainedPartError(f"{weights}: the vision encoder's {left[:8]} are in no weights file")
