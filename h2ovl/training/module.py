@@ -14,10 +14,9 @@ from torchmetrics import MeanMetric
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
 from h2ovl.errors import CheckpointError, SettingError, TrainingDiverged
-from h2ovl.model.h2ovl import H2OVL, Attention
-from h2ovl.model.parts import resolve_folder
+from h2ovl.model.factory import build_model
+from h2ovl.model.h2ovl import Attention
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
-from h2ovl.model.tokenizer import load_tokenizer
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
 from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduction, weighted_loss
@@ -146,34 +145,19 @@ class H2OVLModule(L.LightningModule):
         if isinstance(preprocessor, ImagePreprocessor):
             preprocessor = preprocessor.config()  # checkpoints and trackers record the plain form
         self.save_hyperparameters()
-        overrides: dict[str, Any] = {}
-        if preprocessor is not None:
-            overrides["preprocessor"] = preprocessor
-        if not pixel_shuffle:
-            overrides["downsample_ratio"] = None
         check_reduction(loss_reduction)
-        if released:
-            folder = resolve_folder("model.released", released)  # a hub id: its snapshot in the cache
-            self.model = H2OVL.from_released(folder, attention=attention)
-            self.tokenizer = load_tokenizer(folder, add_missing=False)
-            if overrides or vision_weights or llm or tokenizer:
-                raise SettingError(
-                    "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "
-                    "leave vision_weights, llm, tokenizer, preprocessor and pixel_shuffle unset"
-                )
-        else:
-            overrides.update({"llm_weights": llm, "tokenizer": tokenizer})
-            self.model, self.tokenizer = H2OVL.from_preset(
-                preset, vision_weights=vision_weights, attention=attention, **overrides
-            )
-        self.preprocessor = self.model.build_preprocessor()
+        built = build_model(
+            preset,
+            vision_weights=vision_weights,
+            llm=llm,
+            tokenizer=tokenizer,
+            preprocessor=preprocessor,
+            pixel_shuffle=pixel_shuffle,
+            released=released,
+            attention=attention,
+        )
+        self.model, self.tokenizer, self.preprocessor = built.model, built.tokenizer, built.preprocessor
         self.processor = Processor(self.tokenizer, self.preprocessor, self.model.tokens_per_tile)
-        if self.preprocessor.tile_size != self.model.vision.tile_size:  # else step 1 fails on a token count
-            raise SettingError(
-                f"model.preprocessor makes {self.preprocessor.tile_size}-px tiles but the {preset!r} ViT takes "
-                f"{self.model.vision.tile_size}-px tiles: leave model.preprocessor.init_args.tile_size unset (the ViT's "
-                "is used) or set it to that"
-            )
         self.trainable = trainable or Trainable()
         self.model.set_trainable(**asdict(self.trainable))
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
