@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import lightning as L
 import torch
@@ -47,6 +47,7 @@ from h2ovl.constants import ADDED_TOKENS, END, IMG_CONTEXT, IMG_END, IMG_START
 from h2ovl.data.packing import best_fit_row, collate_rows
 from h2ovl.data.samples import Sample
 from h2ovl.model.config import preset as preset_config
+from h2ovl.model.h2ovl import Attention
 from h2ovl.preprocessing import instantiate_preprocessor
 from h2ovl.training.flops import dense_peak_flops, training_flops
 from h2ovl.training.module import H2OVLModule, Trainable
@@ -471,9 +472,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pack-tokens", type=int, default=8192, help="tokens per packed row")
     parser.add_argument("--pack-tiles", type=int, default=64, help="tiles per packed row")
     parser.add_argument("--pack-rows", type=int, default=1, help="packed rows per micro-batch")
-    parser.add_argument(
-        "--attention", default="sdpa", choices=["sdpa", "flex_attention", "flash_attention_2"], help="the LLM's kernel"
-    )
+    parser.add_argument("--attention", default="sdpa", choices=get_args(Attention), help="the LLM's kernel")
     parser.add_argument("--samples", type=int, default=64, help="samples drawn from the page mix, cycled")
     parser.add_argument("--text", type=int, default=256, help="text tokens per sample")
     parser.add_argument("--answer", type=int, default=128, help="of which supervised")

@@ -174,6 +174,20 @@ DEFAULT_TILE_SIZE = 448
 
 #: the names the docs and the command line use, for the three preprocessors of the ablation
 SHORT_NAMES = {"fixed": "FixedResize", "dynamic": "DynamicResolution", "msac": "MSAC"}
+#: the class names a bare name may give besides the short names
+_CLASS_NAMES = (*SHORT_NAMES.values(), "MixedViews")
+_NAMED = ", ".join(f"{short} ({name})" for short, name in SHORT_NAMES.items()) + ", MixedViews"
+
+
+def preprocessor_class_path(name: str) -> str:
+    """A short name's class path (`msac` -> `h2ovl.preprocessing.MSAC`); a class name of ours or a dotted
+    class path as given; any other bare name is refused, naming the valid ones (jsonargparse would say
+    only that it is not an import path)."""
+    if name.lower() in SHORT_NAMES:
+        return f"h2ovl.preprocessing.{SHORT_NAMES[name.lower()]}"
+    if "." not in name and name not in _CLASS_NAMES:
+        raise SettingError(f"{name!r} is not a preprocessor: name one of {_NAMED} or a class path of one")
+    return name
 
 
 def instantiate_preprocessor(config: dict[str, Any] | str) -> ImagePreprocessor:
@@ -186,14 +200,12 @@ def instantiate_preprocessor(config: dict[str, Any] | str) -> ImagePreprocessor:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--preprocessor", type=ImagePreprocessor)
     described = {"class_path": config} if isinstance(config, str) else dict(config)
-    short = SHORT_NAMES.get(str(described.get("class_path", "")).lower())
-    if short is not None:
-        described["class_path"] = f"h2ovl.preprocessing.{short}"
+    if isinstance(described.get("class_path"), str):
+        described["class_path"] = preprocessor_class_path(described["class_path"])
     try:
         return parser.instantiate(parser.parse_object({"preprocessor": described})).preprocessor
     except Exception as error:  # noqa: BLE001 - jsonargparse's own errors name the path and value
-        choices = ", ".join(f"{short} ({name})" for short, name in SHORT_NAMES.items())
         raise SettingError(
             f"cannot build a preprocessor from {described!r}: {str(error).strip().splitlines()[0]}; "
-            f"name one of {choices} or a class path of an ImagePreprocessor"
+            f"name one of {_NAMED} or a class path of one"
         ) from None

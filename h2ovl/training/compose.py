@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from h2ovl.errors import UserError, read_text_file
-from h2ovl.preprocessing.base import SHORT_NAMES
+from h2ovl.errors import SettingError, UserError, read_text_file
+from h2ovl.preprocessing.base import preprocessor_class_path
 
 
 class ConfigError(UserError, ValueError):
@@ -76,24 +76,16 @@ def compose(path: str | Path) -> dict[str, Any]:
     return config
 
 
-#: The class names a bare `model.preprocessor` may give besides the short names.
-_CLASS_NAMES = (*SHORT_NAMES.values(), "MixedViews")
-
-
 def preprocessor_value(value: Any, where: str) -> Any:
     """`model.preprocessor` with a short name (`fixed`, `dynamic`, `msac`: what the docs and `h2ovl preview`
-    say) given as its class path; a bare name that is neither a short name nor a class of ours is refused,
-    naming the valid ones (jsonargparse would say only that it is not an import path)."""
+    say) given as its class path (`preprocessor_class_path`); `where` names the key in the error."""
     name = value.get("class_path") if isinstance(value, dict) else value
     if not isinstance(name, str):
         return value
-    if name.lower() in SHORT_NAMES:
-        name = f"h2ovl.preprocessing.{SHORT_NAMES[name.lower()]}"
-    elif "." not in name and name not in _CLASS_NAMES:
-        raise ConfigError(
-            f"{where} {name!r} is not a preprocessor: name one of {', '.join(SHORT_NAMES)} "
-            f"(or a class: {', '.join(_CLASS_NAMES)}, or a class path)"
-        )
+    try:
+        name = preprocessor_class_path(name)
+    except SettingError as error:
+        raise ConfigError(f"{where} {error}") from None
     return {**value, "class_path": name} if isinstance(value, dict) else name
 
 
