@@ -21,7 +21,7 @@ import torch
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.processor import Processor
 from h2ovl.model.h2ovl import H2OVL
-from h2ovl.training.prediction import prompt_batch
+from h2ovl.training.generation import prompt_batch
 
 
 def generate_all(model: H2OVL, batches: list[dict], pad: int, new_tokens: int) -> tuple[list[list[int]], float]:

@@ -184,7 +184,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from h2ovl.evaluation import read_predictions, score_samples
+    from h2ovl.scoring import read_predictions, score_samples
 
     scores = score_samples(read_predictions(args.predictions), args.task, _scorer_options(args))
     if args.out:
@@ -494,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:  # LightningCLI owns these, flags and all
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-            from h2ovl.training.cli import run_lightning
+            from h2ovl.training.lightning_cli import run_lightning
 
             try:
                 run_lightning(argv)

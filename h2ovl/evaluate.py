@@ -31,11 +31,11 @@ from h2ovl.data.benchmarks import BenchmarkSource, open_benchmark, protocol
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.sources import RecordSource
 from h2ovl.errors import SettingError
-from h2ovl.evaluation.predictions import read_predictions
-from h2ovl.evaluation.tasks import AUTO, Scored, score_samples
+from h2ovl.scoring.prediction_files import read_predictions
+from h2ovl.scoring.tasks import AUTO, Scored, score_samples
 from h2ovl.training.callbacks import checkpoint_run_id
+from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
-from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.sharded import is_sharded_checkpoint
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import allowed_globals, load_checkpoint

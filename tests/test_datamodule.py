@@ -12,7 +12,7 @@ from torch import nn
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.processor import Processor
-from h2ovl.data.report import BadSampleReport
+from h2ovl.data.skip_report import BadSampleReport
 from tests.test_stream import BAD, make_mixture
 
 

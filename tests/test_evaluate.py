@@ -12,7 +12,7 @@ import pytest
 from h2ovl.cli import main
 from h2ovl.data.processor import Processor
 from h2ovl.data.records import parse_line, to_record
-from h2ovl.evaluation import read_predictions, score_samples
+from h2ovl.scoring import read_predictions, score_samples
 from h2ovl.synth import write_synthetic
 
 from conftest import noise_image, write_jsonl
@@ -211,7 +211,7 @@ def test_evaluate_needs_exactly_one_model(tmp_path: Path, capsys: pytest.Capture
 def test_synthetic_test_split_has_matching_scorers_and_perfect_answers_score_perfectly(tmp_path: Path):
     metas = write_synthetic(tmp_path, 60, seed=3, max_side=200)
     samples = []
-    from h2ovl.evaluation import Scored
+    from h2ovl.scoring import Scored
 
     for meta_entry in json.loads(metas["test"].read_text()).values():
         for number, line in enumerate((tmp_path / meta_entry["annotation"]).read_text().splitlines(), 1):

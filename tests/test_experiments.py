@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from h2ovl.training.cli import H2OVLCLI, ParseOnlyCLI
 from h2ovl.training.compose import ConfigError, compose, compose_to_yaml
+from h2ovl.training.lightning_cli import H2OVLCLI, ParseOnlyCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 # Sweep specs (sweeps/, ablations/) are not trainer configs: tests/test_sweeps.py parses their trials' configs.

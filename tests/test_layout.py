@@ -71,7 +71,7 @@ def test_packages_depend_one_way():
 
     edges = {(package(a), package(b)) for a, targets in graph.items() for b in targets if package(a) != package(b)}
     assert not {(a, b) for a, b in edges if (b, a) in edges}
-    for leaf in ("evaluation", "constants", "errors", "partial_writes"):
+    for leaf in ("scoring", "constants", "errors", "partial_writes"):
         assert not {b for a, b in edges if a == leaf} - {"errors"}, f"h2ovl.{leaf} imports other h2ovl packages"
     data_side = {b for a, b in edges if a in ("data", "preprocessing")}
     assert "training" not in data_side

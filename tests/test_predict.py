@@ -12,7 +12,7 @@ from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.processor import Processor
 from h2ovl.model.tokenizer import ANSWER
 from h2ovl.synth import TASKS
-from h2ovl.training.prediction import prompt_batch
+from h2ovl.training.generation import prompt_batch
 
 from conftest import conversation, noise_image, write_jsonl
 from training_runs import metric_history, mlflow_runs, tiny_run_config, write_config

@@ -105,8 +105,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_unreachable_tracking_server_falls_back_and_training_finishes(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    from h2ovl.training.cli import H2OVLCLI
     from h2ovl.training.compose import compose_to_yaml
+    from h2ovl.training.lightning_cli import H2OVLCLI
 
     config = tiny_run_config(tmp_path, "offline", 3)
     config["trainer"]["logger"]["init_args"].update(

@@ -13,11 +13,11 @@ import torch.multiprocessing as mp
 from torchmetrics.functional.text import char_error_rate, word_error_rate
 
 from h2ovl.cli import main
-from h2ovl.evaluation import PredictionsError, Scored, TaskScorer, read_predictions, score_samples
-from h2ovl.evaluation.anls import anls
-from h2ovl.evaluation.kie import field_counts, parse_prediction, ted_accuracy
-from h2ovl.evaluation.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
-from h2ovl.evaluation.vqa import normalize_vqa_answer, vqa_accuracy
+from h2ovl.scoring import PredictionsError, Scored, TaskScorer, read_predictions, score_samples
+from h2ovl.scoring.anls import anls
+from h2ovl.scoring.kie import field_counts, parse_prediction, ted_accuracy
+from h2ovl.scoring.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
+from h2ovl.scoring.vqa import normalize_vqa_answer, vqa_accuracy
 
 from support import donut_reference, reference_scorers
 

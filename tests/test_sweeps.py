@@ -23,7 +23,7 @@ from h2ovl.sweeps.plots import cost_points, validation_curves
 from h2ovl.sweeps.results import Row, Table, build_table
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
 from h2ovl.sweeps.trials import trial_config, trial_tags
-from h2ovl.training.cli import ParseOnlyCLI
+from h2ovl.training.lightning_cli import ParseOnlyCLI
 
 from training_runs import ROOT
 

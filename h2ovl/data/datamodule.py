@@ -21,7 +21,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
 from h2ovl.data.elastic import rederive
-from h2ovl.data.evaluation import EvalCollator, EvalSamples
+from h2ovl.data.held_out import EvalCollator, EvalSamples
 from h2ovl.data.packing import require_packed_rows_isolated
 from h2ovl.data.processor import Processor
 from h2ovl.data.samples import SampleBuilder

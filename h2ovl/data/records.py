@@ -18,7 +18,7 @@ from typing import Any
 from h2ovl.errors import UserError
 
 IMAGE_PLACEHOLDER = "<image>"
-#: Fields kept for scoring (see `h2ovl.evaluation`), next to the first answer's text.
+#: Fields kept for scoring (see `h2ovl.scoring`), next to the first answer's text.
 REFERENCE_FIELDS = ("answers", "category", "scorer", "task")
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant"})

@@ -21,10 +21,10 @@ from h2ovl.data.datamodule import SyntheticData
 from h2ovl.data.meta import load_mixture
 from h2ovl.data.sources import open_source
 from h2ovl.evaluate import load_module, predict
-from h2ovl.evaluation.predictions import read_predictions
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.preprocessing.image_io import load_image
 from h2ovl.preprocessing.preview import draw_grids
+from h2ovl.scoring.prediction_files import read_predictions
 
 _PANEL_HEIGHT = 56
 _LINE = 15

@@ -27,7 +27,7 @@ from typing import Any
 from h2ovl.constants import SWEEP_PID_ENV
 
 #: What a trial imports before its first step (`h2ovl fit`'s path), imported once in the forkserver.
-PRELOAD = ["h2ovl.cli", "h2ovl.training.cli", "mlflow", "mlflow.store.tracking.sqlalchemy_store"]
+PRELOAD = ["h2ovl.cli", "h2ovl.training.lightning_cli", "mlflow", "mlflow.store.tracking.sqlalchemy_store"]
 
 _context: Any = None
 

@@ -165,7 +165,7 @@ class Sweep:
     def plan(self) -> list[dict[str, Any]]:
         """What `--dry-run` prints: each trial with its overrides and its status so far. Every trial's
         resolved config is parsed by `h2ovl fit`'s own parser first, so a typo'd key fails here."""
-        from h2ovl.training.cli import check_fit_config
+        from h2ovl.training.lightning_cli import check_fit_config
 
         trials = self.selected(self.spec.expand()) if self.spec.strategy != "optuna" else []
         for trial in trials:

@@ -107,7 +107,7 @@ def run_command(command: list[str], log: Path, env: dict[str, str] | None = None
 
     The trial gets its own process group, so `stop_trials` reaches it and everything it started (data
     loader workers) with one signal, and it learns the sweep's pid, so it stops itself should the sweep
-    die without a word (SIGKILL; see `h2ovl.training.cli.watch_parent`). Being in a group of its own, it
+    die without a word (SIGKILL; see `h2ovl.training.lightning_cli.watch_parent`). Being in a group of its own, it
     would miss SLURM's warning before the time limit, which reaches this process (a SLURM array task, where
     this runs in the main thread): that warning is forwarded (`forward_requeue_signals`)."""
     with log.open("a", encoding="utf-8") as out:
@@ -140,7 +140,7 @@ REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 def forward_requeue_signals(process_group: int) -> Iterator[None]:
     """While a trial runs in the main thread: SLURM's pre-timeout signal, caught here, reaches the trial's
     process group as SIGUSR1, on which Lightning's SLURM auto-requeue saves `hpc_ckpt_<n>.ckpt` and requeues
-    the job; the requeued trial resumes from it (`h2ovl.training.cli`). submitit's own handler (which cannot
+    the job; the requeued trial resumes from it (`h2ovl.training.lightning_cli`). submitit's own handler (which cannot
     checkpoint a trial it does not own) is set aside meanwhile. Off the main thread (trials side by side on
     one machine) signals cannot be caught, and nothing changes."""
     if threading.current_thread() is not threading.main_thread():

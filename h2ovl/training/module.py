@@ -19,9 +19,9 @@ from h2ovl.model.h2ovl import Attention
 from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
+from h2ovl.training.generation import generate_answers
 from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduction, weighted_loss
 from h2ovl.training.optim import parameter_groups, warmup_cosine
-from h2ovl.training.prediction import generate_answers
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.weights import allow_in_checkpoints, load_checkpoint_weights
 
@@ -170,7 +170,7 @@ class H2OVLModule(L.LightningModule):
         self.val_scorer = None
         if generated > 0:
             # The scorers (rapidfuzz, zss) load only where validation answers: a bare training image need not have them.
-            from h2ovl.evaluation.tasks import TaskScorer
+            from h2ovl.scoring.tasks import TaskScorer
 
             self.val_scorer = TaskScorer(self.val_generation.task)
         self._validation_runs = 0
@@ -333,7 +333,7 @@ class H2OVLModule(L.LightningModule):
             if rows or sharded:
                 records = generate_answers(self.model, self.tokenizer, batch, budget, rows or [0], synced=sharded)
                 if rows:
-                    from h2ovl.evaluation.predictions import to_scored
+                    from h2ovl.scoring.prediction_files import to_scored
 
                     self.val_scorer.update(to_scored(record, f"validation sample {record['id']}") for record in records)
 

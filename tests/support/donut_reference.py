@@ -1,6 +1,6 @@
 """Donut's `JSONParseEvaluator` (clovaai/donut, donut/util.py), transcribed as the reference the KIE scorer
 is tested against: its own normalisation, tree building, zss costs and nltk's edit distance, kept in
-Donut's structure on purpose (not sharing any code with `h2ovl.evaluation.kie`)."""
+Donut's structure on purpose (not sharing any code with `h2ovl.scoring.kie`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The upstream scorers the project's ANLS, TextVQA and edit distances are tested against, transcribed
 from their public definitions in their own structure (sharing only the word tables with
-`h2ovl.evaluation.vqa`, which are data):
+`h2ovl.scoring.vqa`, which are data):
 
 - the textbook Levenshtein dynamic programme (VLMEvalKit's `levenshtein_distance`, DocVQA's scorer);
 - DocVQA's ANLS: distance of the normalised strings over the longer *raw* length, thresholded at 0.5;
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from h2ovl.evaluation.vqa import _CONTRACTIONS, _NUMBERS
+from h2ovl.scoring.vqa import _CONTRACTIONS, _NUMBERS
 
 PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")

@@ -1,6 +1,6 @@
 """The benchmarks `h2ovl evaluate` reads as distributed, and the evaluation protocols it can follow.
 
-A `Benchmark` names its scorer (`h2ovl.evaluation.tasks`) and the name VLMEvalKit gives its TSV file; a
+A `Benchmark` names its scorer (`h2ovl.scoring.tasks`) and the name VLMEvalKit gives its TSV file; a
 `Protocol` is what a tool adds around a benchmark's question (a prompt suffix) and how long it lets the
 model answer, so that a score can be compared with numbers made by that tool.
 """
@@ -19,7 +19,7 @@ class Benchmark:
     name: str
     """Our name, as `--benchmark` takes it."""
     task: str
-    """The scorer (`h2ovl.evaluation.tasks.TASKS`)."""
+    """The scorer (`h2ovl.scoring.tasks.TASKS`)."""
     title: str
     vlmevalkit: str
     """VLMEvalKit's dataset name, the stem of its TSV file."""

@@ -33,7 +33,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from h2ovl.constants import LIGHTNING_SUBCOMMANDS, SWEEP_PID_ENV
 from h2ovl.data.datamodule import H2OVLDataModule
-from h2ovl.data.report import BadSampleReport
+from h2ovl.data.skip_report import BadSampleReport
 from h2ovl.errors import CheckpointError, OutOfMemory, RankLost, UserError
 from h2ovl.training.callbacks import (
     BestCheckpoint,
@@ -47,8 +47,8 @@ from h2ovl.training.callbacks import (
 )
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import ConfigError, expand_config_args
+from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
-from h2ovl.training.prediction import PredictionWriter
 from h2ovl.training.progress import StepProgress
 from h2ovl.training.tracking import MLflowTracker
 from h2ovl.training.weights import allowed_globals, load_checkpoint

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.scoring.base import AnswerMetric
 
 
 class TranscriptionScore(AnswerMetric):

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from h2ovl.errors import SettingError
-from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.scoring.base import AnswerMetric
 
 _CONTRACTIONS = {
     "aint": "ain't",

@@ -15,13 +15,13 @@ from typing import Any
 from torch import nn
 
 from h2ovl.errors import SettingError, UserError
-from h2ovl.evaluation.anls import ANLS
-from h2ovl.evaluation.base import AnswerMetric
-from h2ovl.evaluation.kie import KIEScore
-from h2ovl.evaluation.ocrbench import OCRBenchScore
-from h2ovl.evaluation.relaxed import RelaxedAccuracy
-from h2ovl.evaluation.transcription import TranscriptionScore
-from h2ovl.evaluation.vqa import VQAAccuracy
+from h2ovl.scoring.anls import ANLS
+from h2ovl.scoring.base import AnswerMetric
+from h2ovl.scoring.kie import KIEScore
+from h2ovl.scoring.ocrbench import OCRBenchScore
+from h2ovl.scoring.relaxed import RelaxedAccuracy
+from h2ovl.scoring.transcription import TranscriptionScore
+from h2ovl.scoring.vqa import VQAAccuracy
 
 
 class PredictionsError(UserError, ValueError):

@@ -30,7 +30,7 @@ import torch
 import zss
 from rapidfuzz.distance import Levenshtein
 
-from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.scoring.base import AnswerMetric
 
 _LEAF = "<leaf>"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)

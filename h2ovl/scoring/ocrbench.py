@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.scoring.base import AnswerMetric
 
 HANDWRITTEN_MATHS = "Handwritten Mathematical Expression Recognition"
 TEXT_RECOGNITION = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from h2ovl.evaluation.base import AnswerMetric
+from h2ovl.scoring.base import AnswerMetric
 
 #: ChartQA's test splits, as `category` values; a category naming neither is refused.
 SPLITS = ("human", "augmented")

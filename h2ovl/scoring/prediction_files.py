@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from h2ovl.evaluation.tasks import PredictionsError, Scored
+from h2ovl.scoring.tasks import PredictionsError, Scored
 
 
 def _answers(raw: dict[str, Any], where: str) -> tuple[str, ...]:
