@@ -33,11 +33,10 @@ from h2ovl.data.sources import RecordSource
 from h2ovl.errors import SettingError
 from h2ovl.scoring.prediction_files import read_predictions
 from h2ovl.scoring.tasks import AUTO, Scored, score_samples
-from h2ovl.training.callbacks import checkpoint_run_id
 from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.sharded import is_sharded_checkpoint
-from h2ovl.training.tracking import MLflowTracker
+from h2ovl.training.tracking import MLflowTracker, checkpoint_run_id
 from h2ovl.training.weights import allowed_globals, load_checkpoint
 
 log = logging.getLogger(__name__)

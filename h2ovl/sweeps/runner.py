@@ -258,7 +258,7 @@ class Sweep:
     def drop_stale_runs(self, trial: Trial, root: Path) -> None:
         """Delete the runs earlier attempts of `trial` left that this attempt will not continue: all of
         them when there is no checkpoint to resume, else all but the checkpoint's own run."""
-        from h2ovl.training.callbacks import checkpoint_run_id
+        from h2ovl.training.tracking import checkpoint_run_id
 
         checkpoint = last_checkpoint(root)
         keep = checkpoint_run_id(checkpoint) if checkpoint.is_file() else None

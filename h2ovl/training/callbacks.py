@@ -1,11 +1,11 @@
-"""Callbacks the CLI adds to every run: throughput (samples/s, tokens/s, FLOPs, MFU) and the config/tags/run
-id bookkeeping that ties a run, its checkpoints and its MLflow record together."""
+"""Callbacks the CLI adds to every run: throughput (samples/s, tokens/s, FLOPs, MFU), the periodic, last and
+best checkpoints, and the one-line reports of running out of memory and of a failed node's ranks. (The
+tracking callback lives with its logger in `h2ovl.training.tracking`.)"""
 
 from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +13,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
-from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from h2ovl.errors import SettingError
 from h2ovl.partial_writes import remove_stale_partials
 from h2ovl.training.flops import dense_peak_flops
-from h2ovl.training.tracking import MLflowTracker
-from h2ovl.training.weights import load_checkpoint_meta
 
 log = logging.getLogger(__name__)
-
-#: The checkpoint key that carries the MLflow run id across a resume.
-RUN_ID_KEY = "mlflow_run_id"
-
-
-def checkpoint_run_id(path: str | Path) -> str | None:
-    """The MLflow run a checkpoint was trained in (the weights are not read)."""
-    return load_checkpoint_meta(path).get(RUN_ID_KEY)
-
-
-def checkpoint_step(path: str | Path) -> int:
-    """The optimizer step a checkpoint was saved at."""
-    return int(load_checkpoint_meta(path).get("global_step", 0))
 
 
 def _samples(batch: dict) -> int:
@@ -133,71 +116,6 @@ class BestCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.monitor is not None:
             super().on_train_epoch_end(trainer, pl_module)
-
-
-def git_commit() -> str:
-    """The commit of the h2ovl source that runs (`-dirty` with uncommitted changes); outside a checkout
-    (an installed package), the package's version."""
-    source = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return f"h2ovl=={version('h2ovl')} (no git checkout)"
-        except PackageNotFoundError:
-            return "unknown"
-
-
-def _preset_preprocessor(name: Any) -> dict[str, Any]:
-    """The preprocessor a preset brings when the config names none."""
-    from h2ovl.model.config import PRESETS, preset
-
-    return preset(name).preprocessor if name in PRESETS else {}
-
-
-def run_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
-    """The tags every run carries, read from its resolved config."""
-    model = config.get("model") or {}
-    preprocessor = model.get("preprocessor") or _preset_preprocessor(model.get("preset"))
-    kind = str(preprocessor.get("class_path", "unknown")).rsplit(".", 1)[-1]
-    max_tiles = (preprocessor.get("init_args") or {}).get("max_tiles")
-    return {
-        "experiment": experiment,
-        "preset": str(model.get("preset")),
-        "preprocessor": kind if max_tiles is None else f"{kind}(max_tiles={max_tiles})",
-        "pixel_shuffle": str(model.get("pixel_shuffle")),
-        "seed": str(config.get("seed_everything")),
-        "git_commit": git_commit(),
-    }
-
-
-class TrackedConfig(SaveConfigCallback):
-    """LightningCLI's config saver, extended: the resolved config also goes to MLflow (artifact, flattened
-    params, tags), and the run id rides in each checkpoint so a resume continues the same run."""
-
-    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        tracker = trainer.logger
-        if not isinstance(tracker, MLflowTracker):
-            return
-        config = self.parser.dump(self.config, skip_none=False, format="yaml")
-        plain = self.config.as_dict()
-        tracker.log_config(config, plain, run_tags(plain, tracker._experiment_name))
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and isinstance(trainer.logger, MLflowTracker):
-            trainer.logger.mark_killed()
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if isinstance(trainer.logger, MLflowTracker) and trainer.is_global_zero:
-            checkpoint[RUN_ID_KEY] = trainer.logger.run_id
 
 
 class OutOfMemoryReport(L.Callback):

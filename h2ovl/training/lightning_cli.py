@@ -5,7 +5,7 @@ What this adds to LightningCLI:
   `h2ovl.training.compose`);
 - every run gets `checkpoint` (ModelCheckpoint, saving `last.ckpt` under `<default_root_dir>/checkpoints`
   unless told otherwise), `best` (the best checkpoint by `best.monitor`, when set), `throughput` and the bad-sample report, an MLflow logger on the local SQLite
-  store, atomic checkpoint files, and the config/tags/run-id bookkeeping of `TrackedConfig`;
+  store, atomic checkpoint files, and the config, tags, run id and exactly-once step metrics of `RunTracking`;
 - `--ckpt_path` (a file, or `last`) continues the checkpoint's MLflow run.
 """
 
@@ -41,16 +41,13 @@ from h2ovl.training.callbacks import (
     OutOfMemoryReport,
     StopLaunchedRanks,
     Throughput,
-    TrackedConfig,
-    checkpoint_run_id,
-    checkpoint_step,
 )
 from h2ovl.training.checkpoint_io import AtomicCheckpointIO
 from h2ovl.training.compose import ConfigError, expand_config_args
 from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
 from h2ovl.training.progress import StepProgress
-from h2ovl.training.tracking import MLflowTracker
+from h2ovl.training.tracking import MLflowTracker, RunTracking, continue_tracked_run
 from h2ovl.training.weights import allowed_globals, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -63,7 +60,7 @@ class H2OVLCLI(LightningCLI):
         super().__init__(
             H2OVLModule,
             H2OVLDataModule,
-            save_config_callback=TrackedConfig,
+            save_config_callback=RunTracking,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             auto_configure_optimizers=False,
@@ -214,20 +211,8 @@ class H2OVLCLI(LightningCLI):
         self._continue_tracked_run()
 
     def _continue_tracked_run(self) -> None:
-        """Check the checkpoint `--ckpt_path` names (it exists, reads, holds only data) before Lightning
-        loads it, and log into the MLflow run it came from."""
-        tracker = self.trainer.logger
         ckpt = resolve_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.trainer)
-        if ckpt is None:
-            return
-        run_id = checkpoint_run_id(ckpt)  # raises CheckpointError for a bad file
-        if not isinstance(tracker, MLflowTracker):
-            return
-        if self.subcommand != "fit":  # at the step the training curves show the checkpoint's last point
-            tracker.pin_step(max(checkpoint_step(ckpt) - 1, 0))
-        if run_id:
-            log.info("resuming MLflow run %s from %s", run_id, ckpt)
-            tracker.continue_run(run_id)
+        continue_tracked_run(self.trainer.logger, ckpt, self.subcommand)
 
 
 def requeue_checkpoint(root: Path) -> Path | None:

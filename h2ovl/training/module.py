@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 #: the count of optimizer steps skipped for a non-finite loss, in a checkpoint
 SKIPPED_KEY = "h2ovl_skipped_nonfinite"
 
-#: The checkpoint key holding the metrics of the step the checkpoint was saved at (see `_log_step`).
-STEP_METRICS_KEY = "h2ovl_step_metrics"
-
 
 @dataclass
 class Trainable:
@@ -177,10 +174,8 @@ class H2OVLModule(L.LightningModule):
         self._step_loss = GlobalLossNormalizer()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by each batch's token weight
         self.flops_per_batch = 0  # read by Lightning's ThroughputMonitor after every batch (MFU)
-        self._step_metrics: dict[str, torch.Tensor] = {}  # this step's train/ values (see on_save_checkpoint)
         self._window_ids: list[str] = []  # the samples of the optimizer step being accumulated
         self.skipped_nonfinite = 0
-        self._unlogged_step: dict[str, Any] | None = None
 
     def _load_weights(self, path: str, exclude: tuple[str, ...] = ()) -> None:
         state = load_checkpoint_weights(path)
@@ -236,13 +231,13 @@ class H2OVLModule(L.LightningModule):
         self._window_ids += batch["ids"]
         n_samples = len(batch["ids"])
         real = batch["attention_mask"].sum()
-        self._log_step("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
-        self._log_step(
+        self.log("train/pad_fraction", 1 - real / batch["attention_mask"].numel(), batch_size=n_samples)
+        self.log(
             "train/visual_tokens_per_sample",
             batch["tiles_per_sample"].sum() * self.model.tokens_per_tile / n_samples,
             batch_size=n_samples,
         )
-        self._log_step("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
         rows, seq_len = batch["input_ids"].shape
         self.flops_per_batch = training_flops(self.model, batch["pixel_values"].shape[0], rows, seq_len)
         return loss_sum * GlobalLossNormalizer.backward_scale(
@@ -254,14 +249,14 @@ class H2OVLModule(L.LightningModule):
         # and the logged loss is that mean (over every micro-batch and rank, not rank zero's last one).
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         loss = self._step_loss.finish_step(trainable, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
-        self._log_step("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=1, rank_zero_only=True)
         samples, self._window_ids = self._window_ids, []
         # One host sync per optimizer step: the global loss is the same on every rank, so all decide alike.
         finite = bool(torch.isfinite(loss))
         if not finite:
             self._nonfinite_step(float(loss), samples, trainable)
         if self.hparams.nonfinite_loss == "skip":  # the running count, a point every step
-            self._log_step("train/skipped_nonfinite", float(self.skipped_nonfinite), batch_size=1, rank_zero_only=True)
+            self.log("train/skipped_nonfinite", float(self.skipped_nonfinite), batch_size=1, rank_zero_only=True)
         if not finite:
             return
         # Before clipping, so the logged norm shows what clipping acted on. `get_total_norm` reduces
@@ -269,7 +264,7 @@ class H2OVLModule(L.LightningModule):
         grads = [p.grad for p in trainable if p.grad is not None]
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
-            self._log_step(
+            self.log(
                 "train/grad_norm",
                 norm.full_tensor() if hasattr(norm, "full_tensor") else norm,
                 batch_size=1,
@@ -290,32 +285,11 @@ class H2OVLModule(L.LightningModule):
         self.skipped_nonfinite += 1
         log.warning("optimizer step %d skipped: the loss is %s (samples %s)", step, loss, shown)
 
-    # -- every step logged exactly once, across a kill and a resume ----------------------------------------
-    # Lightning saves a step's checkpoint (callbacks' on_train_batch_end) before it sends that step's metrics
-    # to the logger: a kill in between would lose them, since the resumed run starts after the checkpoint.
-    # So the checkpoint carries them, and a resumed run logs them (the tracker drops steps already logged).
-    def _log_step(self, name: str, value: Any, **kwargs: Any) -> None:
-        self.log(name, value, **kwargs)
-        self._step_metrics[name] = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._trainer is not None and self.trainer.training and self._step_metrics:
-            # The step Lightning logs this batch's metrics at (its count of batches that stepped, not yet
-            # advanced for this batch when callbacks save).
-            checkpoint[STEP_METRICS_KEY] = {
-                "step": self.trainer.global_step - 1,
-                "metrics": {k: float(v) for k, v in self._step_metrics.items()},
-            }
         checkpoint[SKIPPED_KEY] = self.skipped_nonfinite
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._unlogged_step = checkpoint.get(STEP_METRICS_KEY)
         self.skipped_nonfinite = checkpoint.get(SKIPPED_KEY, 0)  # the count runs on across a resume
-
-    def on_train_start(self) -> None:
-        if self._unlogged_step is not None and self.logger is not None and self.trainer.is_global_zero:
-            self.logger.log_metrics(self._unlogged_step["metrics"], step=self._unlogged_step["step"])
-        self._unlogged_step = None
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if "input_ids" not in batch:  # every sample of the batch was bad (counted in batch["skipped"])

@@ -1,11 +1,17 @@
-"""MLflow tracking: Lightning's `MLFlowLogger` with a local default store, a run that survives resume, and
-a training run that never dies because the tracking server did.
+"""MLflow tracking, all of it: a logger (`MLflowTracker`: Lightning's `MLFlowLogger` with a local default
+store, a run that survives resume, and a training run that never dies because the tracking server did)
+and one callback (`RunTracking`: the resolved config, tags and run id that tie a run, its checkpoints and
+its MLflow record together, and every step logged exactly once across a kill and a resume).
 
 - Store: `tracking_uri`, else `MLFLOW_TRACKING_URI` (read when the logger is built, as MLflow's own tools
   read it), else the SQLite file `mlflow.db` in the working directory (`mlflow ui --backend-store-uri
   sqlite:///mlflow.db` shows it).
-- Resume: the run id goes into every checkpoint (`TrackedConfig.on_save_checkpoint`), and `h2ovl fit
-  --ckpt_path ...` continues that run (`continue_run`).
+- Resume: the run id goes into every checkpoint (`RunTracking.on_save_checkpoint`), and `h2ovl fit
+  --ckpt_path ...` continues that run (`continue_tracked_run`). Lightning saves a step's checkpoint before
+  it sends that step's metrics to the logger: a kill in between would lose them, since the resumed run
+  starts after the checkpoint. So the checkpoint carries them, the resumed run logs them, and the logger
+  drops every step the store already holds.
+- `h2ovl validate/test/predict --ckpt_path ...` log into the run that trained the checkpoint, at its step.
 - Unreachable server: the first contact is retried briefly; if it still fails the run is logged to a local
   fallback store (`fallback_dir/mlflow.db`) and the log says where, so nothing the run produced is lost.
   A server that fails later costs only the calls that failed: their metrics are appended to
@@ -18,15 +24,28 @@ import json
 import logging
 import os
 import secrets
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import lightning as L
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from h2ovl.training.weights import load_checkpoint_meta
 
 log = logging.getLogger(__name__)
+
+#: The checkpoint key that carries the MLflow run id across a resume.
+RUN_ID_KEY = "mlflow_run_id"
+#: The checkpoint key holding the metrics of the step the checkpoint was saved at.
+STEP_METRICS_KEY = "h2ovl_step_metrics"
+#: What the module logs every optimizer step (the step metrics a checkpoint carries).
+STEP_METRICS_PREFIX = "train/"
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 #: MLflow param values are cut here, visibly; the full config is the run's `config.yaml` artifact.
@@ -125,6 +144,8 @@ class MLflowTracker(MLFlowLogger):
         self._steps_in_store: dict[str, int] = {}
         self._pinned_step: int | None = None
         self._config_logged = False
+        self._killed = False
+        self.experiment_name = experiment_name
 
     @property
     def tracking_uri(self) -> str:
@@ -277,7 +298,7 @@ class MLflowTracker(MLFlowLogger):
         self._killed = True
 
     def finalize(self, status: str = "success") -> None:
-        if getattr(self, "_killed", False) and status != "success":
+        if self._killed and status != "success":
             status = "KILLED"
         try:
             super().finalize(status)
@@ -287,3 +308,124 @@ class MLflowTracker(MLFlowLogger):
             log.warning("%d MLflow logging calls failed; their records are in %s", self.unsent, self.fallback_dir)
         if self.fell_back:
             log.warning("this run was logged to the fallback store %s, not %s", self._tracking_uri, self.requested_uri)
+
+
+# -- the run behind a checkpoint --------------------------------------------------------------------------
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The MLflow run a checkpoint was trained in (the weights are not read)."""
+    return load_checkpoint_meta(path).get(RUN_ID_KEY)
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint was saved at."""
+    return int(load_checkpoint_meta(path).get("global_step", 0))
+
+
+def continue_tracked_run(tracker: Any, ckpt: Path | None, subcommand: str) -> None:
+    """Check the checkpoint a command starts from (it exists, reads, holds only data) before Lightning loads
+    it, and log into the MLflow run it came from: a resumed fit continues its curves; a validation, test or
+    prediction logs at the checkpoint's step (the training curves' last point)."""
+    if ckpt is None:
+        return
+    run_id = checkpoint_run_id(ckpt)  # raises CheckpointError for a bad file
+    if not isinstance(tracker, MLflowTracker):
+        return
+    if subcommand != "fit":
+        tracker.pin_step(max(checkpoint_step(ckpt) - 1, 0))
+    if run_id:
+        log.info("resuming MLflow run %s from %s", run_id, ckpt)
+        tracker.continue_run(run_id)
+
+
+# -- what every run is tagged with ------------------------------------------------------------------------
+def git_commit() -> str:
+    """The commit of the h2ovl source that runs (`-dirty` with uncommitted changes); outside a checkout
+    (an installed package), the package's version."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"h2ovl=={version('h2ovl')} (no git checkout)"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _preset_preprocessor(name: Any) -> dict[str, Any]:
+    """The preprocessor a preset brings when the config names none."""
+    from h2ovl.model.config import PRESETS, preset
+
+    return preset(name).preprocessor if name in PRESETS else {}
+
+
+def run_tags(config: dict[str, Any], experiment: str) -> dict[str, str]:
+    """The tags every run carries, read from its resolved config."""
+    model = config.get("model") or {}
+    preprocessor = model.get("preprocessor") or _preset_preprocessor(model.get("preset"))
+    kind = str(preprocessor.get("class_path", "unknown")).rsplit(".", 1)[-1]
+    max_tiles = (preprocessor.get("init_args") or {}).get("max_tiles")
+    return {
+        "experiment": experiment,
+        "preset": str(model.get("preset")),
+        "preprocessor": kind if max_tiles is None else f"{kind}(max_tiles={max_tiles})",
+        "pixel_shuffle": str(model.get("pixel_shuffle")),
+        "seed": str(config.get("seed_everything")),
+        "git_commit": git_commit(),
+    }
+
+
+class RunTracking(SaveConfigCallback):
+    """LightningCLI's config saver, extended to everything that ties a run to its MLflow record: the resolved
+    config goes to MLflow (artifact, flattened params, tags); the run id and the last step's metrics ride in
+    each checkpoint, and a resumed run logs those metrics first; a run stopped by a signal ends KILLED."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_step: dict[str, float] = {}
+        self._unlogged: dict[str, Any] | None = None
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        tracker = trainer.logger
+        if not isinstance(tracker, MLflowTracker):
+            return
+        config = self.parser.dump(self.config, skip_none=False, format="yaml")
+        plain = self.config.as_dict()
+        tracker.log_config(config, plain, run_tags(plain, tracker.experiment_name))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Lightning calls checkpoint callbacks last, so this step's values are kept before any save of it.
+        self._last_step.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(STEP_METRICS_PREFIX)}
+        )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if not isinstance(trainer.logger, MLflowTracker):
+            return
+        if trainer.is_global_zero:
+            checkpoint[RUN_ID_KEY] = trainer.logger.run_id
+        if trainer.training and self._last_step:
+            # The step Lightning logs this batch's metrics at (its count of batches that stepped, not yet
+            # advanced for this batch when callbacks save).
+            checkpoint[STEP_METRICS_KEY] = {"step": trainer.global_step - 1, "metrics": dict(self._last_step)}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._unlogged = checkpoint.get(STEP_METRICS_KEY)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._unlogged is not None and isinstance(trainer.logger, MLflowTracker) and trainer.is_global_zero:
+            trainer.logger.log_metrics(self._unlogged["metrics"], step=self._unlogged["step"])
+        self._unlogged = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and isinstance(trainer.logger, MLflowTracker):
+            trainer.logger.mark_killed()
