@@ -1,6 +1,6 @@
 """Every Python block of the README and docs/ runs as written (in a scratch folder, after the set-up it
-names: an exported model for the transformers example). The shell blocks are the commands the other
-tests and CI run (`make test`, `h2ovl fit/evaluate/sweep/export`...)."""
+names: an exported model for the transformers example). The shell blocks are run, parsed or marked as
+examples by `test_doc_commands.py`."""
 
 from __future__ import annotations
 
