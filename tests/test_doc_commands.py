@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from conftest import noise_image
+from support.benchmark_files import ocrbench_result
 from training_runs import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -152,15 +153,8 @@ def test_the_documented_commands_run_in_order(tmp_path: Path):
     for folder in REPOSITORY_FOLDERS:
         (tmp_path / folder).symlink_to(ROOT / folder)
     noise_image(200, 120).save(tmp_path / "page.png")
-    ocrbench_output = {  # OCRBench's own result list: one record with its `predict` and `type`
-        "dataset_name": "IIIT5K",
-        "id": 0,
-        "question": "what is written?",
-        "answers": ["Coffee"],
-        "type": "Regular Text Recognition",
-        "predict": "coffee",
-    }
-    (tmp_path / "ocrbench_predictions.json").write_text(json.dumps([ocrbench_output]))
+    result = ocrbench_result("coffee", ["Coffee"], "Regular Text Recognition")
+    (tmp_path / "ocrbench_predictions.json").write_text(json.dumps([result]))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     for command, shortening in RUN.items():
         argv = shlex.split(command) + shlex.split(shortening)

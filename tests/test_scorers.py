@@ -20,6 +20,7 @@ from h2ovl.scoring.ocrbench import HANDWRITTEN_MATHS, ocrbench_hit
 from h2ovl.scoring.vqa import normalize_vqa_answer, vqa_accuracy
 
 from support import donut_reference, reference_scorers
+from support.benchmark_files import ocrbench_result
 
 
 def scored(prediction: str, *answers: str, category: str | None = None, scorer: str | None = None) -> Scored:
@@ -59,28 +60,11 @@ def test_ocrbench_scores_per_category_group_and_total():
 
 def test_ocrbench_own_json_format_is_read(tmp_path: Path):
     path = tmp_path / "ocrbench.json"
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "dataset_name": "IIIT5K",
-                    "id": 0,
-                    "question": "what is written?",
-                    "answers": ["Coffee"],
-                    "type": "Regular Text Recognition",
-                    "predict": "coffee",
-                },
-                {
-                    "dataset_name": "HME100k",
-                    "id": 1,
-                    "question": "latex?",
-                    "answers": "a^{2}",
-                    "type": HANDWRITTEN_MATHS,
-                    "predict": "A^{2}",
-                },
-            ]
-        )
-    )
+    results = [
+        ocrbench_result("coffee", ["Coffee"], "Regular Text Recognition"),
+        {**ocrbench_result("A^{2}", "a^{2}", HANDWRITTEN_MATHS, position=1), "dataset_name": "HME100k"},
+    ]
+    path.write_text(json.dumps(results))
     records = read_predictions(path)
     assert [r.prediction for r in records] == ["coffee", "A^{2}"] and records[1].answers == ("a^{2}",)
     scores = score_samples(records, "ocrbench")

@@ -56,6 +56,18 @@ def questions(benchmark: str, n: int = 3) -> list[Question]:
     return out
 
 
+def ocrbench_result(predict: str, answers: list[str] | str, category: str, position: int = 0) -> dict:
+    """One record of the result list OCRBench's own evaluation script writes (`predict` beside the question)."""
+    return {
+        "dataset_name": "IIIT5K",
+        "id": position,
+        "question": "what is written?",
+        "answers": answers,
+        "type": category,
+        "predict": predict,
+    }
+
+
 def image_bytes(size: tuple[int, int], fmt: str = "PNG") -> bytes:
     rng = np.random.default_rng(size[0])
     buffer = io.BytesIO()
