@@ -30,11 +30,13 @@ def high_water_gib():
             return int(line.split()[1]) / 2**20
 
 from h2ovl.training.module import H2OVLModule
+from h2ovl.training.settings import Initialization
 imported = high_water_gib()
 start = time.perf_counter()
 preset, folder = sys.argv[1], sys.argv[2]
-module = H2OVLModule(preset=preset, vision_weights=f"{folder}/internvit.safetensors", llm=f"{folder}/llm",
-                     tokenizer=f"{folder}/tokenizer")
+parts = Initialization(vision_weights=f"{folder}/internvit.safetensors", llm=f"{folder}/llm",
+                       tokenizer=f"{folder}/tokenizer")
+module = H2OVLModule(preset=preset, init=parts)
 print(json.dumps({
     "preset": preset,
     "peak_gib": round(high_water_gib(), 2),

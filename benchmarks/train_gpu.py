@@ -50,7 +50,8 @@ from h2ovl.model.config import preset as preset_config
 from h2ovl.model.h2ovl import Attention
 from h2ovl.preprocessing import instantiate_preprocessor
 from h2ovl.training.flops import dense_peak_flops, training_flops
-from h2ovl.training.module import H2OVLModule, Trainable
+from h2ovl.training.module import H2OVLModule
+from h2ovl.training.settings import Initialization, Trainable
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 
 STAGES: dict[str, tuple[str, Trainable]] = {
@@ -262,7 +263,7 @@ def build_module(stage: str, args: argparse.Namespace, tokenizer_dir: str | None
     preset, trainable = STAGES[stage]
     return H2OVLModule(
         preset=TINY_PRESETS[preset] if args.tiny else preset,
-        tokenizer=tokenizer_dir,
+        init=Initialization(tokenizer=tokenizer_dir),
         trainable=trainable,
         gradient_checkpointing=checkpointing,
         attention=args.attention,

@@ -59,7 +59,7 @@ class SpecError(UserError, ValueError):
 
 
 class TrainingDiverged(UserError, RuntimeError):
-    """The loss of an optimizer step is NaN or infinite (`model.nonfinite_loss: stop`): the run ends naming
+    """The loss of an optimizer step is NaN or infinite (`model.optim.nonfinite_loss: stop`): the run ends naming
     the step and its samples; the fix is a setting (learning rate, clipping, skipping such steps)."""
 
 

@@ -17,6 +17,7 @@ Generation runs under Lightning's `Trainer.predict` (device placement, precision
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -35,9 +36,10 @@ from h2ovl.scoring.prediction_files import read_predictions
 from h2ovl.scoring.tasks import AUTO, Scored, score_samples
 from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
+from h2ovl.training.settings import Initialization, as_group
 from h2ovl.training.sharded import is_sharded_checkpoint
 from h2ovl.training.tracking import MLflowTracker, checkpoint_run_id
-from h2ovl.training.weights import allowed_globals, load_checkpoint
+from h2ovl.training.weights import allowed_globals, load_checkpoint, load_checkpoint_meta
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
     if (ckpt is None) == (released is None):
         raise SettingError("give exactly one of --ckpt (a Lightning checkpoint) or --released (a model directory)")
     if released is not None:
-        return H2OVLModule(released=released, max_new_tokens=max_new_tokens), None
+        return H2OVLModule(init=Initialization(released=released), max_new_tokens=max_new_tokens), None
     path = Path(ckpt)
     run_id = checkpoint_run_id(path)  # checks the file first: it exists, reads, and holds only data
     source: Path | io.BytesIO = path
@@ -86,10 +88,16 @@ def load_module(ckpt: str | None, released: str | None, max_new_tokens: int) -> 
         source = io.BytesIO()
         torch.save({k: v for k, v in checkpoint.items() if k != "optimizer_states"}, source)
         source.seek(0)
-    # init_from is cleared: the checkpoint's own weights are loaded right after construction.
+    # The checkpoint a stage started from is not read again: this checkpoint's own weights are loaded right
+    # after construction.
+    trained_init = as_group(Initialization, load_checkpoint_meta(path).get("hyper_parameters", {}).get("init"))
     with torch.serialization.safe_globals(allowed_globals()):
         module = H2OVLModule.load_from_checkpoint(
-            source, map_location="cpu", weights_only=True, init_from=None, max_new_tokens=max_new_tokens
+            source,
+            map_location="cpu",
+            weights_only=True,
+            init=dataclasses.asdict(dataclasses.replace(trained_init, checkpoint=None)),  # the form either saver takes
+            max_new_tokens=max_new_tokens,
         )
     return module, run_id
 

@@ -158,7 +158,7 @@ def test_a_pretrained_part_that_cannot_be_had_is_one_line_and_exit_2(tmp_path: P
     assert "Traceback" not in result.stderr
     assert "args parameter is intended" not in result.stderr and "extends" not in result.stderr  # no YAML dump
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("h2ovl fit: error: model.tokenizer 'h2oai/h2o-danube3-500m-base': neither a local path")
+    assert last.startswith("h2ovl fit: error: model.init.tokenizer 'h2oai/h2o-danube3-500m-base': neither a local path")
 
 
 def test_every_model_and_data_option_of_fit_has_its_help(capsys):

@@ -51,7 +51,7 @@ def test_a_run_is_placed_against_the_recorded_range():
     low, high = variant_ranges(load_runs())["dynamic+ps"]
     text = placement({"dynamic+ps": (low + high) / 2, "fixed+ps": 5.0}, spec)
     assert "dynamic+ps" in text and "inside the recorded range" in text and "OUTSIDE the recorded range" in text
-    spec.overrides = {**spec.overrides, "model.lr": 1.0}  # another recipe: its runs are not these
+    spec.overrides = {**spec.overrides, "model.optim.lr": 1.0}  # another recipe: its runs are not these
     assert "No recorded runs of this recipe" in placement({"dynamic+ps": 0.1}, spec)
 
 

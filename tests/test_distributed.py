@@ -41,11 +41,11 @@ def _uneven_dataset(folder: Path) -> Path:
     return write_jsonl(folder / "letters.jsonl", records)
 
 
-def _fit(tmp: Path, name: str, data: Path, *args: str, steps: int = STEPS, trainer: str | None = None, **model) -> None:
+def _fit(tmp: Path, name: str, data: Path, *args: str, steps: int = STEPS, trainer: str | None = None, **optim) -> None:
     config = tiny_run_config(tmp, name, steps, train=str(data), val=None, global_batch_size=4, seed=SEED)
     if trainer:
         config["extends"].append({"trainer": str(ROOT / "configs/trainer" / trainer)})
-    config["model"] = model
+    config["model"] = {"optim": optim}
     config["checkpoint"] = {"every_n_train_steps": 2}
     # Clipping that acts (the tiny model's first gradients are far above 0.05), so it is checked too.
     h2ovl_fit(write_config(tmp / f"{name}.yaml", config), "--trainer.gradient_clip_val", "0.05", *args, timeout=420)

@@ -1,6 +1,6 @@
 """Every YAML in the repository parses against the real CLI, and every experiment trains for a couple of
 steps with tiny overrides, so no recipe can rot. The paper's stages run as a chain: each one starts from
-the previous stage's checkpoint (`init_from`) exactly as its file says, inside a temporary directory."""
+the previous stage's checkpoint (`model.init.checkpoint`) exactly as its file says, inside a temporary directory."""
 
 from __future__ import annotations
 
@@ -56,11 +56,11 @@ def _tiny_overrides(path: Path, synthetic: Path, root: Path, tracking_uri: str) 
         # The real recipes name pretrained parts on the hub; the tiny presets build from config.
         "--model.preset",
         preset,
-        "--model.vision_weights",
+        "--model.init.vision_weights",
         "null",
-        "--model.llm",
+        "--model.init.llm",
         "null",
-        "--model.tokenizer",
+        "--model.init.tokenizer",
         "null",
         "--data.train",
         "null",
@@ -151,9 +151,9 @@ def test_paper_stages_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             recipe = compose(path)
             root = Path(recipe["trainer"]["default_root_dir"])
             if previous is not None:
-                assert recipe["model"]["init_from"] == str(previous)
+                assert recipe["model"]["init"]["checkpoint"] == str(previous)
             else:
-                assert recipe["model"].get("init_from") is None
+                assert recipe["model"]["init"].get("checkpoint") is None
             cli = _fit(path, tmp_path, tmp_path / root)
             report = cli.model.model.parameter_report()
             trainable = recipe["model"]["trainable"]
@@ -171,28 +171,33 @@ def test_paper_recipes_name_the_parts_the_paper_starts_from_and_a_validation_sli
             continue
         stage = path.relative_to(ROOT / "experiments/paper").with_suffix("").as_posix()
         recipe = compose(path)
-        model = recipe["model"]
-        assert model["tokenizer"] == first.get(stage, model["tokenizer"]) and model["tokenizer"].startswith(
+        init = recipe["model"]["init"]
+        assert init["tokenizer"] == first.get(stage, init["tokenizer"]) and init["tokenizer"].startswith(
             "h2oai/h2o-danube"
         )
         if stage in first:
-            assert (
-                model["llm"] == first[stage] and model["vision_weights"] == "ogvl_dist" and not model.get("init_from")
-            )
+            assert init["llm"] == first[stage] and init["vision_weights"] == "ogvl_dist" and not init.get("checkpoint")
         else:  # later stages start from their predecessor's weights, not the hub's
-            assert model.get("llm") is None and model.get("vision_weights") is None and model["init_from"]
+            assert init.get("llm") is None and init.get("vision_weights") is None and init["checkpoint"]
         assert recipe["data"]["val"], stage  # val/loss exists, so the paper sweep's table fills
 
 
 def test_compose_extends_overrides_and_interpolates(tmp_path: Path):
     (tmp_path / "frag").mkdir()
-    (tmp_path / "frag/model.yaml").write_text("preset: tiny\nlr: 0.5\ntrainable: {vision: true}\n")
+    (tmp_path / "frag/model.yaml").write_text(
+        "preset: tiny\noptim: {lr: 0.5, warmup_ratio: 0.1}\ntrainable: {vision: true}\n"
+    )
     (tmp_path / "base.yaml").write_text("trainer: {max_steps: 3}\ndata: {batch_size: 2}\n")
     (tmp_path / "exp.yaml").write_text(
-        "extends:\n  - base.yaml\n  - model: frag/model.yaml\nmodel:\n  lr: 0.25\ntrainer:\n  max_steps: ${data.batch_size}\n"
+        "extends:\n  - base.yaml\n  - model: frag/model.yaml\nmodel:\n  optim: {lr: 0.25}\ntrainer:\n  max_steps: ${data.batch_size}\n"
     )
     config = compose(tmp_path / "exp.yaml")
-    assert config["model"] == {"preset": "tiny", "lr": 0.25, "trainable": {"vision": True}}
+    # a group set in two files merges key by key
+    assert config["model"] == {
+        "preset": "tiny",
+        "optim": {"lr": 0.25, "warmup_ratio": 0.1},
+        "trainable": {"vision": True},
+    }
     assert config["trainer"]["max_steps"] == 2
 
 

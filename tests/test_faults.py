@@ -1,5 +1,5 @@
 """Faults at scale, named: a NaN or infinite loss stops the run naming the step and its samples with the last
-good checkpoint kept (or, under `model.nonfinite_loss: skip`, drops that update and counts it); running
+good checkpoint kept (or, under `model.optim.nonfinite_loss: skip`, drops that update and counts it); running
 out of accelerator memory ends in one line naming the settings that decide a step's memory; a rank that
 dies, or stops answering, stops every other rank within the collective timeout, in one line."""
 
@@ -31,7 +31,7 @@ def _run(tmp_path: Path, name: str, steps: int, fault: dict, **model) -> tuple[i
     config["checkpoint"] = {"every_n_train_steps": 2}
     config["trainer"]["callbacks"] = [fault]
     if model:
-        config["model"] = model
+        config["model"] = {"optim": model}
     return main(["fit", "--config", str(write_config(tmp_path / f"{name}.yaml", config))])
 
 
@@ -80,10 +80,10 @@ def test_running_out_of_memory_names_the_settings_that_decide_a_step(tmp_path, m
 
 def test_nonfinite_loss_accepts_only_stop_or_skip():
     from h2ovl.errors import SettingError
-    from h2ovl.training.module import H2OVLModule
+    from h2ovl.training import H2OVLModule, Optimization
 
     with pytest.raises(SettingError, match="nonfinite_loss must be 'stop' or 'skip'"):
-        H2OVLModule(nonfinite_loss="ignore")
+        H2OVLModule(optim=Optimization(nonfinite_loss="ignore"))
 
 
 @pytest.mark.slow  # two-process runs

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from h2ovl.data.packing import collate_rows
-from h2ovl.training import H2OVLModule
+from h2ovl.training import H2OVLModule, Optimization
 
 from support.host_syncs import HostSyncs
 from training_runs import ROOT
@@ -39,7 +39,7 @@ class CountInsideTheWindow(L.Callback):
 @pytest.mark.parametrize("layout", ["padded", "packed"])
 @pytest.mark.parametrize("reduction", ["token", "sample"])
 def test_a_micro_batch_inside_an_accumulation_window_reads_nothing_back_from_the_device(layout, reduction):
-    module = H2OVLModule(preset="tiny", loss_reduction=reduction)
+    module = H2OVLModule(preset="tiny", optim=Optimization(loss_reduction=reduction))
     samples = [
         synthetic_sample(module.tokenizer, str(i), tiles, 64, module.model.tokens_per_tile, 24 + 8 * i, 8)
         for i, tiles in enumerate((1, 3, 2))

@@ -434,18 +434,18 @@ def test_export_to_transformers_internvl_loads_without_remote_code(tmp_path: Pat
 def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
     """The real loading code, through the module's config keys, on files this test writes: timm
     weights, an LLM directory, a tokenizer directory."""
-    from h2ovl.training.module import H2OVLModule, Trainable
+    from h2ovl.training import H2OVLModule, Initialization, Trainable
 
     source, tokenizer = H2OVL.from_preset("tiny")
     save_file({k: v.clone() for k, v in source.vision.vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
     source.llm.save_pretrained(str(tmp_path / "llm"))
     tokenizer.save_pretrained(str(tmp_path / "tokenizer"))
-    module = H2OVLModule(
-        preset="tiny",
+    parts = Initialization(
         vision_weights=str(tmp_path / "vit.safetensors"),
         llm=str(tmp_path / "llm"),
         tokenizer=str(tmp_path / "tokenizer"),
     )
+    module = H2OVLModule(preset="tiny", init=parts)
     loaded = module.model
     for part in ("vision", "llm"):
         for (name, a), (_, b) in zip(
@@ -456,12 +456,14 @@ def test_pretrained_parts_load_from_local_paths(tmp_path: Path):
     bad = tmp_path / "bad.safetensors"
     save_file({"not_a_vit_key": torch.zeros(1)}, str(bad))
     with pytest.raises(ValueError, match="bad.safetensors: weights do not fit the vision encoder"):
-        H2OVLModule(preset="tiny", vision_weights=str(bad))
+        H2OVLModule(preset="tiny", init=Initialization(vision_weights=str(bad)))
     # The ViT is built on the meta device and takes the file's tensors: fp32 whatever the file's dtype,
     # every tensor real, trainable as configured.
     half = tmp_path / "vit-bf16.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in source.vision.vit.state_dict().items()}, str(half))
-    vit = H2OVLModule(preset="tiny", vision_weights=str(half), trainable=Trainable(vision=True)).model.vision.vit
+    vit = H2OVLModule(
+        preset="tiny", init=Initialization(vision_weights=str(half)), trainable=Trainable(vision=True)
+    ).model.vision.vit
     assert all(p.dtype == torch.float32 and not p.is_meta and p.requires_grad for p in vit.parameters())
     expected = {k: v.to(torch.bfloat16).float() for k, v in source.vision.vit.state_dict().items()}
     assert all(torch.equal(expected[k], v) for k, v in vit.state_dict().items())

@@ -88,7 +88,7 @@ def test_a_resume_with_other_checkpoint_settings_keeps_one_newest_last_ckpt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Resuming with another `every_n_train_steps` must not leave `last-v1.ckpt` (newer) beside an older
-    `last.ckpt` that `--ckpt_path last` and `init_from` would then take."""
+    `last.ckpt` that `--ckpt_path last` and `model.init.checkpoint` would then take."""
     import torch
 
     monkeypatch.chdir(tmp_path)

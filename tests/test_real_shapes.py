@@ -62,8 +62,7 @@ def _stage_config(tmp: Path, model: str, stage: str, parts: dict[str, str]) -> P
     config = {
         "extends": [str(ROOT / f"experiments/paper/{model}/{stage}.yaml")],
         "model": {
-            **parts,
-            "init_from": None,
+            "init": {**parts, "checkpoint": None},
             "preprocessor": {"class_path": "h2ovl.preprocessing.FixedResize", "init_args": {"tile_size": 448}},
         },
         "data": {

@@ -137,7 +137,7 @@ def test_a_release_named_by_hub_id_loads_from_the_cache_offline(tmp_path: Path):
     )
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith(
-        "h2ovl evaluate: error: model.released 'h2oai/not-cached': neither a local path nor obtainable"
+        "h2ovl evaluate: error: model.init.released 'h2oai/not-cached': neither a local path nor obtainable"
     )
     assert len(missing.stderr.strip().splitlines()) == 1
 
@@ -167,6 +167,7 @@ def test_the_vision_encoder_loads_from_an_internvit_release_by_folder_hub_id_or_
     import huggingface_hub.constants
 
     from h2ovl.training.module import H2OVLModule
+    from h2ovl.training.settings import Initialization
 
     torch.manual_seed(1)
     source, _ = H2OVL.from_preset("tiny")
@@ -188,7 +189,7 @@ def test_the_vision_encoder_loads_from_an_internvit_release_by_folder_hub_id_or_
         str(tmp_path / "InternViT-300M-448px" / "model.safetensors"),
         str(prefixed),
     ):
-        loaded = H2OVLModule(preset="tiny", vision_weights=weights).model.vision
+        loaded = H2OVLModule(preset="tiny", init=Initialization(vision_weights=weights)).model.vision
         for (name, a), b in zip(source.vision.state_dict().items(), loaded.state_dict().values()):
             assert torch.equal(a, b), (weights, name)
 

@@ -1,5 +1,5 @@
 """Sharded checkpoints (FSDP2's `save_distributed_checkpoint: true`: a folder in PyTorch's DCP format) are
-accepted wherever a checkpoint is: resume, `model.init_from`, `h2ovl evaluate --ckpt`, `h2ovl export`,
+accepted wherever a checkpoint is: resume, `model.init.checkpoint`, `h2ovl evaluate --ckpt`, `h2ovl export`,
 and `h2ovl consolidate` turns one into a single file. Their index is unpickled as data only."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_fsdp2_sharded_saves_are_read_everywhere_a_checkpoint_is(tmp_path: Path,
 
     # The next stage starts from its weights, on one process.
     config = tiny_run_config(tmp_path, "next", 1, train=str(data), val=None)
-    h2ovl_fit(write_config(tmp_path / "next.yaml", config), "--model.init_from", str(folder))
+    h2ovl_fit(write_config(tmp_path / "next.yaml", config), "--model.init.checkpoint", str(folder))
 
     # evaluate and export read it as they read a file.
     from h2ovl.evaluate import load_module

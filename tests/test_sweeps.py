@@ -87,8 +87,8 @@ def client(tmp: Path):
         ({"stage_seed": "one"}, "stage_seed must be an integer"),
         ({"variants": {"a": {}}, "baseline": "b"}, "baseline 'b' is not one of the variants"),
         (
-            {"strategy": "random", "search": {"model.lr": {"low": 1, "high": 0}}, "trials": 2},
-            "search.model.lr: low must be below high",
+            {"strategy": "random", "search": {"model.optim.lr": {"low": 1, "high": 0}}, "trials": 2},
+            "search.model.optim.lr: low must be below high",
         ),
         ({"strategy": "optuna", "trials": 2}, "needs a `search` space"),
         ({"metric": {"name": "x", "mode": "up"}}, "metric must be a name or"),
@@ -104,30 +104,32 @@ def test_variants_grid_and_seeds_expand_to_named_trials(tmp_path: Path):
         write_spec(
             tmp_path,
             variants={"fixed": {"model.preprocessor": FIXED}, "dynamic": {"model.preprocessor": DYNAMIC}},
-            grid={"model.lr": [0.001, 0.0003]},
+            grid={"model.optim.lr": [0.001, 0.0003]},
             seeds=[0, 1],
         )
     )
     trials = spec.expand()
     assert len(trials) == 8 and len({t.name for t in trials}) == 8
     assert trials[0].name == "fixed/lr=0.001/seed=0" and trials[0].variant == "fixed/lr=0.001"
-    assert trials[0].overrides == {"model.preprocessor": FIXED, "model.lr": 0.001}
-    assert trials[0].axes == {"variant": "fixed", "model.lr": 0.001}
+    assert trials[0].overrides == {"model.preprocessor": FIXED, "model.optim.lr": 0.001}
+    assert trials[0].axes == {"variant": "fixed", "model.optim.lr": 0.001}
 
 
 def test_random_search_samples_inside_its_ranges_reproducibly(tmp_path: Path):
     fields = {
         "strategy": "random",
         "trials": 5,
-        "search": {"model.lr": {"low": 1e-5, "high": 1e-2, "log": True}, "data.batch_size": {"choices": [2, 4]}},
+        "search": {"model.optim.lr": {"low": 1e-5, "high": 1e-2, "log": True}, "data.batch_size": {"choices": [2, 4]}},
     }
     first, second = (
         load_spec(write_spec(tmp_path, **fields)).expand(),
         load_spec(write_spec(tmp_path, **fields)).expand(),
     )
     assert [t.overrides for t in first] == [t.overrides for t in second] and len(first) == 5
-    assert all(1e-5 <= t.overrides["model.lr"] <= 1e-2 and t.overrides["data.batch_size"] in (2, 4) for t in first)
-    assert len({t.overrides["model.lr"] for t in first}) == 5
+    assert all(
+        1e-5 <= t.overrides["model.optim.lr"] <= 1e-2 and t.overrides["data.batch_size"] in (2, 4) for t in first
+    )
+    assert len({t.overrides["model.optim.lr"] for t in first}) == 5
 
 
 def test_trial_config_replaces_whole_values_and_tags_the_run(tmp_path: Path):
@@ -137,7 +139,7 @@ def test_trial_config_replaces_whole_values_and_tags_the_run(tmp_path: Path):
     config = trial_config(spec, "sid", trial, tmp_path / "root", tags, None, "/x/last.ckpt")
     assert config["model"]["preprocessor"] == FIXED  # replaced, not merged with a base preprocessor
     assert (
-        config["model"]["init_from"] == "/x/last.ckpt"
+        config["model"]["init"]["checkpoint"] == "/x/last.ckpt"
         and config["seed_everything"] == 0
         and config["data"]["seed"] == 0
     )
@@ -168,7 +170,7 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     variants = {
         "fixed": {"model.preprocessor": FIXED},
         "dynamic": {"model.preprocessor": DYNAMIC},
-        "broken": {"model.lr": "not-a-number"},
+        "broken": {"model.optim.lr": "not-a-number"},
     }
     path = write_spec(
         tmp_path,
@@ -197,7 +199,7 @@ def test_sweep_runs_trials_records_failures_resumes_and_tabulates(tmp_path: Path
     assert "not-a-number" in state["trials"]["broken/seed=0"]["error"]
     init_ckpt = state["init_checkpoint"]
     trial_yaml = yaml.safe_load((tmp_path / "sweeps/t/trials/fixed__seed=1/config.yaml").read_text())
-    assert trial_yaml["model"]["init_from"] == init_ckpt and Path(init_ckpt).is_file()
+    assert trial_yaml["model"]["init"]["checkpoint"] == init_ckpt and Path(init_ckpt).is_file()
 
     mlflow = client(tmp_path)
     experiment = mlflow.get_experiment_by_name("t").experiment_id
@@ -353,7 +355,7 @@ def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_tab
         strategy="optuna",
         trials=2,
         seeds=[0],
-        search={"model.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        search={"model.optim.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
     )
     assert (
         main(
@@ -380,7 +382,7 @@ def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_tab
         [client(tmp_path).get_experiment_by_name("opt").experiment_id], "tags.role = 'trial'"
     )
     assert sorted(float(r.data.tags["axis.model.lr"]) for r in runs) == sorted(
-        t.params["model.lr"] for t in study.trials
+        t.params["model.optim.lr"] for t in study.trials
     )
     assert sorted(r.data.metrics["val/loss"] for r in runs) == pytest.approx(sorted(t.value for t in study.trials))
     Sweep(load_spec(path), options(tmp_path)).run()  # resumed: the study is complete, nothing more runs
@@ -614,7 +616,7 @@ def test_trial_sources_ask_and_tell(tmp_path: Path):
             strategy="optuna",
             trials=3,
             seeds=[0, 1],
-            search={"model.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+            search={"model.optim.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
         )
     )
     done: set[str] = set()
@@ -739,7 +741,10 @@ def test_ablation_prints_its_claims_verdicts_and_draws_every_variants_answers(
 def test_init_stages_in_a_list_run_as_a_curriculum_each_from_the_one_before(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ):
-    stages = [{"overrides": {"trainer.max_steps": 2}}, {"overrides": {"trainer.max_steps": 4, "model.lr": 1.0e-3}}]
+    stages = [
+        {"overrides": {"trainer.max_steps": 2}},
+        {"overrides": {"trainer.max_steps": 4, "model.optim.lr": 1.0e-3}},
+    ]
     path = write_spec(tmp_path, name="c", init_stage=stages, variants={"fixed": {"model.preprocessor": FIXED}})
     assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -752,9 +757,9 @@ def test_init_stages_in_a_list_run_as_a_curriculum_each_from_the_one_before(
         name: yaml.safe_load((folder / name / "config.yaml").read_text())
         for name in ("init-stage-1", "init-stage-2", "fixed__seed=0")
     }
-    assert config["init-stage-1"]["model"].get("init_from") is None
-    assert config["init-stage-2"]["model"]["init_from"] == str(folder / "init-stage-1/checkpoints/last.ckpt")
-    assert config["fixed__seed=0"]["model"]["init_from"] == str(folder / "init-stage-2/checkpoints/last.ckpt")
+    assert config["init-stage-1"]["model"].get("init", {}).get("checkpoint") is None
+    assert config["init-stage-2"]["model"]["init"]["checkpoint"] == str(folder / "init-stage-1/checkpoints/last.ckpt")
+    assert config["fixed__seed=0"]["model"]["init"]["checkpoint"] == str(folder / "init-stage-2/checkpoints/last.ckpt")
     assert config["init-stage-2"]["trainer"]["max_steps"] == 4
 
     # Editing the first stage reruns everything after it (with --force); the second stage alone, only itself on.

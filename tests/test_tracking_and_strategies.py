@@ -20,10 +20,16 @@ from training_runs import mlflow_runs, tiny_run_config, write_config
 
 def test_flatten_truncates_long_values_visibly():
     flat = flatten(
-        {"model": {"lr": 1e-4, "trainable": {"vision": True}}, "data": {"tasks": ["a", "b"]}, "long": "x" * 2000}
+        {
+            "model": {"optim": {"lr": 1e-4}, "trainable": {"vision": True}},
+            "data": {"tasks": ["a", "b"]},
+            "long": "x" * 2000,
+        }
     )
     assert (
-        flat["model.lr"] == "0.0001" and flat["model.trainable.vision"] == "True" and flat["data.tasks"] == '["a", "b"]'
+        flat["model.optim.lr"] == "0.0001"
+        and flat["model.trainable.vision"] == "True"
+        and flat["data.tasks"] == '["a", "b"]'
     )
     assert len(flat["long"]) == MAX_PARAM_CHARS and flat["long"].endswith(TRUNCATED)
 
@@ -31,13 +37,15 @@ def test_flatten_truncates_long_values_visibly():
 def test_resumed_run_keeps_params_and_tags_changed_values(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = MLflowTracker(experiment_name="e", tracking_uri=uri, stage="pretrain", sweep_id="s1")
-    first.log_hyperparams({"model": {"lr": 0.1}, "ckpt_path": None})
+    first.log_hyperparams({"model": {"optim": {"lr": 0.1}}, "ckpt_path": None})
     run_id = first.run_id
     again = MLflowTracker(experiment_name="e", tracking_uri=uri)
     again.continue_run(run_id)
-    again.log_hyperparams({"model": {"lr": 0.1}, "ckpt_path": "last", "new": 1})  # MLflow refuses changed params
+    again.log_hyperparams(
+        {"model": {"optim": {"lr": 0.1}}, "ckpt_path": "last", "new": 1}
+    )  # MLflow refuses changed params
     run = again.experiment.get_run(run_id)
-    assert run.data.params == {"model.lr": "0.1", "ckpt_path": "None", "new": "1"}
+    assert run.data.params == {"model.optim.lr": "0.1", "ckpt_path": "None", "new": "1"}
     assert run.data.tags["resume.ckpt_path"] == "last"
     assert run.data.tags["stage"] == "pretrain" and run.data.tags["sweep_id"] == "s1"
     assert run.info.artifact_uri.startswith(
@@ -79,17 +87,17 @@ def test_fsdp_units_are_vit_blocks_and_decoder_layers():
 def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path / "run.yaml", tiny_run_config(tmp_path, "entry", 3))
-    assert main(["fit", "--config", str(config), "--model.lr", "0.001"]) == 0
+    assert main(["fit", "--config", str(config), "--model.optim.lr", "0.001"]) == 0
     (run,) = mlflow_runs(tmp_path, "entry")
-    assert run.data.params["model.lr"] == "0.001" and run.data.params["data.batch_size"] == "2"
+    assert run.data.params["model.optim.lr"] == "0.001" and run.data.params["data.batch_size"] == "2"
     assert int(run.data.params["params/total/trainable"]) > 0
     tags = run.data.tags
     assert {"experiment", "stage", "preset", "preprocessor", "pixel_shuffle", "seed", "git_commit"} <= set(tags)
     assert tags["preset"] == "tiny" and tags["stage"] == "full" and tags["experiment"] == "entry"
     assert tags["preprocessor"].startswith("DynamicResolution(")  # the preset's, named, not "preset default"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|h2ovl==.*", tags["git_commit"])
-    # Each param once: the resolved config's `model.lr`, not Lightning's copy of the module's `lr` too.
-    assert "lr" not in run.data.params and "preprocessor.class_path" not in run.data.params
+    # Each param once: the resolved config's `model.optim.lr`, not Lightning's copy of the module's `optim` too.
+    assert not {"optim", "optim.lr", "lr"} & set(run.data.params) and "preprocessor.class_path" not in run.data.params
     assert not [k for k in run.data.params if f"model.{k}" in run.data.params or f"data.{k}" in run.data.params]
     # Runs are named for what they are, with a suffix from the OS (the seed fixes MLflow's own random names).
     assert re.fullmatch(r"entry-full-seed0-[0-9a-f]{6}", run.info.run_name)

@@ -1,5 +1,5 @@
 """The training module: freeze specs, AdamW groups and per-part rates, the schedule, a real fit on
-synthetic data (loss falls), and `init_from` (weights only, not a resume)."""
+synthetic data (loss falls), and `model.init.checkpoint` (weights only, not a resume)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
-from h2ovl.training import H2OVLModule, Trainable
+from h2ovl.training import H2OVLModule, Initialization, Optimization, Trainable
 from h2ovl.training.optim import parameter_groups, warmup_cosine
 
 
 def test_freeze_spec_and_parameter_groups():
     module = H2OVLModule(
-        trainable=Trainable(vision=False, projector=True, llm=False, vision_last_blocks=1), part_lr={"vision": 1e-5}
+        trainable=Trainable(vision=False, projector=True, llm=False, vision_last_blocks=1),
+        optim=Optimization(part_lr={"vision": 1e-5}),
     )
     report = module.model.parameter_report()
     assert report["llm"]["trainable"] == 0 and report["projector"]["frozen"] == 0
@@ -78,7 +79,9 @@ def test_warmup_cosine_shape():
 def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_path):
     torch.manual_seed(0)
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=48, tasks=["text", "text_only"])
-    module = H2OVLModule(trainable=Trainable(vision=True, projector=True, llm=True), lr=3e-3, warmup_ratio=0.1)
+    module = H2OVLModule(
+        trainable=Trainable(vision=True, projector=True, llm=True), optim=Optimization(lr=3e-3, warmup_ratio=0.1)
+    )
     losses = []
 
     class Record(L.Callback):
@@ -102,14 +105,14 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
     assert "val/loss" in trainer.callback_metrics
 
     checkpoint = trainer.checkpoint_callback.best_model_path
-    stage_two = H2OVLModule(init_from=checkpoint)
+    stage_two = H2OVLModule(init=Initialization(checkpoint=checkpoint))
     for (name, trained), (_, loaded) in zip(module.state_dict().items(), stage_two.state_dict().items()):
         assert torch.equal(trained, loaded), name
     assert stage_two.trainable == Trainable()  # the new stage's own freeze spec
 
     # pixel shuffle switched off: everything loads, the projector rewritten for the narrower input (exact
     # on a token whose 2x2 patches are equal), unless it is excluded, which starts it fresh
-    unshuffled = H2OVLModule(pixel_shuffle=False, init_from=checkpoint)
+    unshuffled = H2OVLModule(pixel_shuffle=False, init=Initialization(checkpoint=checkpoint))
     trained = module.state_dict()
     assert all(
         torch.equal(trained[name], value)
@@ -121,7 +124,7 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
         torch.testing.assert_close(
             unshuffled.model.projector(patch), module.model.projector(patch.repeat(1, 4)), rtol=1e-5, atol=1e-5
         )
-    fresh = H2OVLModule(pixel_shuffle=False, init_from=checkpoint, init_exclude=["model.projector"])
+    fresh = H2OVLModule(pixel_shuffle=False, init=Initialization(checkpoint=checkpoint, exclude=("model.projector",)))
     assert not torch.equal(fresh.model.projector[1].weight, unshuffled.model.projector[1].weight)
 
 
@@ -138,7 +141,7 @@ def test_init_from_reads_weights_as_data_and_refuses_anything_else(tmp_path, cap
     planted = tmp_path / "planted.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _Planted()}, planted)
     with pytest.raises(ValueError, match="refusing to load a checkpoint that holds more than weights"):
-        H2OVLModule(init_from=str(planted))
+        H2OVLModule(init=Initialization(checkpoint=str(planted)))
     assert "unpickled code ran" not in capsys.readouterr().out
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": {"trainable": Trainable()}}, plain)

@@ -1,5 +1,5 @@
 """Weight averaging through Lightning's callback, as the CPU demo's fine-tunes use it: the checkpoint holds
-the average as its weights (what validation scored, what `init_from`, `evaluate` and `export` read) and
+the average as its weights (what validation scored, what `model.init.checkpoint`, `evaluate` and `export` read) and
 the raw weights beside them, a resume continues both, and every file still loads with `weights_only=True`."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from h2ovl.training.module import H2OVLModule
+from h2ovl.training.settings import Initialization
 
 from training_runs import h2ovl_fit, last_checkpoint, tiny_run_config, write_config
 
@@ -30,7 +31,7 @@ def test_an_averaged_run_saves_the_average_resumes_and_starts_the_next_stage_fro
     assert resumed["global_step"] == 6 and int(resumed["averaging_state"]["n_averaged"]) == 6
 
     checkpoint = tmp_path / "runs/ema/checkpoints/last.ckpt"
-    module = H2OVLModule(preset="tiny", init_from=str(checkpoint))
+    module = H2OVLModule(preset="tiny", init=Initialization(checkpoint=str(checkpoint)))
     for name, tensor in module.state_dict().items():
         if name in resumed["state_dict"]:
             assert torch.equal(tensor, resumed["state_dict"][name]), name  # the average, not the raw weights

@@ -28,15 +28,16 @@ def stage_config(out: Path, tiny: bool) -> Path:
     """The 0.8B fine-tune recipe, its data and parts replaced by synthetic pages and random weights."""
     from train_gpu import stand_in_tokenizer
 
-    model = {"init_from": None}
+    model = {"init": {"checkpoint": None}}
     trainer = {"max_steps": 20, "log_every_n_steps": 5, "limit_val_batches": 0, "enable_progress_bar": False}
     if tiny:
-        model.update(preset="tiny", tokenizer=None, gradient_checkpointing=False)
+        model.update(preset="tiny", gradient_checkpointing=False)
+        model["init"]["tokenizer"] = None
         trainer.update(
             accelerator="cpu", devices=1, strategy="auto", precision="32-true", max_steps=2, log_every_n_steps=1
         )
     else:
-        model["tokenizer"] = stand_in_tokenizer(out / "tokenizer", with_h2ovl_tokens=False)
+        model["init"]["tokenizer"] = stand_in_tokenizer(out / "tokenizer", with_h2ovl_tokens=False)
         trainer.update(
             accelerator="gpu",
             devices=1,

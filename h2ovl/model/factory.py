@@ -1,6 +1,6 @@
 """`build_model`: the model, its tokenizer and its preprocessor from a config's model keys: a preset (random
 weights, or pretrained parts named by file, folder or hub id) or a released checkpoint. The training module
-only assembles what this returns with a stage's settings (freezing, checkpointing, `init_from`, validation)."""
+only assembles what this returns with a stage's settings (freezing, checkpointing, `model.init.checkpoint`, validation)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def build_model(
     if released:
         if overrides or vision_weights or llm or tokenizer:
             raise SettingError(
-                "with `released`, the model's parts, preprocessor and pixel shuffle come from its directory: "
-                "leave vision_weights, llm, tokenizer, preprocessor and pixel_shuffle unset"
+                "with model.init.released, the model's parts, preprocessor and pixel shuffle come from its directory: "
+                "leave model.init.vision_weights, llm and tokenizer, model.preprocessor and model.pixel_shuffle unset"
             )
-        folder = resolve_folder("model.released", released)  # a hub id: its snapshot in the cache
+        folder = resolve_folder("model.init.released", released)  # a hub id: its snapshot in the cache
         model = H2OVL.from_released(folder, attention=attention)
         loaded_tokenizer = load_tokenizer(folder, add_missing=False)
     else:

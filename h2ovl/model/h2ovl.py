@@ -43,7 +43,7 @@ def build_llm(config: dict[str, Any], weights: str | None = None) -> PreTrainedM
     if weights:
         # fp32 master weights whatever the checkpoint's dtype: precision is the trainer's business.
         return resolve_part(
-            "model.llm",
+            "model.init.llm",
             weights,
             lambda: AutoModelForCausalLM.from_pretrained(weights, attn_implementation=attention, dtype=torch.float32),
         )
@@ -92,7 +92,7 @@ class H2OVL(nn.Module):
             tokenizer = build_tiny_tokenizer()
         else:
             raise SettingError(
-                f"preset {name!r} needs a real tokenizer: set model.tokenizer to a tokenizer directory or hub id "
+                f"preset {name!r} needs a real tokenizer: set model.init.tokenizer to a tokenizer directory or hub id "
                 "(the offline tiny tokenizer is for the tiny presets only)"
             )
         if not config.llm_weights:

@@ -90,7 +90,7 @@ def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedToke
     """A tokenizer from a directory or a hub id (through transformers' cache; `HF_HUB_OFFLINE=1` is
     respected). With `add_missing` (a base LLM's tokenizer) the H2OVL tokens it lacks are added and
     `h2ovl_added_tokens` says how many; without (a released checkpoint's), one that lacks them is refused."""
-    tokenizer = resolve_part("model.tokenizer", str(path), lambda: AutoTokenizer.from_pretrained(str(path)))
+    tokenizer = resolve_part("model.init.tokenizer", str(path), lambda: AutoTokenizer.from_pretrained(str(path)))
     if add_missing:
         tokenizer.h2ovl_added_tokens = ensure_h2ovl_tokens(tokenizer)
     else:
@@ -98,7 +98,7 @@ def load_tokenizer(path: str | Path, add_missing: bool = True) -> PreTrainedToke
         if missing:
             raise PretrainedPartError(
                 f"{path}: the tokenizer lacks the H2OVL tokens {missing}: not a released H2OVL tokenizer "
-                "(a base LLM's tokenizer belongs in model.tokenizer, where they are added)"
+                "(a base LLM's tokenizer belongs in model.init.tokenizer, where they are added)"
             )
         tokenizer.h2ovl_added_tokens = 0
     return tokenizer

@@ -202,16 +202,16 @@ def load_timm_weights(vit: nn.Module, weights: str, model_name: str) -> None:
     if weights.endswith(WEIGHT_FILE_ENDINGS):
         state = _internvit_state(_read_weight_files([Path(weights)]))
     elif "/" in weights or Path(weights).expanduser().is_dir():
-        folder = resolve_folder("model.vision_weights", weights)
+        folder = resolve_folder("model.init.vision_weights", weights)
         files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
         if not files:
             raise PretrainedPartError(
-                f"model.vision_weights {weights!r}: {folder} holds no *.safetensors or pytorch_model*.bin weights"
+                f"model.init.vision_weights {weights!r}: {folder} holds no *.safetensors or pytorch_model*.bin weights"
             )
         state = _internvit_state(_read_weight_files(files))
     else:
         pretrained = resolve_part(
-            "model.vision_weights",
+            "model.init.vision_weights",
             weights,
             lambda: timm.create_model(f"{model_name}.{weights}", pretrained=True, num_classes=0, global_pool=""),
         )

@@ -11,9 +11,9 @@ overrides: {trainer.max_steps: 300}   # dotted keys set in every trial (whole va
 init_stage: {overrides: {...}}        # optional: one run first; every trial starts from its last.ckpt;
                                       # a list of them is a curriculum, each from the one before
 variants: {fixed: {model.preprocessor: {...}}, dynamic: {}}   # named sets of overrides
-grid: {model.lr: [1.0e-4, 3.0e-4]}    # crossed with the variants
+grid: {model.optim.lr: [1.0e-4, 3.0e-4]}    # crossed with the variants
 strategy: grid                        # grid | random | optuna
-search: {model.lr: {low: 1.0e-5, high: 1.0e-3, log: true}, model.weight_decay: {choices: [0, 0.01]}}
+search: {model.optim.lr: {low: 1.0e-5, high: 1.0e-3, log: true}, model.optim.weight_decay: {choices: [0, 0.01]}}
 trials: 8                             # random / optuna: configurations to sample
 optuna: {storage: null, sampler: tpe} # RDB URL (default: SQLite in the sweep folder)
 slurm: {partition: gpu, gpus_per_trial: 8, nodes: 1, time_min: 240, cpus_per_task: 16, cluster: slurm}

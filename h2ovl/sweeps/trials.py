@@ -54,7 +54,7 @@ def trial_config(
     set_dotted(config, "data.seed", trial.seed)
     set_dotted(config, "trainer.default_root_dir", str(root))
     if init_from:
-        set_dotted(config, "model.init_from", init_from)
+        set_dotted(config, "model.init.checkpoint", init_from)
     logger = config.setdefault("trainer", {}).get("logger")
     if not isinstance(logger, dict) or logger.get("class_path") != TRACKER:
         logger = {"class_path": TRACKER, "init_args": {}}

@@ -65,7 +65,7 @@ class Throughput(ThroughputMonitor):
 class Checkpoint(ModelCheckpoint):
     """Lightning's `ModelCheckpoint`, plus: partial files of a killed writer are removed at start-up, and
     `last.ckpt` is also written when training ends between periodic saves (a run stopping at `max_steps` = 900 with saves every 240 steps would otherwise leave step 720 as
-    "last", and a next stage's `init_from` would silently lose 180 steps)."""
+    "last", and a next stage's `model.init.checkpoint` would silently lose 180 steps)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)

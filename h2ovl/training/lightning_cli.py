@@ -88,7 +88,7 @@ class H2OVLCLI(LightningCLI):
                 # `epoch=..-step=..ckpt`, the same state written twice. `save_top_k: -1` keeps every step's file.
                 "checkpoint.save_top_k": 0,
                 # One last.ckpt, always the newest: Lightning's version counter would write last-v1.ckpt beside
-                # a resumed run's older last.ckpt, which `--ckpt_path last` and `init_from` would then pick.
+                # a resumed run's older last.ckpt, which `--ckpt_path last` and `model.init.checkpoint` would then pick.
                 "checkpoint.enable_version_counter": False,
                 "trainer.default_root_dir": DEFAULT_ROOT,
                 "trainer.logger": {"class_path": "h2ovl.training.tracking.MLflowTracker"},

@@ -27,7 +27,7 @@ LossReduction = Literal["token", "sample", "square"]
 
 def check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
-        raise SettingError(f"loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+        raise SettingError(f"model.optim.loss_reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
 
 
 def weighted_loss(logits: torch.Tensor, batch: dict, reduction: str = "token") -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,8 @@ schedule and logging. Loops, precision, strategies and checkpointing are Lightni
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,45 +20,16 @@ from h2ovl.model.projector import NORM_WEIGHT, fit_projector_input
 from h2ovl.preprocessing import ImagePreprocessor
 from h2ovl.training.flops import training_flops
 from h2ovl.training.generation import generate_answers
-from h2ovl.training.loss import GlobalLossNormalizer, LossReduction, check_reduction, weighted_loss
+from h2ovl.training.loss import GlobalLossNormalizer, weighted_loss
 from h2ovl.training.optim import parameter_groups, warmup_cosine
+from h2ovl.training.settings import Initialization, Optimization, Trainable, ValGeneration, as_group
 from h2ovl.training.strategies import H2OVLFSDPStrategy
-from h2ovl.training.weights import allow_in_checkpoints, load_checkpoint_weights
+from h2ovl.training.weights import load_checkpoint_weights
 
 log = logging.getLogger(__name__)
 #: the count of optimizer steps skipped for a non-finite loss, in a checkpoint
 SKIPPED_KEY = "h2ovl_skipped_nonfinite"
 
-
-@dataclass
-class Trainable:
-    """Which parts a stage trains; `vision_last_blocks` unfreezes only the last k ViT blocks."""
-
-    vision: bool = False
-    projector: bool = True
-    llm: bool = False
-    vision_last_blocks: int = 0
-
-
-@dataclass
-class ValGeneration:
-    """Generation-based validation: greedy answers to the first `samples` validation samples (the same
-    ones every time, on any number of ranks), scored by `task` ("auto": each record's `scorer` field) and
-    logged as `val/<task>/<metric>` (e.g. `val/cer/cer`, `val/kie/score`) on every `every`-th validation
-    run. The `best` checkpoint callback can monitor any of them (`best.monitor`)."""
-
-    samples: int = 0
-    task: str = "auto"
-    every: int = 1
-    max_new_tokens: int | None = None
-    """None: the module's `max_new_tokens`."""
-    final_samples: int | None = None
-    """How many the last validation of a fit (at `trainer.max_steps`) and `h2ovl validate` answer (None:
-    `samples`): frequent validations cheap, the final figure on more samples (the first `samples` of
-    them the same as before)."""
-
-
-allow_in_checkpoints(Trainable, ValGeneration)  # hyperparameters that Lightning pickles into checkpoints
 
 #: where the projector sits in this module's state dict
 PROJECTOR_PREFIX = "model.projector."
@@ -69,100 +40,58 @@ class H2OVLModule(L.LightningModule):
 
     Args:
         preset: a model preset ("tiny", "h2ovl-0.8b", ...): the architecture.
-        vision_weights: pretrained vision encoder weights: a timm state dict file (.safetensors, .pth, .bin)
-            or a timm pretrained tag of the preset's ViT (e.g. `ogvl_dist` for InternViT-300M). None: random.
-        llm: a pretrained causal LM, as a transformers directory or hub id (e.g. `h2oai/h2o-danube3-500m-base`);
-            its config replaces the preset's. None: random weights of the preset's shape.
-        tokenizer: a tokenizer directory or hub id. Required by the real-size presets; the tiny presets
-            default to the offline tiny tokenizer. Hub ids resolve through the libraries' caches
-            (`HF_HUB_OFFLINE=1` is respected).
-        preprocessor: replaces the preset's preprocessor (the ablation axis); in YAML a `class_path`/`init_args`
-            object or the path of a fragment such as `configs/preprocessor/msac.yaml`.
+        preprocessor: replaces the preset's preprocessor (the ablation axis): a `class_path`/`init_args`
+            object, a short name (`fixed`, `dynamic`, `msac`) or the path of a fragment such as
+            `configs/preprocessor/msac.yaml`.
         pixel_shuffle: False keeps every ViT patch as a visual token (downsample_ratio None).
+        init: where the weights and tokenizer come from (released model, pretrained parts, a checkpoint).
         trainable: the stage's freeze spec.
-        lr: AdamW's learning rate.
-        weight_decay: AdamW's weight decay (norms, biases and the ViT's position and class embeddings are exempt).
-        betas: AdamW's betas.
-        part_lr: a part's own learning rate (`vision`, `projector`, `llm`), replacing `lr` for it.
-        warmup_ratio: the fraction of the run's optimizer steps spent warming up linearly.
-        min_lr_ratio: the cosine schedule's floor, as a fraction of the learning rate.
-        loss_reduction: how supervised tokens are weighed, over the whole global batch (every accumulated
-            micro-batch on every rank): "token" (every token alike), "sample" (every sample alike), "square"
-            (a sample of n supervised tokens weighs 1/sqrt(n) per token).
+        optim: AdamW, its schedule, and how a step's loss is formed and checked.
         gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward (also under
             FSDP).
-        released: a released model directory (InternVL-chat layout: config.json, safetensors, tokenizer) whose
-            architecture, preprocessor, weights and tokenizer replace the preset's (leave `preprocessor` and
-            `pixel_shuffle` unset: the weights fix them).
-        init_from: a Lightning checkpoint whose *weights* start this stage (not a resume: optimizer,
-            schedule, step and data position start fresh). Read memory-mapped and without unpickling code,
-            and only its `state_dict`.
-        init_exclude: parameter-name prefixes not taken from `init_from` (kept freshly initialised). A
-            projector from a checkpoint with the other pixel-shuffle setting is carried over, its input
-            layers rewritten (`fit_projector_input`); exclude `model.projector` to start it fresh instead.
-        max_new_tokens: the generation budget of `predict`.
-        val_generation: generation-based validation metrics (off unless `samples` > 0).
-        nonfinite_loss: what a NaN or infinite loss of an optimizer step does (checked once per step, after
-            the loss is reduced over the global batch, so every rank decides alike): "stop" ends the run
-            naming the step and its samples, the last checkpoint before it kept; "skip" drops that step's
-            update (no weight or optimizer-state change) and counts it (`train/skipped_nonfinite`).
         attention: the LLM's attention kernel. Packed rows (`data.pack_tokens`) stay exact under each;
             "flex_attention" never materialises their block-diagonal mask (GPU training: torch has no CPU
             backward for it), "flash_attention_2" uses its varlen path where the package is installed.
+        val_generation: generation-based validation metrics (off unless `samples` > 0).
+        max_new_tokens: the generation budget of `predict`.
     """
 
     def __init__(
         self,
         preset: str = "tiny",
-        vision_weights: str | None = None,
-        llm: str | None = None,
-        tokenizer: str | None = None,
-        preprocessor: ImagePreprocessor | dict[str, Any] | None = None,
+        preprocessor: ImagePreprocessor | dict[str, Any] | str | None = None,
         pixel_shuffle: bool = True,
-        trainable: Trainable | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        part_lr: dict[str, float] | None = None,
-        warmup_ratio: float = 0.03,
-        min_lr_ratio: float = 0.0,
-        loss_reduction: LossReduction = "token",
+        init: Initialization = Initialization(),
+        trainable: Trainable = Trainable(),
+        optim: Optimization = Optimization(),
         gradient_checkpointing: bool = False,
-        released: str | None = None,
-        init_from: str | None = None,
-        init_exclude: list[str] | None = None,
-        max_new_tokens: int = 64,
-        val_generation: ValGeneration | None = None,
-        nonfinite_loss: Literal["stop", "skip"] = "stop",
         attention: Attention = "sdpa",
+        val_generation: ValGeneration = ValGeneration(),
+        max_new_tokens: int = 64,
     ) -> None:
         super().__init__()
-        if nonfinite_loss not in ("stop", "skip"):
-            raise SettingError(f"model.nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         if isinstance(preprocessor, ImagePreprocessor):
             preprocessor = preprocessor.config()  # checkpoints and trackers record the plain form
         self.save_hyperparameters()
-        check_reduction(loss_reduction)
+        init, trainable = as_group(Initialization, init), as_group(Trainable, trainable)
+        optim, val_generation = as_group(Optimization, optim), as_group(ValGeneration, val_generation)
+        self.init, self.trainable, self.optim, self.val_generation = init, trainable, optim, val_generation
         built = build_model(
             preset,
-            vision_weights=vision_weights,
-            llm=llm,
-            tokenizer=tokenizer,
+            vision_weights=init.vision_weights,
+            llm=init.llm,
+            tokenizer=init.tokenizer,
             preprocessor=preprocessor,
             pixel_shuffle=pixel_shuffle,
-            released=released,
+            released=init.released,
             attention=attention,
         )
         self.model, self.tokenizer, self.preprocessor = built.model, built.tokenizer, built.preprocessor
         self.processor = Processor(self.tokenizer, self.preprocessor, self.model.tokens_per_tile)
-        self.trainable = trainable or Trainable()
-        self.model.set_trainable(**asdict(self.trainable))
+        self.model.set_trainable(**asdict(trainable))
         self.model.set_gradient_checkpointing(vision=gradient_checkpointing, llm=gradient_checkpointing)
-        if init_from:
-            self._load_weights(init_from, tuple(init_exclude or ()))
-        self.val_generation = val_generation or ValGeneration()
-        if self.val_generation.every < 1:
-            raise SettingError(f"val_generation.every must be at least 1, got {self.val_generation.every}")
+        if init.checkpoint:
+            self._load_weights(init.checkpoint, tuple(init.exclude))
         generated = max(self.val_generation.samples, self.val_generation.final_samples or 0)
         self.val_scorer = None
         if generated > 0:
@@ -182,7 +111,7 @@ class H2OVLModule(L.LightningModule):
         kept = {k: v for k, v in state.items() if not k.startswith(exclude)} if exclude else state
         if exclude:
             log.info(
-                "init_from %s: %d tensors left at their fresh initialisation (%s)",
+                "model.init.checkpoint %s: %d tensors left at their fresh initialisation (%s)",
                 path,
                 len(state) - len(kept),
                 ", ".join(exclude),
@@ -191,11 +120,13 @@ class H2OVLModule(L.LightningModule):
             try:
                 kept = fit_projector_input(kept, PROJECTOR_PREFIX, self.model.projector[0].weight.numel())
             except ValueError as error:
-                raise CheckpointError(f"init_from {path}: {error}") from None
+                raise CheckpointError(f"model.init.checkpoint {path}: {error}") from None
         missing, unexpected = self.load_state_dict(kept, strict=False)
         missing = [k for k in missing if not k.startswith(exclude)] if exclude else missing
         if missing or unexpected:
-            raise CheckpointError(f"init_from {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys")
+            raise CheckpointError(
+                f"model.init.checkpoint {path}: missing {missing[:5]}..., unexpected {unexpected[:5]}... keys"
+            )
 
     # -- fit -------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -223,7 +154,7 @@ class H2OVLModule(L.LightningModule):
 
     def _weighted_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(**{**model_inputs(batch), "labels": None}).logits
-        return weighted_loss(logits, batch, self.hparams.loss_reduction)
+        return weighted_loss(logits, batch, self.optim.loss_reduction)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss_sum, weight = self._weighted_loss(batch)
@@ -255,7 +186,7 @@ class H2OVLModule(L.LightningModule):
         finite = bool(torch.isfinite(loss))
         if not finite:
             self._nonfinite_step(float(loss), samples, trainable)
-        if self.hparams.nonfinite_loss == "skip":  # the running count, a point every step
+        if self.optim.nonfinite_loss == "skip":  # the running count, a point every step
             self.log("train/skipped_nonfinite", float(self.skipped_nonfinite), batch_size=1, rank_zero_only=True)
         if not finite:
             return
@@ -274,11 +205,11 @@ class H2OVLModule(L.LightningModule):
     def _nonfinite_step(self, loss: float, samples: list[str], trainable: list[torch.nn.Parameter]) -> None:
         step = self.trainer.global_step + 1  # the optimizer step this is (1-based, as progress lines count)
         shown = ", ".join(samples[:8]) + (f" and {len(samples) - 8} more" if len(samples) > 8 else "")
-        if self.hparams.nonfinite_loss == "stop":
+        if self.optim.nonfinite_loss == "stop":
             raise TrainingDiverged(
                 f"the loss of optimizer step {step} is {loss} (samples {shown}); nothing was updated and the last "
-                "checkpoint before it is kept: resume with --ckpt_path last after lowering model.lr, raising "
-                "trainer.gradient_clip_val's strictness, or set model.nonfinite_loss: skip to step over such batches"
+                "checkpoint before it is kept: resume with --ckpt_path last after lowering model.optim.lr, raising "
+                "trainer.gradient_clip_val's strictness, or set model.optim.nonfinite_loss: skip to step over such batches"
             )
         for parameter in trainable:  # an optimizer skips parameters without a gradient: no update, no moments
             parameter.grad = None
@@ -351,9 +282,9 @@ class H2OVLModule(L.LightningModule):
         return generate_answers(self.model, self.tokenizer, batch, self.hparams.max_new_tokens)
 
     def configure_optimizers(self) -> dict:
-        hp = self.hparams
-        groups = parameter_groups(self.model, hp.lr, hp.weight_decay, hp.part_lr)
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        optim = self.optim
+        groups = parameter_groups(self.model, optim.lr, optim.weight_decay, optim.part_lr)
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = warmup_cosine(optimizer, total, int(total * hp.warmup_ratio), hp.min_lr_ratio)
+        scheduler = warmup_cosine(optimizer, total, int(total * optim.warmup_ratio), optim.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -4,7 +4,7 @@ Under FSDP2 with `save_distributed_checkpoint: true`, Lightning writes a checkpo
 PyTorch's distributed checkpoint (DCP) format: each rank's shards, DCP's `.metadata` index, and
 Lightning's `meta.pt` (step, loops, callbacks, hyperparameters). A resume on any number of processes
 reads it through Lightning, which reshards it. Everything that reads one checkpoint in one process
-(`model.init_from`, `h2ovl evaluate --ckpt`, `h2ovl export`, `h2ovl checkpoint consolidate`) reads it
+(`model.init.checkpoint`, `h2ovl evaluate --ckpt`, `h2ovl export`, `h2ovl checkpoint consolidate`) reads it
 here, into the same dictionary a full checkpoint file holds.
 
 Files are data: DCP unpickles `.metadata` with plain `pickle` (any class, code included), so it is read

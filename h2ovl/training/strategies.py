@@ -38,7 +38,7 @@ class H2OVLFSDPStrategy(ModelParallelStrategy):
         reshard_after_forward: free gathered parameters after each unit's forward (ZeRO-3); False keeps
             them until backward (ZeRO-2: less communication, more memory).
         save_distributed_checkpoint: one file per rank instead of a full checkpoint gathered on rank zero
-            (default False: a full `last.ckpt`, which `init_from`, `evaluate` and other device counts read).
+            (default False: a full `last.ckpt`, which `model.init.checkpoint`, `evaluate` and other device counts read).
         reduce_in_accumulation: reduce-scatter gradients after every micro-batch of an accumulation window
             (less memory: gradients stay sharded). Default False: the window's micro-batches accumulate
             unsharded gradients and only its last one reduce-scatters (one reduction per optimizer step, as

@@ -78,7 +78,7 @@ def default_run_name(experiment: str, stage: str | None) -> str:
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> {"model.lr": "0.0001", ...}; lists stay one value; long values truncated visibly."""
+    """Nested config -> {"model.optim.lr": "0.0001", ...}; lists stay one value; long values truncated visibly."""
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"

@@ -1,6 +1,6 @@
 """Reading the weights of a Lightning checkpoint as data, never as code.
 
-`init_from` and `evaluate --ckpt` need only a checkpoint's `state_dict`. The file is memory-mapped (a
+`model.init.checkpoint` and `evaluate --ckpt` need only a checkpoint's `state_dict`. The file is memory-mapped (a
 2B checkpoint with its optimizer state is ~26 GB; only the model tensors are paged in) and unpickled
 with `weights_only=True`, so a planted file cannot run code: the only classes allowed beyond tensors
 and containers are the plain dataclasses our own hyperparameters hold.
