@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.processor import Processor
 from h2ovl.model.h2ovl import H2OVL
@@ -50,11 +51,11 @@ def main() -> None:
     pad = tokenizer.pad_token_id
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         metas = SyntheticData(out=folder, n=args.samples * 2, seed=0, test_fraction=0.5, max_side=512).ensure()
-        data = H2OVLDataModule(val_batch_size=1).bind(
+        data = H2OVLDataModule(batching=Batching(val_batch_size=1)).bind(
             Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
         )
         singles = list(data.eval_dataloader(str(metas["test"]), limit=args.samples))
-        data.val_batch_size = args.batch
+        data.batching = Batching(val_batch_size=args.batch)
         batched = list(data.eval_dataloader(str(metas["test"]), limit=args.samples))
         generate_all(model, batched[:1], pad, 2)  # warm-up
         one_by_one, single_rate = generate_all(model, singles, pad, args.new_tokens)

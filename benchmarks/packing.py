@@ -5,7 +5,7 @@ The mix is realistic for this codebase: the synthetic OCR/document tasks (short 
 transcriptions, multi-image, text-only) on varied aspect ratios, tiled by both dynamic resolution and
 MSAC, so text lengths and tile counts vary as they do in training. Both variants see the same samples;
 the padded one batches `--batch` samples padded to the longest, the length-grouped one chooses each padded
-batch from `--group` samples by length (`data.group_by_length`), the packed one fills rows of
+batch from `--group` samples by length (`data.batching.group_by_length`), the packed one fills rows of
 `--pack-tokens` tokens. Batches are built before timing, so samples/s is the training step alone
 (tiny preset, forward + backward + AdamW). Goal: >= 95% real tokens packed.
 Last line: one JSON object with the figures.
@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
@@ -83,15 +84,20 @@ def main() -> None:
             "msac": MSAC(tile_size=64, max_tiles=6),
         }
         for name, preprocessor in preprocessors.items():
-            common = dict(synthetic=synthetic, max_length=args.pack_tokens, seed=0)
-            padded_dm = H2OVLDataModule(batch_size=args.batch, **common).bind(
+            common = dict(synthetic=synthetic, seed=0)
+            padded = Batching(batch_size=args.batch, max_length=args.pack_tokens)
+            padded_dm = H2OVLDataModule(batching=padded, **common).bind(
                 Processor(tokenizer, preprocessor, model.tokens_per_tile)
             )
             # Packed rows hold about args.batch samples' worth of tokens between them.
             rows = max(1, args.batch // 4)
-            packed_dm = H2OVLDataModule(batch_size=rows, pack_tokens=args.pack_tokens, pack_buffer=64, **common)
+            packing = Batching(
+                batch_size=rows, max_length=args.pack_tokens, pack_tokens=args.pack_tokens, pack_buffer=64
+            )
+            packed_dm = H2OVLDataModule(batching=packing, **common)
             packed_dm.bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
-            grouped_dm = H2OVLDataModule(batch_size=args.batch, group_by_length=args.group, **common)
+            grouping = Batching(batch_size=args.batch, max_length=args.pack_tokens, group_by_length=args.group)
+            grouped_dm = H2OVLDataModule(batching=grouping, **common)
             grouped_dm.bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
             padded, packed = batches_for(padded_dm, args.samples), batches_for(packed_dm, args.samples)
             grouped = batches_for(grouped_dm, args.samples)

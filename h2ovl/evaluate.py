@@ -28,6 +28,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.benchmarks import BenchmarkSource, open_benchmark, protocol
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.sources import RecordSource
@@ -134,7 +135,7 @@ def predict(
     written to `path` (JSON Lines); the writer holds the counts of samples skipped as bad. `precision`
     None: bf16-mixed on a GPU, 32 on CPU."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    datamodule = H2OVLDataModule(val_batch_size=batch_size, max_length=max_length)
+    datamodule = H2OVLDataModule(batching=Batching(val_batch_size=batch_size, max_length=max_length))
     datamodule.bind(module.processor)
     loader = datamodule.eval_dataloader(data, limit, split_budget=split_budget, sources=sources)
     writer = PredictionWriter(str(path))

@@ -85,7 +85,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         (["--data.train", "{no_annotation}"], "nokey.json: dataset 'ds' is missing 'annotation'"),
         (["--trainer.max_steps", "-5"], "max_steps"),
         (["--model.preset", "nope"], "unknown preset 'nope'"),
-        (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
+        (["--data.batching.batch_size", "0"], "data.batching.batch_size must be at least 1, got 0"),
         (["--data.on_bad_sample", "skipp"], "'skipp'"),
         (["--ckpt_path", "{missing}"], "--ckpt_path"),
         (["--ckpt_path", "{garbage_ckpt}"], "garbage.ckpt: not a readable checkpoint"),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.processor import Processor
 from h2ovl.data.skip_report import BadSampleReport
@@ -59,7 +60,7 @@ def fit(tiny, datamodule, tmp_path, max_steps, ckpt_path=None, callbacks=()):
 
 def datamodule(meta, **kwargs):
     return H2OVLDataModule(
-        train=str(meta), **{"batch_size": 2, "steps_per_epoch": 3, "pack_tokens": 384, "seed": 1, **kwargs}
+        train=str(meta), batching=Batching(batch_size=2, pack_tokens=384), **{"steps_per_epoch": 3, "seed": 1, **kwargs}
     )
 
 
@@ -88,7 +89,9 @@ def test_bad_samples_are_reported_each_epoch(tmp_path, tiny, caplog):
 
 def test_synthetic_data_is_written_on_first_use(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=12, seed=0, tasks=["text", "text_only"])
-    dm = H2OVLDataModule(synthetic=synthetic, batch_size=2).bind(Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile))
+    dm = H2OVLDataModule(synthetic=synthetic, batching=Batching(batch_size=2)).bind(
+        Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile)
+    )
     batch = next(iter(dm.train_dataloader()))
     assert (synthetic.folder / "meta.json").is_file() and len(batch["ids"]) == 2
     assert synthetic.folder.name == "n12-seed0-text+text_only-test0.1-side768-v4"
@@ -111,7 +114,7 @@ def test_synthetic_data_left_half_written_by_a_killed_writer_is_removed_by_the_n
 
 def test_each_stage_reads_its_own_split_and_all_of_it(tmp_path, tiny):
     synthetic = SyntheticData(out=str(tmp_path / "synthetic"), n=60, seed=0, tasks=["text", "text_only"])
-    dm = H2OVLDataModule(synthetic=synthetic, val_batch_size=4, val_limit=3).bind(
+    dm = H2OVLDataModule(synthetic=synthetic, batching=Batching(val_batch_size=4), val_limit=3).bind(
         Processor(tiny[1], tiny[2], tiny[0].tokens_per_tile)
     )
     ids = {

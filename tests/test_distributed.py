@@ -41,11 +41,13 @@ def _uneven_dataset(folder: Path) -> Path:
     return write_jsonl(folder / "letters.jsonl", records)
 
 
-def _fit(tmp: Path, name: str, data: Path, *args: str, steps: int = STEPS, trainer: str | None = None, **optim) -> None:
+def _fit(
+    tmp: Path, name: str, data: Path, *args: str, steps: int = STEPS, trainer: str | None = None, model=None, **optim
+) -> None:
     config = tiny_run_config(tmp, name, steps, train=str(data), val=None, global_batch_size=4, seed=SEED)
     if trainer:
         config["extends"].append({"trainer": str(ROOT / "configs/trainer" / trainer)})
-    config["model"] = {"optim": optim}
+    config["model"] = {"optim": optim, **(model or {})}
     config["checkpoint"] = {"every_n_train_steps": 2}
     # Clipping that acts (the tiny model's first gradients are far above 0.05), so it is checked too.
     h2ovl_fit(write_config(tmp / f"{name}.yaml", config), "--trainer.gradient_clip_val", "0.05", *args, timeout=420)
@@ -116,7 +118,7 @@ def test_fsdp2_trains_saves_and_resumes_as_one_process(tmp_path: Path):
         *validation,
         trainer="fsdp-cpu.yaml",
         weight_decay=0.5,
-        val_generation={"samples": 1, "task": "cer", "max_new_tokens": 5},
+        model={"val_generation": {"samples": 1, "task": "cer", "max_new_tokens": 5}},
     )
     single, fsdp = last_checkpoint(tmp_path, "single"), last_checkpoint(tmp_path, "fsdp")
     assert fsdp["global_step"] == STEPS
@@ -142,12 +144,12 @@ def test_fsdp2_reduce_scatters_once_per_optimizer_step_and_trains_as_one_process
     data = _uneven_dataset(tmp_path)
     counts = tmp_path / "counts.json"
     common = dict(steps=2, weight_decay=0.5)
-    _fit(tmp_path, "single", data, "--trainer.devices", "1", "--data.global_batch_size", "8", **common)
+    _fit(tmp_path, "single", data, "--trainer.devices", "1", "--data.batching.global_batch_size", "8", **common)
     _fit(
         tmp_path,
         "fsdp",
         data,
-        "--data.global_batch_size",
+        "--data.batching.global_batch_size",
         "8",
         "--trainer.callbacks+=support.faults.CountReduceScatter",
         "--trainer.callbacks.out",

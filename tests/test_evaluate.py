@@ -147,6 +147,7 @@ def test_evaluate_a_released_model_on_benchmark_style_records(tmp_path: Path, ti
 
 def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: Path, tiny, monkeypatch):
     """Two images in one record: a released model gives each the whole budget, a checkpoint of ours splits it."""
+    from h2ovl.data.batching import Batching
     from h2ovl.data.datamodule import H2OVLDataModule
     from h2ovl.preprocessing import DynamicResolution
 
@@ -167,7 +168,9 @@ def test_released_models_are_evaluated_with_their_inference_tile_rule(tmp_path: 
     preprocessor = DynamicResolution(tile_size=model.vision.tile_size, max_tiles=6, use_thumbnail=False)
     tiles = {}
     for split_budget in (True, False):
-        module = H2OVLDataModule(val_batch_size=1).bind(Processor(tokenizer, preprocessor, model.tokens_per_tile))
+        module = H2OVLDataModule(batching=Batching(val_batch_size=1)).bind(
+            Processor(tokenizer, preprocessor, model.tokens_per_tile)
+        )
         (batch,) = list(module.eval_dataloader(str(data), split_budget=split_budget))
         tiles[split_budget] = batch["pixel_values"].shape[0]
     assert tiles == {True: 2 * 3, False: 2 * 4}  # 6 // 2 = 3 -> (3, 1) each; whole budget -> (4, 1) each
@@ -238,12 +241,13 @@ def test_generation_subset_is_fixed_whatever_the_batching(tmp_path: Path, tiny):
     """`positions` in an evaluation batch are places in the dataset, so "the first N" does not depend on
     batch size or on how a DistributedSampler deals samples to ranks."""
     model, tokenizer, preprocessor = tiny
+    from h2ovl.data.batching import Batching
     from h2ovl.data.datamodule import H2OVLDataModule
 
     metas = write_synthetic(tmp_path, 30, seed=0, max_side=160)
     seen = []
     for batch_size in (1, 4):
-        dm = H2OVLDataModule(val=str(metas["test"]), val_batch_size=batch_size).bind(
+        dm = H2OVLDataModule(val=str(metas["test"]), batching=Batching(val_batch_size=batch_size)).bind(
             Processor(tokenizer, preprocessor, model.tokens_per_tile)
         )
         seen.append(
@@ -301,7 +305,7 @@ def test_asking_for_more_answers_than_the_validation_batches_hold_says_how_many_
     assert main(["fit", "--config", str(write_config(tmp_path / "run.yaml", config))]) == 0
     assert (
         "asks for 9 answered validation samples, but validation stops after trainer.limit_val_batches=2 batches "
-        "of data.val_batch_size 4: 8 are scored"
+        "of 4 samples (data.batching.val_batch_size): 8 are scored"
     ) in caplog.text
     (run,) = mlflow_runs(tmp_path, "capped")
     assert run.data.metrics["val/cer/n"] == 8

@@ -74,7 +74,7 @@ def test_running_out_of_memory_names_the_settings_that_decide_a_step(tmp_path, m
     assert _run(tmp_path, "oom", 4, {"class_path": "support.faults.OutOfMemoryAt", "init_args": {"step": 2}}) == 2
     line = _error_line(capsys)
     assert line.startswith("h2ovl fit: error: out of accelerator memory at optimizer step 2")
-    for knob in ("data.batch_size=2", "max_tiles=", "model.gradient_checkpointing=False"):
+    for knob in ("data.batching.batch_size=2", "max_tiles=", "model.gradient_checkpointing=False"):
         assert knob in line
 
 

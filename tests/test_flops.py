@@ -12,6 +12,7 @@ import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
@@ -31,10 +32,10 @@ def batches(tmp_path_factory):
     torch.manual_seed(0)
     model, tokenizer = H2OVL.from_preset("tiny")
     synthetic = SyntheticData(out=str(tmp_path_factory.mktemp("synthetic")), n=24, max_side=256)
-    padded = H2OVLDataModule(synthetic=synthetic, batch_size=3).bind(
+    padded = H2OVLDataModule(synthetic=synthetic, batching=Batching(batch_size=3)).bind(
         Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
     )
-    packed = H2OVLDataModule(synthetic=synthetic, batch_size=1, pack_tokens=768).bind(
+    packed = H2OVLDataModule(synthetic=synthetic, batching=Batching(batch_size=1, pack_tokens=768)).bind(
         Processor(tokenizer, model.build_preprocessor(), model.tokens_per_tile)
     )
     return model, [next(iter(padded.train_stream())), next(iter(packed.train_stream()))]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from h2ovl.cli import main
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule
 from h2ovl.data.processor import Processor
 from h2ovl.model.tokenizer import ANSWER
@@ -39,7 +40,7 @@ def test_prompts_stop_before_the_first_answer_and_keep_their_tiles(tmp_path: Pat
             },
         ],
     )
-    dm = H2OVLDataModule(train=str(data), test=str(data), batch_size=3).bind(
+    dm = H2OVLDataModule(train=str(data), test=str(data), batching=Batching(batch_size=3)).bind(
         Processor(tokenizer, preprocessor, model.tokens_per_tile)
     )
     batch = next(iter(dm.predict_dataloader()))

@@ -69,10 +69,8 @@ def _stage_config(tmp: Path, model: str, stage: str, parts: dict[str, str]) -> P
             "train": None,
             "val": None,
             "synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 256},
-            "batch_size": 1,
-            "global_batch_size": 1,
+            "batching": {"batch_size": 1, "global_batch_size": 1, "max_length": 512},
             "num_workers": 0,
-            "max_length": 512,
         },
         "trainer": {
             "accelerator": "cpu",

@@ -145,6 +145,7 @@ def test_packing_is_refused_where_transformers_would_let_packed_samples_attend_t
     import transformers.masking_utils
 
     from h2ovl.data import packing
+    from h2ovl.data.batching import Batching
     from h2ovl.data.datamodule import H2OVLDataModule
 
     assert packing.packed_rows_isolated()  # the installed release keeps them apart
@@ -153,8 +154,8 @@ def test_packing_is_refused_where_transformers_would_let_packed_samples_attend_t
     monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda position_ids: None)
     try:
         with pytest.raises(UserError, match="does not keep packed samples apart"):
-            H2OVLDataModule(pack_tokens=512)
-        H2OVLDataModule(pack_tokens=None)  # padding needs no such thing
+            H2OVLDataModule(batching=Batching(pack_tokens=512))
+        H2OVLDataModule(batching=Batching(pack_tokens=None))  # padding needs no such thing
     finally:
         packing.packed_rows_isolated.cache_clear()
 

@@ -37,8 +37,8 @@ DYNAMIC = {
 def tiny_overrides(tmp: Path) -> dict:
     return {
         "data.synthetic": {"out": str(tmp / "synthetic"), "n": 24, "max_side": 160, "tasks": ["digits_strip", "text"]},
-        "data.batch_size": 2,
-        "data.max_length": 256,
+        "data.batching.batch_size": 2,
+        "data.batching.max_length": 256,
         "data.val_limit": 4,
         "model.val_generation": {"samples": 3, "max_new_tokens": 4},
         "trainer.max_steps": 2,
@@ -119,7 +119,10 @@ def test_random_search_samples_inside_its_ranges_reproducibly(tmp_path: Path):
     fields = {
         "strategy": "random",
         "trials": 5,
-        "search": {"model.optim.lr": {"low": 1e-5, "high": 1e-2, "log": True}, "data.batch_size": {"choices": [2, 4]}},
+        "search": {
+            "model.optim.lr": {"low": 1e-5, "high": 1e-2, "log": True},
+            "data.batching.batch_size": {"choices": [2, 4]},
+        },
     }
     first, second = (
         load_spec(write_spec(tmp_path, **fields)).expand(),
@@ -127,7 +130,8 @@ def test_random_search_samples_inside_its_ranges_reproducibly(tmp_path: Path):
     )
     assert [t.overrides for t in first] == [t.overrides for t in second] and len(first) == 5
     assert all(
-        1e-5 <= t.overrides["model.optim.lr"] <= 1e-2 and t.overrides["data.batch_size"] in (2, 4) for t in first
+        1e-5 <= t.overrides["model.optim.lr"] <= 1e-2 and t.overrides["data.batching.batch_size"] in (2, 4)
+        for t in first
     )
     assert len({t.overrides["model.optim.lr"] for t in first}) == 5
 

@@ -64,7 +64,7 @@ def test_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_global_batch_size_gives_accumulation():
     assert accumulation_steps(256, 4, 8) == 8
     assert accumulation_steps(256, 4, 64) == 1
-    with pytest.raises(ValueError, match="not a multiple of data.batch_size=3 x 8 devices"):
+    with pytest.raises(ValueError, match="not a multiple of data.batching.batch_size=3 x 8 devices"):
         accumulation_steps(256, 3, 8)
     with pytest.raises(ValueError, match="contradicts"):
         accumulation_steps(256, 4, 8, configured=2)
@@ -89,7 +89,7 @@ def test_h2ovl_fit_entry_point_logs_config_tags_and_metrics(tmp_path: Path, monk
     config = write_config(tmp_path / "run.yaml", tiny_run_config(tmp_path, "entry", 3))
     assert main(["fit", "--config", str(config), "--model.optim.lr", "0.001"]) == 0
     (run,) = mlflow_runs(tmp_path, "entry")
-    assert run.data.params["model.optim.lr"] == "0.001" and run.data.params["data.batch_size"] == "2"
+    assert run.data.params["model.optim.lr"] == "0.001" and run.data.params["data.batching.batch_size"] == "2"
     assert int(run.data.params["params/total/trainable"]) > 0
     tags = run.data.tags
     assert {"experiment", "stage", "preset", "preprocessor", "pixel_shuffle", "seed", "git_commit"} <= set(tags)

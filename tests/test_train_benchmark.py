@@ -20,8 +20,8 @@ import train_gpu  # noqa: E402  (a script, imported by path)
 
 def test_the_recipe_batch_is_the_paper_configs():
     base = yaml.safe_load((ROOT / "experiments/paper/base.yaml").read_text())
-    assert train_gpu.RECIPE_MICRO_BATCH == base["data"]["batch_size"]
-    assert train_gpu.RECIPE_GLOBAL_BATCH == base["data"]["global_batch_size"]
+    assert train_gpu.RECIPE_MICRO_BATCH == base["data"]["batching"]["batch_size"]
+    assert train_gpu.RECIPE_GLOBAL_BATCH == base["data"]["batching"]["global_batch_size"]
     assert train_gpu.RECIPE_ACCUMULATION == 8  # 256 samples over 8 GPUs at 4 a micro-batch
 
 

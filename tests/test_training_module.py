@@ -7,6 +7,7 @@ import lightning as L
 import pytest
 import torch
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.datamodule import H2OVLDataModule, SyntheticData
 from h2ovl.training import H2OVLModule, Initialization, Optimization, Trainable
 from h2ovl.training.optim import parameter_groups, warmup_cosine
@@ -88,7 +89,9 @@ def test_fit_on_synthetic_data_lowers_the_loss_and_init_from_loads_weights(tmp_p
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             losses.append(float(trainer.callback_metrics["train/loss"]))  # the optimizer step's mean loss
 
-    data = H2OVLDataModule(synthetic=synthetic, batch_size=4, pack_tokens=512, seed=0).bind(module.processor)
+    data = H2OVLDataModule(synthetic=synthetic, batching=Batching(batch_size=4, pack_tokens=512), seed=0).bind(
+        module.processor
+    )
     trainer = L.Trainer(
         max_steps=12,
         accelerator="cpu",
@@ -149,10 +152,9 @@ def test_init_from_reads_weights_as_data_and_refuses_anything_else(tmp_path, cap
 
 
 def test_global_batch_counts_samples_padded_and_rows_packed():
-    from h2ovl.data.datamodule import H2OVLDataModule
 
-    with pytest.raises(ValueError, match="give data.global_batch_rows"):
-        H2OVLDataModule(pack_tokens=512, global_batch_size=256)
-    with pytest.raises(ValueError, match="without data.pack_tokens, give data.global_batch_size"):
-        H2OVLDataModule(global_batch_rows=64)
-    assert H2OVLDataModule(pack_tokens=512, global_batch_rows=64).global_batch == (64, "global_batch_rows")
+    with pytest.raises(ValueError, match="give data.batching.global_batch_rows"):
+        Batching(pack_tokens=512, global_batch_size=256)
+    with pytest.raises(ValueError, match="without data.batching.pack_tokens, give data.batching.global_batch_size"):
+        Batching(global_batch_rows=64)
+    assert Batching(pack_tokens=512, global_batch_rows=64).global_batch == (64, "global_batch_rows")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from typing import Any
 
 import torch
 import yaml
+
+from h2ovl.data.batching import Batching
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +23,14 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 
 
 def tiny_run_config(tmp: Path, name: str, max_steps: int, **data: Any) -> dict[str, Any]:
-    """The CPU experiment, shrunk: small synthetic data, no validation, a checkpoint every 4 steps."""
+    """The CPU experiment, shrunk: small synthetic data, no validation, a checkpoint every 4 steps. `data`
+    overrides the data module's settings, its `batching` group's fields among them by name."""
+    batching = {name: data.pop(name) for name in [f.name for f in dataclasses.fields(Batching)] if name in data}
     return {
         "extends": [str(ROOT / "experiments/cpu/tiny.yaml")],
         "data": {
             "synthetic": {"out": str(tmp / "synthetic"), "n": 40, "max_side": 256},
-            "batch_size": 2,
-            "max_length": 512,
+            "batching": {"batch_size": 2, "max_length": 512, **batching},
             **data,
         },
         "trainer": {

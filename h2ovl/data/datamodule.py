@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
+from h2ovl.data.batching import Batching
 from h2ovl.data.elastic import rederive
 from h2ovl.data.held_out import EvalCollator, EvalSamples
 from h2ovl.data.packing import require_packed_rows_isolated
@@ -88,20 +89,8 @@ class H2OVLDataModule(L.LightningDataModule):
         test: the same for `h2ovl test` and `h2ovl predict`; None with synthetic data: its test split (never
             the validation split, so a test score is not a validation score).
         synthetic: where the synthetic data (the default when `train` is None) is written and how much.
-        batch_size: rows per micro-batch and device (samples, or packed sequences).
-        global_batch_size: samples per optimizer step over all devices (256 in the paper), without packing;
-            gradient accumulation is derived from it, the micro-batch and the number of devices. None:
-            Lightning's `accumulate_grad_batches` as configured.
-        global_batch_rows: with packing (a row holds a varying number of samples), packed rows per optimizer
-            step over all devices, from which accumulation is derived the same way.
-        val_batch_size: samples per validation, test and prediction batch (None: `batch_size`).
+        batching: padded or packed rows, their sizes, and the global batch of an optimizer step.
         num_workers: data-loader worker processes per device (0: load in the training process).
-        max_length: tokens kept per sample (never cutting an image span).
-        pack_tokens: pack samples into sequences of this many tokens (None: pad each sample).
-        pack_tiles: at most this many tiles per packed sequence.
-        pack_buffer: samples held back to choose from when filling a packed row (first-fit decreasing).
-        group_by_length: padded batches (no packing) chosen from a buffer of this many samples by length,
-            the oldest sample always in the next batch (less padding; resumes exactly). None: in order.
         steps_per_epoch: batches per Lightning epoch; None: one pass over this rank's share.
         val_limit: validate on the first N records of the validation data (None: all of it).
         test_limit: test and predict on the first N records of the test data (None: all of it).
@@ -116,16 +105,8 @@ class H2OVLDataModule(L.LightningDataModule):
         val: str | None = None,
         test: str | None = None,
         synthetic: SyntheticData | None = None,
-        batch_size: int = 4,
-        global_batch_size: int | None = None,
-        global_batch_rows: int | None = None,
-        val_batch_size: int | None = None,
+        batching: Batching = Batching(),
         num_workers: int = 0,
-        max_length: int = 2048,
-        pack_tokens: int | None = None,
-        pack_tiles: int = 64,
-        pack_buffer: int = 64,
-        group_by_length: int | None = None,
         steps_per_epoch: int | None = None,
         val_limit: int | None = None,
         test_limit: int | None = None,
@@ -134,54 +115,21 @@ class H2OVLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("val_batch_size", val_batch_size),
-            ("global_batch_size", global_batch_size),
-            ("global_batch_rows", global_batch_rows),
-            ("max_length", max_length),
-            ("pack_tokens", pack_tokens),
-            ("pack_tiles", pack_tiles),
-            ("pack_buffer", pack_buffer),
-            ("group_by_length", group_by_length),
-            ("steps_per_epoch", steps_per_epoch),
-            ("val_limit", val_limit),
-            ("test_limit", test_limit),
-        ):
+        if isinstance(batching, dict):  # how `load_from_checkpoint` and plain Python may hand the group over
+            batching = Batching(**batching)
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("val_limit", val_limit), ("test_limit", test_limit)):
             if value is not None and value < 1:
                 raise SettingError(f"data.{name} must be at least 1, got {value}")
         if num_workers < 0:
             raise SettingError(f"data.num_workers must be 0 (load in the main process) or more, got {num_workers}")
         if on_bad_sample not in ("skip", "raise"):
-            raise SettingError(f"on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
-        if pack_tokens is not None and global_batch_size is not None:
-            raise SettingError(
-                "data.global_batch_size counts samples, which packed rows hold a varying number of: with "
-                "data.pack_tokens set, give data.global_batch_rows (packed rows per optimizer step) instead"
-            )
-        if pack_tokens is None and global_batch_rows is not None:
-            raise SettingError(
-                "data.global_batch_rows counts packed rows: without data.pack_tokens, give data.global_batch_size"
-            )
-        if pack_tokens is not None:
+            raise SettingError(f"data.on_bad_sample must be 'skip' or 'raise', got {on_bad_sample!r}")
+        if batching.pack_tokens is not None:
             require_packed_rows_isolated()
-            max_length = min(max_length, pack_tokens)  # a sample must fit one packed row
+        self.batching = batching
         self.train_path, self.val_path, self.test_path = train, val, test
         self.synthetic = synthetic if isinstance(synthetic, SyntheticData) else SyntheticData(**(synthetic or {}))
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.global_batch = (
-            (global_batch_size, "global_batch_size")
-            if pack_tokens is None
-            else (global_batch_rows, "global_batch_rows")
-        )
         self.num_workers = num_workers
-        self.max_length = max_length
-        if group_by_length is not None and pack_tokens is not None:
-            raise SettingError(
-                "data.group_by_length groups padded batches; with data.pack_tokens the rows are packed: set one"
-            )
-        self.pack_tokens, self.pack_tiles, self.pack_buffer = pack_tokens, pack_tiles, pack_buffer
-        self.group_by_length = group_by_length
         self.steps_per_epoch = steps_per_epoch
         self.val_limit, self.test_limit = val_limit, test_limit
         self.seed = seed
@@ -201,8 +149,10 @@ class H2OVLDataModule(L.LightningDataModule):
     def accumulation(self, world_size: int, configured: int = 1) -> int:
         """Micro-batches per optimizer step for `global_batch_size`/`global_batch_rows` on `world_size`
         devices (`configured` when neither is set); `h2ovl fit` sets the trainer's from it."""
-        size, name = self.global_batch
-        return configured if size is None else accumulation_steps(size, self.batch_size, world_size, configured, name)
+        size, name = self.batching.global_batch
+        if size is None:
+            return configured
+        return accumulation_steps(size, self.batching.batch_size, world_size, configured, name)
 
     def _resolve_paths(self) -> dict[str, str | None]:
         """The data of each stage: as configured, else the synthetic data's split of that name."""
@@ -230,7 +180,7 @@ class H2OVLDataModule(L.LightningDataModule):
             raise RuntimeError("H2OVLDataModule needs the model's processor: bind(module.processor) (h2ovl fit does)")
         if sources is None:
             sources = open_sources(path, self.cache_dir)
-        encoder = ConversationEncoder(self.processor.tokenizer, self.max_length)
+        encoder = ConversationEncoder(self.processor.tokenizer, self.batching.sample_tokens)
         return SampleBuilder(
             sources,
             self.processor.preprocessor,
@@ -257,12 +207,12 @@ class H2OVLDataModule(L.LightningDataModule):
             self.tracker = StreamTracker(self.num_workers, world_size)
         stream = SampleStream(
             builder,
-            batch_size=self.batch_size,
+            batch_size=self.batching.batch_size,
             pad_token_id=self.pad_token_id,
-            pack_tokens=self.pack_tokens,
-            pack_tiles=self.pack_tiles,
-            pack_buffer=self.pack_buffer,
-            group_by_length=self.group_by_length,
+            pack_tokens=self.batching.pack_tokens,
+            pack_tiles=self.batching.pack_tiles,
+            pack_buffer=self.batching.pack_buffer,
+            group_by_length=self.batching.group_by_length,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
@@ -276,8 +226,8 @@ class H2OVLDataModule(L.LightningDataModule):
     def _estimate_steps(self, stream: SampleStream) -> int:
         """One pass over this rank's share: exact when padding; when packing, estimated from the mean
         length of the epoch's first samples."""
-        if not self.pack_tokens:
-            return math.ceil(stream.rank_size / self.batch_size)
+        if not self.batching.pack_tokens:
+            return math.ceil(stream.rank_size / self.batching.batch_size)
         lengths = []
         for position in range(min(32, stream.epoch_size)):
             dataset, record, _ = stream._entry(position)
@@ -286,13 +236,17 @@ class H2OVLDataModule(L.LightningDataModule):
             except Exception:  # noqa: BLE001 - bad samples are counted by the stream itself
                 continue
         mean = sum(lengths) / max(len(lengths), 1) or 1.0
-        per_row = max(1.0, self.pack_tokens * 0.95 / mean)
-        return max(1, math.ceil(stream.rank_size / (per_row * self.batch_size)))
+        per_row = max(1.0, self.batching.pack_tokens * 0.95 / mean)
+        return max(1, math.ceil(stream.rank_size / (per_row * self.batching.batch_size)))
 
     @property
     def stream_buffer(self) -> int:
         """The most samples a loader worker holds back (its pending positions)."""
-        return self.pack_buffer if self.pack_tokens else max(self.group_by_length or 0, self.batch_size)
+        return (
+            self.batching.pack_buffer
+            if self.batching.pack_tokens
+            else max(self.batching.group_by_length or 0, self.batching.batch_size)
+        )
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -323,7 +277,7 @@ class H2OVLDataModule(L.LightningDataModule):
         )
         return DataLoader(
             dataset,
-            batch_size=self.val_batch_size,
+            batch_size=self.batching.val_rows,
             num_workers=self.num_workers,
             collate_fn=EvalCollator(self.pad_token_id),
         )
@@ -374,12 +328,13 @@ def accumulation_steps(
     per_step = batch_size * world_size
     if global_batch % per_step:
         raise SettingError(
-            f"data.{name}={global_batch} is not a multiple of data.batch_size={batch_size} x {world_size} devices"
+            f"data.batching.{name}={global_batch} is not a multiple of data.batching.batch_size={batch_size} x "
+            f"{world_size} devices"
         )
     steps = global_batch // per_step
     if configured not in (1, steps):
         raise SettingError(
-            f"trainer.accumulate_grad_batches={configured} contradicts data.{name}={global_batch} "
+            f"trainer.accumulate_grad_batches={configured} contradicts data.batching.{name}={global_batch} "
             f"(which needs {steps}); set only one of them"
         )
     return steps

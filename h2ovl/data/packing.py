@@ -147,7 +147,7 @@ def require_packed_rows_isolated() -> None:
         import transformers
 
         raise SettingError(
-            f"data.pack_tokens: transformers {transformers.__version__} does not keep packed samples apart "
+            f"data.batching.pack_tokens: transformers {transformers.__version__} does not keep packed samples apart "
             "(no block-diagonal attention from restarting position_ids), so they would attend to each other; "
-            "upgrade transformers (see setup.cfg) or set data.pack_tokens to null"
+            "upgrade transformers (see setup.cfg) or set data.batching.pack_tokens to null"
         )

@@ -166,7 +166,7 @@ class SampleStream(IterableDataset):
         self.pack_buffer = max(pack_buffer, batch_size) if pack_tokens else 0
         if group_by_length is not None and pack_tokens:
             raise SettingError(
-                "data.group_by_length groups padded batches; packed rows (data.pack_tokens) need no grouping"
+                "data.batching.group_by_length groups padded batches; packed rows (data.batching.pack_tokens) need no grouping"
             )
         self.group_by_length = max(group_by_length, batch_size) if group_by_length else None
         self.seed, self.rank, self.world_size = seed, rank, world_size

@@ -126,18 +126,21 @@ class OutOfMemoryReport(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, torch.OutOfMemoryError):
             return
-        data = trainer.datamodule
+        batching = getattr(trainer.datamodule, "batching", None)
         preprocessor = getattr(pl_module, "preprocessor", None)
         tiles = getattr(preprocessor, "max_tiles", None)
         knobs = [
-            f"data.batch_size={getattr(data, 'batch_size', '?')} (micro-batch; keep the global batch with data.global_batch_size)",
+            f"data.batching.batch_size={getattr(batching, 'batch_size', '?')} (micro-batch; keep the global batch "
+            "with data.batching.global_batch_size)",
             f"tile budget max_tiles={tiles} (model.preprocessor.init_args.max_tiles)"
             if tiles
             else "the preprocessor's tile budget",
             f"model.gradient_checkpointing={pl_module.hparams.get('gradient_checkpointing')}",
         ]
-        if getattr(data, "pack_tokens", None):
-            knobs.append(f"data.pack_tokens={data.pack_tokens} / data.pack_tiles={data.pack_tiles}")
+        if getattr(batching, "pack_tokens", None):
+            knobs.append(
+                f"data.batching.pack_tokens={batching.pack_tokens} / data.batching.pack_tiles={batching.pack_tiles}"
+            )
         exception.h2ovl_hint = (
             f"out of accelerator memory at optimizer step {trainer.global_step + 1}; what a step needs is "
             f"set by {'; '.join(knobs)}: lower the first two or turn checkpointing on"

@@ -7,7 +7,7 @@
     model:
       lr: 1.0e-4                                        # overrides the fragment's value
     trainer:
-      max_steps: ${data.batch_size}                     # omegaconf interpolation over the composed whole
+      max_steps: ${data.batching.batch_size}                     # omegaconf interpolation over the composed whole
 
 Written here because jsonargparse can include a fragment file as a key's value but then ignores any other
 setting of that key in the same file; OmegaConf does the merging and the interpolation. Paths in `extends`

@@ -143,16 +143,16 @@ class H2OVLCLI(LightningCLI):
         wanted = max(generation.samples, generation.final_samples or 0)
         limit = self.trainer.limit_val_batches
         if wanted and isinstance(limit, int) and limit > 0:  # 0: no validation at all
-            reached = limit * self.datamodule.val_batch_size * self.trainer.world_size
+            reached = limit * self.datamodule.batching.val_rows * self.trainer.world_size
             # A smoke test's small limit is fine; a figure on fewer samples than asked is not silent.
             if reached < wanted:
                 log.warning(
                     "model.val_generation asks for %d answered validation samples, but validation stops after "
-                    "trainer.limit_val_batches=%d batches of data.val_batch_size %d: %d are scored (1.0 scores "
+                    "trainer.limit_val_batches=%d batches of %d samples (data.batching.val_batch_size): %d are scored (1.0 scores "
                     "every batch)",
                     wanted,
                     limit,
-                    self.datamodule.val_batch_size,
+                    self.datamodule.batching.val_rows,
                     reached,
                 )
 

@@ -49,7 +49,7 @@ class H2OVLModule(L.LightningModule):
         optim: AdamW, its schedule, and how a step's loss is formed and checked.
         gradient_checkpointing: recompute activations of ViT blocks and LLM layers in backward (also under
             FSDP).
-        attention: the LLM's attention kernel. Packed rows (`data.pack_tokens`) stay exact under each;
+        attention: the LLM's attention kernel. Packed rows (`data.batching.pack_tokens`) stay exact under each;
             "flex_attention" never materialises their block-diagonal mask (GPU training: torch has no CPU
             backward for it), "flash_attention_2" uses its varlen path where the package is installed.
         val_generation: generation-based validation metrics (off unless `samples` > 0).
