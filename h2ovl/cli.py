@@ -127,7 +127,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _run_ablation(spec: SweepSpec, options: SweepOptions, epilogue: Callable[[Table], str] | None = None) -> int:
     """Runs the sweep, then prints its table and verdicts (and `epilogue`'s text about the table)."""
-    from h2ovl.sweeps import Sweep, report, table_for
+    from h2ovl.sweeps import Sweep, table_for, write_results
 
     sweep = Sweep(spec, options)
     summary = sweep.run()
@@ -135,7 +135,7 @@ def _run_ablation(spec: SweepSpec, options: SweepOptions, epilogue: Callable[[Ta
         print(json.dumps(summary))
         return 0
     client, table = table_for(options.tracking_uri, sweep_id=sweep.sweep_id)
-    files = report(client, table, sweep.folder / "results", sweep)
+    files = write_results(client, table, sweep.folder / "results", sweep)
     print("\n" + files.pop("table"))
     if epilogue is not None and (text := epilogue(table)):
         print("\n" + text)
@@ -150,11 +150,11 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from h2ovl.sweeps import report, table_for
+    from h2ovl.sweeps import table_for, write_results
 
     client, table = table_for(args.tracking_uri, args.sweep, args.experiment, args.metric, args.baseline)
     out = args.out or Path("outputs/sweeps") / (args.sweep or args.experiment) / "results"
-    files = report(client, table, out)
+    files = write_results(client, table, out)
     print(files.pop("table"))
     print(json.dumps(files))
     return 0

@@ -18,7 +18,7 @@ import yaml
 from h2ovl.cli import main
 from h2ovl.errors import SettingError
 from h2ovl.sweeps import SpecError, Sweep, SweepOptions, load_spec
-from h2ovl.sweeps.claims import Claim, claims_report, judge
+from h2ovl.sweeps.claims import Claim, claims_text, judge
 from h2ovl.sweeps.plots import cost_points, validation_curves
 from h2ovl.sweeps.results import Row, Table, build_table
 from h2ovl.sweeps.slurm import executor_parameters, submit_array
@@ -661,7 +661,7 @@ def _table(values: dict[str, list[float]], mode: str = "min") -> Table:
 def test_a_claim_holds_only_when_every_seed_agrees(values: dict, mode: str, status: str):
     verdict = judge(_table(values, mode), Claim("a", "b", "a beats b"), "m")
     assert verdict.status == status
-    report = claims_report(_table(values, mode), [Claim("a", "b", "a beats b")], "m")
+    report = claims_text(_table(values, mode), [Claim("a", "b", "a beats b")], "m")
     assert f"- {status.upper()}: a beats b (a " in report
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from h2ovl.errors import SettingError
-from h2ovl.sweeps.claims import claims_report
+from h2ovl.sweeps.claims import claims_text
 from h2ovl.sweeps.results import Table, experiment_table, sweep_table, to_markdown, write_table
 from h2ovl.sweeps.runner import Sweep, SweepOptions, tracking_uri
 from h2ovl.sweeps.spec import SpecError, SweepSpec, load_spec
 
-__all__ = ["SpecError", "Sweep", "SweepOptions", "SweepSpec", "load_spec", "report", "table_for"]
+__all__ = ["SpecError", "Sweep", "SweepOptions", "SweepSpec", "load_spec", "table_for", "write_results"]
 
 
 def table_for(
@@ -36,7 +36,7 @@ def table_for(
     return client, experiment_table(client, experiment, metrics, baseline)
 
 
-def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> dict[str, Any]:
+def write_results(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> dict[str, Any]:
     """Table files and plots under `out`, and as artifacts (`results/`) of the sweep's parent run. Given the
     `sweep` that made the table: its claims judged (`claims.md`, printed with the table) and its gallery of
     held-out answers (`gallery.png`, when its trials' checkpoints are on this machine)."""
@@ -50,7 +50,7 @@ def report(client: Any, table: Table, out: Path, sweep: Sweep | None = None) -> 
     files = {**write_table(table, out), **write_plots(client, table, out)}
     text = to_markdown(table)
     if sweep is not None and sweep.spec.claims:
-        verdicts = claims_report(table, sweep.spec.claims, sweep.spec.metric)
+        verdicts = claims_text(table, sweep.spec.claims, sweep.spec.metric)
         files["claims"] = out / "claims.md"
         files["claims"].write_text(verdicts + "\n")
         text += "\n\n" + verdicts

@@ -66,7 +66,7 @@ def judge(table: Table, claim: Claim, metric: str) -> Verdict:
     return Verdict(claim, status, better, worse)
 
 
-def claims_report(table: Table, claims: list[Claim], metric: str) -> str:
+def claims_text(table: Table, claims: list[Claim], metric: str) -> str:
     """One line per claim: its verdict, the text, and both variants' values per seed."""
     lines = [f"claims, judged on {metric} (held = every seed of the first beats every seed of the second):"]
     for verdict in (judge(table, claim, metric) for claim in claims):
