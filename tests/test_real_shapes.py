@@ -100,7 +100,7 @@ def _stage_config(tmp: Path, model: str, stage: str, parts: dict[str, str]) -> P
 
 def test_paper_recipes_start_from_pretrained_parts_at_real_shape(tmp_path: Path):
     """One test, so that the parts are written once and nothing else at this size runs beside it."""
-    from h2ovl.training.module import H2OVLModule, Trainable
+    from h2ovl.training import H2OVLModule, Initialization, Trainable
     from h2ovl.training.optim import parameter_groups
 
     for model, stages in STAGES.items():
@@ -115,7 +115,9 @@ def test_paper_recipes_start_from_pretrained_parts_at_real_shape(tmp_path: Path)
             assert torch.isfinite(torch.tensor(run.data.metrics["train/loss"])), stage
 
     # The 2B fine-tune, as far as this machine holds it.
-    module = H2OVLModule(preset="h2ovl-2b", trainable=Trainable(vision=True, projector=True, llm=True), **parts)
+    module = H2OVLModule(
+        preset="h2ovl-2b", trainable=Trainable(vision=True, projector=True, llm=True), init=Initialization(**parts)
+    )
     model = module.model
     # The parts' weights, as written (the LLM's rows past Danube's 32,000 are the added tokens').
     vit_file = load_file(parts["vision_weights"])

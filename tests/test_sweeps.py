@@ -385,7 +385,7 @@ def test_optuna_ablation_keeps_its_study_in_sqlite_resumes_and_ends_with_its_tab
     runs = client(tmp_path).search_runs(
         [client(tmp_path).get_experiment_by_name("opt").experiment_id], "tags.role = 'trial'"
     )
-    assert sorted(float(r.data.tags["axis.model.lr"]) for r in runs) == sorted(
+    assert sorted(float(r.data.tags["axis.model.optim.lr"]) for r in runs) == sorted(
         t.params["model.optim.lr"] for t in study.trials
     )
     assert sorted(r.data.metrics["val/loss"] for r in runs) == pytest.approx(sorted(t.value for t in study.trials))
