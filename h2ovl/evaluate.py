@@ -28,6 +28,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from h2ovl.argument_groups import as_group
 from h2ovl.data.batching import Batching
 from h2ovl.data.benchmarks import BenchmarkSource, open_benchmark, protocol
 from h2ovl.data.datamodule import H2OVLDataModule
@@ -37,7 +38,7 @@ from h2ovl.scoring.prediction_files import read_predictions
 from h2ovl.scoring.tasks import AUTO, Scored, score_samples
 from h2ovl.training.generation import PredictionWriter
 from h2ovl.training.module import H2OVLModule
-from h2ovl.training.settings import Initialization, as_group
+from h2ovl.training.settings import Initialization
 from h2ovl.training.sharded import is_sharded_checkpoint
 from h2ovl.training.tracking import MLflowTracker, checkpoint_run_id
 from h2ovl.training.weights import allowed_globals, load_checkpoint, load_checkpoint_meta

@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
+from h2ovl.argument_groups import as_group
 from h2ovl.data.batching import Batching
 from h2ovl.data.elastic import rederive
 from h2ovl.data.held_out import EvalCollator, EvalSamples
@@ -115,8 +116,7 @@ class H2OVLDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(batching, dict):  # how `load_from_checkpoint` and plain Python may hand the group over
-            batching = Batching(**batching)
+        batching = as_group(Batching, batching)
         for name, value in (("steps_per_epoch", steps_per_epoch), ("val_limit", val_limit), ("test_limit", test_limit)):
             if value is not None and value < 1:
                 raise SettingError(f"data.{name} must be at least 1, got {value}")

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
+from h2ovl.argument_groups import as_group
 from h2ovl.data.packing import model_inputs
 from h2ovl.data.processor import Processor
 from h2ovl.errors import CheckpointError, SettingError, TrainingDiverged
@@ -22,7 +23,7 @@ from h2ovl.training.flops import training_flops
 from h2ovl.training.generation import generate_answers
 from h2ovl.training.loss import GlobalLossNormalizer, weighted_loss
 from h2ovl.training.optim import parameter_groups, warmup_cosine
-from h2ovl.training.settings import Initialization, Optimization, Trainable, ValGeneration, as_group
+from h2ovl.training.settings import Initialization, Optimization, Trainable, ValGeneration
 from h2ovl.training.strategies import H2OVLFSDPStrategy
 from h2ovl.training.weights import load_checkpoint_weights
 

@@ -9,7 +9,7 @@ registered with the checkpoint reader's allow-list (`weights_only` loads)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from h2ovl.errors import SettingError
 from h2ovl.training.loss import LossReduction, check_reduction
@@ -130,18 +130,3 @@ class ValGeneration:
 
 
 allow_in_checkpoints(Optimization, Initialization, Trainable, ValGeneration)
-
-Group = TypeVar("Group", Optimization, Initialization, Trainable, ValGeneration)
-
-
-def as_group(cls: type[Group], value: Group | dict[str, Any] | None) -> Group:
-    """A group as given: an instance, its fields as a mapping (how a checkpoint saved by LightningCLI holds
-    it, and how `load_from_checkpoint` overrides reach the module), or None for the defaults."""
-    if value is None:
-        return cls()
-    if isinstance(value, dict):
-        try:
-            return cls(**value)
-        except TypeError as error:
-            raise SettingError(f"{cls.__name__}: {error}") from None
-    return value

@@ -389,7 +389,6 @@ class RunTracking(SaveConfigCallback):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._last_step: dict[str, float] = {}
         self._unlogged: dict[str, Any] | None = None
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -400,23 +399,18 @@ class RunTracking(SaveConfigCallback):
         plain = self.config.as_dict()
         tracker.log_config(config, plain, run_tags(plain, tracker.experiment_name))
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        # Lightning calls checkpoint callbacks last, so this step's values are kept before any save of it.
-        self._last_step.update(
-            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(STEP_METRICS_PREFIX)}
-        )
-
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if not isinstance(trainer.logger, MLflowTracker):
             return
         if trainer.is_global_zero:
             checkpoint[RUN_ID_KEY] = trainer.logger.run_id
-        if trainer.training and self._last_step:
+        # Read here, at a save, never per micro-batch: a training-time save comes from a checkpoint callback's
+        # batch end, before Lightning sends this step's values on, so `callback_metrics` holds them.
+        step = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(STEP_METRICS_PREFIX)}
+        if trainer.training and step:
             # The step Lightning logs this batch's metrics at (its count of batches that stepped, not yet
             # advanced for this batch when callbacks save).
-            checkpoint[STEP_METRICS_KEY] = {"step": trainer.global_step - 1, "metrics": dict(self._last_step)}
+            checkpoint[STEP_METRICS_KEY] = {"step": trainer.global_step - 1, "metrics": step}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._unlogged = checkpoint.get(STEP_METRICS_KEY)
