@@ -13,7 +13,7 @@ import argparse
 import csv
 
 from h2ovl.demo.ablation import DEMO_SPEC
-from h2ovl.demo.recorded import COLUMNS, RUNS_FILE, load_runs, recipe_digest
+from h2ovl.demo.recorded import CER_DECIMALS, COLUMNS, RUNS_FILE, load_runs, recipe_digest
 from h2ovl.sweeps import load_spec, table_for
 
 
@@ -48,7 +48,7 @@ def main() -> None:
                     args.stage_seed,
                     row.variant,
                     run.data.tags.get("seed"),
-                    f"{value:.4f}",
+                    f"{value:.{CER_DECIMALS}f}",
                 ]
             )
     new = not RUNS_FILE.is_file()

@@ -51,6 +51,9 @@ def test_a_run_is_placed_against_the_recorded_range():
     low, high = variant_ranges(load_runs())["dynamic+ps"]
     text = placement({"dynamic+ps": (low + high) / 2, "fixed+ps": 5.0}, spec)
     assert "dynamic+ps" in text and "inside the recorded range" in text and "OUTSIDE the recorded range" in text
+    # A recorded run's own mean, read back unrounded, sits on the range's end to within the file's rounding.
+    at_the_end = placement({"dynamic+ps": low - 0.4e-4}, spec)
+    assert "inside the recorded range" in at_the_end and "OUTSIDE" not in at_the_end
     spec.overrides = {**spec.overrides, "model.optim.lr": 1.0}  # another recipe: its runs are not these
     assert "No recorded runs of this recipe" in placement({"dynamic+ps": 0.1}, spec)
 

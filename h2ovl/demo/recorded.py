@@ -28,6 +28,10 @@ from h2ovl.sweeps.trials import trial_config
 
 RUNS_FILE = DEMO_SPEC.with_name("cpu-demo-runs.csv")
 COLUMNS = ("run", "recipe", "machine", "kernel", "stage_seed", "variant", "seed", "cer")
+#: Decimals of a fine-tune's CER in the file. A run is inside the recorded range when its mean is, to within
+#: that rounding (a recorded run's own mean, read back from its unrounded metrics, must land inside).
+CER_DECIMALS = 4
+_ROUNDING = 0.5 * 10**-CER_DECIMALS
 
 
 @dataclass
@@ -161,7 +165,7 @@ def placement(means: dict[str, float], spec: SweepSpec, path: Path = RUNS_FILE) 
             if here is None
             else (
                 f"; this run {here:.3f}, "
-                + ("inside" if low - 1e-9 <= here <= high + 1e-9 else "OUTSIDE")
+                + ("inside" if low - _ROUNDING <= here <= high + _ROUNDING else "OUTSIDE")
                 + " the recorded range"
             )
         )
